@@ -1,0 +1,102 @@
+"""cf-model-registry: versioned CF models, best-model selection, hot-reloading serving.
+
+The public API is ``__all__``. Names are imported lazily so that ``import registry``
+stays fast (no pandas/numpy/SQLAlchemy work until a name is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # ModelRegistry
+    "ModelRegistry": "cf_registry",
+    "get_registry": "cf_registry",
+    "reset_registries": "cf_registry",
+    "register_model": "cf_registry",
+    "select_best_model": "cf_registry",
+    "generate_model_id": "cf_registry",
+    "baseline_improvement": "cf_registry",
+    "DEFAULT_REGISTRY_PATH": "cf_registry",
+    "MODEL_STATUS": "validation",
+    "REQUIRED_MODEL_FILES": "artifacts",
+    "register_model_type": "artifacts",
+    "validate_artifacts": "artifacts",
+    "generate_version_id": "utils.versioning",
+    "create_empty_registry": "export",
+    "validate_registry_schema": "export",
+    # ModelLoader
+    "ModelLoader": "loader",
+    "ModelState": "loader",
+    "LoaderStats": "loader",
+    "get_loader": "loader",
+    "reset_loader": "loader",
+    "load_model_from_registry": "loader",
+    # BERT embeddings
+    "BERTEmbeddingsRegistry": "bert_registry",
+    "get_bert_registry": "bert_registry",
+    "load_bert_embeddings": "bert_registry",
+    "DEFAULT_BERT_REGISTRY_PATH": "bert_registry",
+    "EMBEDDING_TYPES": "bert_registry",
+    # A/B tests
+    "get_model_for_user": "abtest",
+    # Errors
+    "RegistryError": "errors",
+    "InvalidArgumentError": "errors",
+    "InvalidArtifactsError": "errors",
+    "ChecksumMismatchError": "errors",
+    "ModelNotFoundError": "errors",
+    "ModelExistsError": "errors",
+    "ModelInUseError": "errors",
+    "RegistryNotFoundError": "errors",
+    "SchemaVersionError": "errors",
+    "RegistryBusyError": "errors",
+    "NoModelLoadedError": "errors",
+    "ExportError": "errors",
+    "ImportFormatError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .abtest import get_model_for_user
+    from .artifacts import REQUIRED_MODEL_FILES, register_model_type, validate_artifacts
+    from .bert_registry import (
+        DEFAULT_BERT_REGISTRY_PATH,
+        EMBEDDING_TYPES,
+        BERTEmbeddingsRegistry,
+        get_bert_registry,
+        load_bert_embeddings,
+    )
+    from .cf_registry import (
+        DEFAULT_REGISTRY_PATH,
+        ModelRegistry,
+        baseline_improvement,
+        generate_model_id,
+        get_registry,
+        register_model,
+        reset_registries,
+        select_best_model,
+    )
+    from .errors import *  # noqa: F403
+    from .export import create_empty_registry, validate_registry_schema
+    from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
+    from .utils.versioning import generate_version_id
+    from .validation import MODEL_STATUS

@@ -1,0 +1,370 @@
+"""Artifact files: required files per model type, safe ``.npy`` reading, checksums, confinement.
+
+``.npy`` files are only ever read through :func:`read_npy_header` (validation, no
+allocation) and :func:`load_npy` (size checked against the header before any
+allocation, never pickles). Deletion goes through :func:`safe_delete_tree`,
+which refuses anything that does not resolve inside the artifacts root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ChecksumMismatchError, InvalidArgumentError, InvalidArtifactsError
+
+logger = logging.getLogger(__name__)
+
+# The doc's three model types; extend with register_model_type().
+REQUIRED_MODEL_FILES: dict[str, list[str]] = {
+    model_type: [f"{model_type}_U.npy", f"{model_type}_V.npy", f"{model_type}_params.json", f"{model_type}_metadata.json"]
+    for model_type in ("als", "bpr", "bert_als")
+}
+ID_MAP_SUFFIXES = ("user_ids", "item_ids")
+MAX_NPY_BYTES = int(os.environ.get("CFREG_MAX_NPY_BYTES", 8 << 30))
+MAX_JSON_FILE_BYTES = 16 << 20
+NUMERIC_DTYPE_KINDS = "fiu"
+
+
+def register_model_type(model_type: str, required_files: list[str] | None = None) -> list[str]:
+    """Teach the registry a new model type (for this process).
+
+    Args:
+        model_type: the new type, e.g. ``"ease"``.
+        required_files: file names that must exist in its artifact folder. The
+            default is the doc's four files ``{type}_U.npy``, ``{type}_V.npy``,
+            ``{type}_params.json``, ``{type}_metadata.json``; ``_U``/``_V`` are
+            the embeddings the loader serves.
+
+    Returns:
+        The required file list now in force for that type.
+    """
+    from .validation import validate_identifier
+
+    validate_identifier(model_type, "model_type")
+    files = list(required_files) if required_files else [
+        f"{model_type}_U.npy", f"{model_type}_V.npy", f"{model_type}_params.json", f"{model_type}_metadata.json"
+    ]
+    if f"{model_type}_U.npy" not in files or f"{model_type}_V.npy" not in files:
+        raise InvalidArgumentError(f"required files of {model_type!r} must include {model_type}_U.npy and {model_type}_V.npy")
+    REQUIRED_MODEL_FILES[model_type] = files
+    return files
+
+
+def required_files(model_type: str) -> list[str]:
+    """The required file names of a type; ``InvalidArgumentError`` for an unknown type."""
+    try:
+        return REQUIRED_MODEL_FILES[model_type]
+    except (KeyError, TypeError):
+        raise InvalidArgumentError(
+            f"Unknown model_type {model_type!r}: known types are {sorted(REQUIRED_MODEL_FILES)} "
+            "(add one with registry.register_model_type)"
+        ) from None
+
+
+def id_map_files(model_type: str) -> dict[str, str]:
+    """Optional id-map file names of a type: ``{"user_ids": "als_user_ids.json", ...}``."""
+    return {suffix: f"{model_type}_{suffix}.json" for suffix in ID_MAP_SUFFIXES}
+
+
+# --------------------------------------------------------------------------- .npy
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    shape: tuple[int, ...]
+    dtype: Any
+    fortran_order: bool
+    data_offset: int
+    file_size: int
+
+
+def read_npy_header(path: Path) -> NpyHeader:
+    """Read and check a ``.npy`` header without loading the array.
+
+    Refuses object/non-numeric dtypes and files whose size disagrees with the
+    header (truncated files, headers claiming terabytes).
+    """
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            version = npformat.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = npformat.read_array_header_1_0(handle)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = npformat.read_array_header_2_0(handle)
+            else:
+                raise InvalidArtifactsError(f"{path}: unsupported .npy format version {version}")
+            offset = handle.tell()
+    except InvalidArtifactsError:
+        raise
+    except (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise InvalidArtifactsError(f"{path}: not a readable .npy file ({exc})") from exc
+    if dtype.hasobject or dtype.kind not in NUMERIC_DTYPE_KINDS:
+        raise InvalidArtifactsError(f"{path}: dtype {dtype} refused (numeric arrays only, never pickled objects)")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+    if offset + nbytes != size:
+        raise InvalidArtifactsError(
+            f"{path}: header describes {nbytes} data bytes but the file holds {size - offset} (truncated or forged)"
+        )
+    return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran), offset, size)
+
+
+def load_npy(path: Path, *, mmap: bool = False, max_bytes: int = MAX_NPY_BYTES) -> Any:
+    """Load a validated numeric ``.npy`` (header checked first; ``allow_pickle`` always False)."""
+    import numpy as np
+
+    header = read_npy_header(path)
+    if header.file_size > max_bytes:
+        raise InvalidArtifactsError(f"{path}: {header.file_size} bytes exceeds the limit of {max_bytes}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError, OSError, MemoryError) as exc:
+        raise InvalidArtifactsError(f"{path}: could not be loaded ({exc})") from exc
+
+
+def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_NPY_BYTES, chunk: int = 1 << 24) -> Any:
+    """Read a ``.npy`` and check its sha256 in one pass (no second read of the file)."""
+    import numpy as np
+
+    header = read_npy_header(path)
+    if header.file_size > max_bytes:
+        raise InvalidArtifactsError(f"{path}: {header.file_size} bytes exceeds the limit of {max_bytes}")
+    digest = hashlib.sha256()
+    array = np.empty(header.shape, dtype=header.dtype, order="F" if header.fortran_order else "C")
+    view = memoryview(array.reshape(-1, order="A").view(np.uint8)) if array.size else memoryview(b"")
+    try:
+        with open(path, "rb") as handle:
+            digest.update(handle.read(header.data_offset))
+            done = 0
+            while done < len(view):
+                count = handle.readinto(view[done:done + chunk])
+                if not count:
+                    raise InvalidArtifactsError(f"{path}: file shrank while reading")
+                digest.update(view[done:done + count])
+                done += count
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    if digest.hexdigest() != expected_sha256:
+        raise ChecksumMismatchError(
+            f"{path}: sha256 {digest.hexdigest()} differs from the {expected_sha256} recorded at registration"
+        )
+    return array
+
+
+def read_json_file(path: Path, *, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
+    """Parse a small JSON file strictly (no NaN/Infinity), as InvalidArtifactsError on any problem."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InvalidArtifactsError(f"{path}: {size} bytes of JSON exceeds the limit of {max_bytes}")
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except InvalidArtifactsError:
+        raise
+    except (ValueError, RecursionError, UnicodeDecodeError, OSError) as exc:
+        raise InvalidArtifactsError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+# --------------------------------------------------------------------------- model folders
+
+
+def check_model_folder(path: Path, model_type: str) -> tuple[dict[str, NpyHeader], list[str]]:
+    """Validate a model folder; returns the U/V headers found and the list of problems."""
+    files = required_files(model_type)
+    if not path.is_dir():
+        return {}, [f"artifacts path {str(path)!r} is not a directory"]
+    problems = [f"missing required file {name}" for name in files if not (path / name).is_file()]
+    headers: dict[str, NpyHeader] = {}
+    for name in files:
+        file_path = path / name
+        if not file_path.is_file():
+            continue
+        try:
+            if name.endswith(".npy"):
+                headers[name] = read_npy_header(file_path)
+            elif name.endswith(".json"):
+                if not isinstance(read_json_file(file_path), dict):
+                    problems.append(f"{name} must hold a JSON object")
+        except InvalidArtifactsError as exc:
+            problems.append(str(exc))
+    u, v = headers.get(f"{model_type}_U.npy"), headers.get(f"{model_type}_V.npy")
+    for name, header in ((f"{model_type}_U.npy", u), (f"{model_type}_V.npy", v)):
+        if header is not None and len(header.shape) != 2:
+            problems.append(f"{name} must be 2-D (rows x factors), has shape {header.shape}")
+    if u is not None and v is not None and len(u.shape) == 2 and len(v.shape) == 2:
+        if u.shape[1] != v.shape[1]:
+            problems.append(f"factor counts differ: U has {u.shape[1]}, V has {v.shape[1]}")
+        problems.extend(_metadata_problems(path, model_type, u.shape, v.shape))
+        problems.extend(_id_map_problems(path, model_type, u.shape[0], v.shape[0]))
+    return headers, problems
+
+
+def validate_artifacts(artifacts_path: str | os.PathLike[str], model_type: str) -> tuple[bool, list[str]]:
+    """Check a model folder: required files, ``.npy`` headers, shapes, JSON, metadata, id maps.
+
+    Returns:
+        ``(ok, problems)``; an unknown type gives ``(False, ["Unknown model type: X"])``.
+    """
+    if model_type not in REQUIRED_MODEL_FILES:
+        return False, [f"Unknown model type: {model_type}"]
+    _, problems = check_model_folder(Path(artifacts_path), model_type)
+    return not problems, problems
+
+
+def _metadata_problems(path: Path, model_type: str, u_shape: tuple[int, ...], v_shape: tuple[int, ...]) -> list[str]:
+    metadata_path = path / f"{model_type}_metadata.json"
+    if not metadata_path.is_file():
+        return []
+    try:
+        metadata = read_json_file(metadata_path)
+    except InvalidArtifactsError:
+        return []  # already reported
+    if not isinstance(metadata, dict):
+        return []
+    expected = {"num_users": u_shape[0], "num_items": v_shape[0], "factors": u_shape[1]}
+    return [
+        f"{metadata_path.name}: {key}={metadata[key]!r} but the arrays give {value}"
+        for key, value in expected.items()
+        if key in metadata and metadata[key] != value
+    ]
+
+
+def _id_map_problems(path: Path, model_type: str, num_users: int, num_items: int) -> list[str]:
+    problems = []
+    for suffix, rows in (("user_ids", num_users), ("item_ids", num_items)):
+        file_path = path / id_map_files(model_type)[suffix]
+        if not file_path.exists():
+            continue
+        try:
+            ids = read_json_file(file_path)
+        except InvalidArtifactsError as exc:
+            problems.append(str(exc))
+            continue
+        if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+            problems.append(f"{file_path.name} must be a JSON list of string or integer ids")
+        elif len(ids) != rows:
+            problems.append(f"{file_path.name} has {len(ids)} ids but the matrix has {rows} rows")
+        elif len(set(ids)) != len(ids):
+            problems.append(f"{file_path.name} contains duplicate ids")
+    return problems
+
+
+def model_files(path: Path, model_type: str) -> list[str]:
+    """Files recorded for a model: the required ones plus any id maps present."""
+    names = list(required_files(model_type))
+    names.extend(name for name in id_map_files(model_type).values() if (path / name).is_file())
+    return names
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    file_name: str
+    size_bytes: int
+    sha256: str
+    mtime_ns: int
+
+
+_hash_cache: dict[tuple[str, int, int, int], str] = {}
+_hash_cache_lock = threading.Lock()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file, streamed."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> FileFingerprint:
+    """Size, mtime and sha256 of a file, hashing only content not seen before.
+
+    A file whose (size, mtime_ns) equal a ``known`` fingerprint of the same name,
+    or whose (real path, inode, size, mtime_ns) was hashed earlier in this process,
+    is not hashed again.
+    """
+    info = path.stat()
+    previous = (known or {}).get(path.name)
+    if previous is not None and previous.size_bytes == info.st_size and previous.mtime_ns == info.st_mtime_ns:
+        return previous
+    key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns)
+    with _hash_cache_lock:
+        digest = _hash_cache.get(key)
+    if digest is None:
+        digest = sha256_file(path)
+        with _hash_cache_lock:
+            if len(_hash_cache) > 4096:
+                _hash_cache.clear()
+            _hash_cache[key] = digest
+    return FileFingerprint(path.name, info.st_size, digest, info.st_mtime_ns)
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def resolve_path(root: Path, stored: str) -> Path:
+    """Where a stored artifact path lives: absolute paths as they are, relative ones under ``root``."""
+    path = Path(stored)
+    return path if path.is_absolute() else root / path
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (symlinks resolved) is ``root`` or inside it."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root)))
+    except (OSError, ValueError):
+        return False
+
+
+def check_deletable(target: Path, root: Path) -> Path:
+    """The real directory to delete, or InvalidArgumentError when it escapes ``root``.
+
+    The parent is resolved (symlinks followed) and must lie inside the root; the
+    final component must be a real directory, not a symlink, and not the root.
+    """
+    text = str(target)
+    if not text or "\x00" in text:
+        raise InvalidArgumentError(f"refusing to delete artifact path {text!r}")
+    real_root = Path(os.path.realpath(root))
+    parent = Path(os.path.realpath(target.parent))
+    final = parent / target.name
+    if target.name in ("", ".", "..") or not parent.is_relative_to(real_root) or final == real_root:
+        raise InvalidArgumentError(
+            f"refusing to delete {text!r}: it does not resolve inside the artifacts root {str(real_root)!r}"
+        )
+    try:
+        mode = os.lstat(final).st_mode
+    except FileNotFoundError:
+        return final
+    if stat.S_ISLNK(mode):
+        raise InvalidArgumentError(f"refusing to delete {text!r}: it is a symlink")
+    if not stat.S_ISDIR(mode):
+        raise InvalidArgumentError(f"refusing to delete {text!r}: it is not a directory")
+    return final
+
+
+def safe_delete_tree(target: Path, root: Path) -> bool:
+    """Delete a model directory confined to ``root``; False when it was already gone."""
+    final = check_deletable(target, root)
+    if not final.exists():
+        return False
+    if not shutil.rmtree.avoids_symlink_attacks:
+        raise InvalidArgumentError("this platform's rmtree is not symlink-safe; delete the files by hand")
+    shutil.rmtree(final)
+    return True

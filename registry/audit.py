@@ -1,0 +1,118 @@
+"""Audit trail: one ``audit_events`` row per mutation, in the mutation's transaction.
+
+After the transaction commits, the same events are appended to the text log in
+the doc's format ``YYYY-MM-DD HH:MM:SS | ACTION | target | details`` (UTC).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import AuditEvent, utcnow
+
+logger = logging.getLogger(__name__)
+
+PENDING_KEY = "cfreg_audit_lines"
+LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@lru_cache(maxsize=1)
+def _identity() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def current_actor() -> str:
+    """Who is acting: ``user@host:pid``."""
+    return f"{_identity()}:{os.getpid()}"
+
+
+def sanitize(text: object) -> str:
+    """One log field: no ``|`` (the separator) and no line breaks."""
+    return " ".join(str(text).replace("|", "/").split())
+
+
+def format_line(at: datetime, action: str, target: str, summary: str) -> str:
+    """The doc's audit line for one event."""
+    return f"{at.strftime(LINE_TIME_FORMAT)} | {sanitize(action)} | {sanitize(target)} | {sanitize(summary)}"
+
+
+def record(session: Session, action: str, target: str, summary: str = "", details: dict[str, Any] | None = None) -> None:
+    """Add an audit row to the current transaction and queue its log line for after commit."""
+    event = AuditEvent(
+        at=utcnow(), action=action, target=target, summary=summary, details=details or {}, actor=current_actor()
+    )
+    session.add(event)
+    session.info.setdefault(PENDING_KEY, []).append(format_line(event.at, action, target, summary))
+
+
+def pending_lines(session: Session) -> list[str]:
+    """Log lines queued in this transaction."""
+    return list(session.info.get(PENDING_KEY, []))
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append lines to the audit log (one ``O_APPEND`` write, so concurrent writers never interleave)."""
+    if not lines:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        # The database row is the record; the text file is a mirror and must not fail a committed change.
+        logger.error("could not append to audit log %s: %s", path, exc)
+
+
+def event_to_dict(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        "action": event.action,
+        "target": event.target,
+        "summary": event.summary,
+        "details": event.details,
+        "actor": event.actor,
+    }
+
+
+def query_events(
+    session: Session,
+    *,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Audit events, oldest first, filtered by action, target and time range."""
+    statement = select(AuditEvent).order_by(AuditEvent.id)
+    if action:
+        statement = statement.where(AuditEvent.action == action)
+    if target:
+        statement = statement.where(AuditEvent.target == target)
+    if since:
+        statement = statement.where(AuditEvent.at >= since)
+    if until:
+        statement = statement.where(AuditEvent.at <= until)
+    if limit:
+        statement = statement.order_by(None).order_by(AuditEvent.id.desc()).limit(limit)
+        return [event_to_dict(e) for e in reversed(session.scalars(statement).all())]
+    return [event_to_dict(e) for e in session.scalars(statement)]

@@ -1,0 +1,949 @@
+"""``ModelRegistry``: register CF models, pick the best by a metric, promote, roll back.
+
+Usage::
+
+    registry = ModelRegistry("artifacts/cf/registry.json")
+    model_id = registry.register_model("artifacts/cf/als/v2", "als", {"factors": 64}, {"ndcg@10": 0.19}, {})
+    best = registry.select_best_model(metric="ndcg@10")
+
+Every public method validates its input first, then runs one transaction that
+holds the change and its audit row (``RegistryContext.mutate``), and returns
+plain dicts or DataFrames; ORM rows never leave the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .artifacts import (
+    REQUIRED_MODEL_FILES,
+    FileFingerprint,
+    check_deletable,
+    check_model_folder,
+    fingerprint,
+    model_files,
+    required_files,
+    safe_delete_tree,
+)
+from .artifacts import validate_artifacts as _validate_artifacts
+from .context import RegistryContext
+from .errors import (
+    InvalidArgumentError,
+    InvalidArtifactsError,
+    ModelExistsError,
+    ModelInUseError,
+    ModelNotFoundError,
+    RegistryError,
+)
+from .export import (
+    build_registry_document,
+    create_empty_registry,
+    current_best_info,
+    iso,
+    metrics_by_model,
+    model_info,
+    validate_registry_schema,
+)
+from .models import (
+    ID_LENGTH,
+    ABTest,
+    ArtifactFile,
+    BertEmbedding,
+    EmbeddingLink,
+    Model,
+    ModelMetric,
+    Selection,
+    Settings,
+)
+from .utils.git import get_git_commit as _detect_git_commit
+from .utils.versioning import generate_version_id as _generate_version_id
+from .validation import (
+    MODEL_STATUS,
+    json_payload,
+    optional_text,
+    validate_identifier,
+    validate_metric_name,
+    validate_metrics,
+    validate_status,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REGISTRY_PATH = "artifacts/cf/registry.json"
+LIST_BASE_COLUMNS = ["model_id", "model_type", "version", "status", "created_at"]
+DEFAULT_COMPARE_METRICS = ("recall@10", "ndcg@10", "coverage")
+GIT_CACHE_SECONDS = 10.0
+
+__all__ = [
+    "DEFAULT_REGISTRY_PATH",
+    "MODEL_STATUS",
+    "REQUIRED_MODEL_FILES",
+    "ModelRegistry",
+    "create_empty_registry",
+    "get_registry",
+    "register_model",
+    "select_best_model",
+    "validate_registry_schema",
+]
+
+
+def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: float) -> float | None:
+    """A model's relative improvement over its baseline on ``metric``, as a fraction.
+
+    Reads ``improvement_<metric>`` or ``improvement_<metric without @>`` (fractions),
+    the same keys with ``_pct`` (percent), or computes it from ``baseline_<metric>``.
+    None when no figure is available (the model is then not eligible).
+    """
+    if not baseline:
+        return None
+    plain = metric.replace("@", "")
+    for key in (f"improvement_{metric}", f"improvement_{plain}"):
+        figure = _finite(baseline.get(key))
+        if figure is not None:
+            return figure
+    for key in (f"improvement_{metric}_pct", f"improvement_{plain}_pct"):
+        figure = _finite(baseline.get(key))
+        if figure is not None:
+            return figure / 100.0
+    for key in (f"baseline_{metric}", f"baseline_{plain}"):
+        base = _finite(baseline.get(key))
+        if base is not None and base > 0:
+            return (value - base) / base
+    return None
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _fraction(value: object, name: str) -> float:
+    number = _finite(value)
+    if number is None or number < 0:
+        raise InvalidArgumentError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _improvement_text(value: float, previous: float | None) -> str:
+    if previous is None or previous == 0:
+        return ""
+    return f" improvement={(value - previous) / abs(previous) * 100:+.1f}%"
+
+
+class ModelRegistry:
+    """The CF model registry on a SQLite file (default) or a PostgreSQL URL.
+
+    Args:
+        registry_path: where ``registry.json`` lives; the SQLite database is
+            ``registry.db`` beside it (a ``.db`` path is the database itself).
+        auto_create: create a missing registry; otherwise ``FileNotFoundError``.
+        audit_log_path: text mirror of the audit trail (default
+            ``logs/registry_audit.log`` under ``root``).
+        database_url: a SQLAlchemy URL (overrides ``$CFREG_DATABASE_URL``).
+        export_json: rewrite ``registry.json`` after every change.
+        root: base of relative artifact paths (default: stored at creation,
+            i.e. the working directory then; ``$CFREG_ROOT`` overrides).
+        artifacts_root: the only tree file deletion may touch (default: the
+            folder of ``registry.json``).
+    """
+
+    generate_version_id = staticmethod(_generate_version_id)
+
+    def __init__(
+        self,
+        registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH,
+        auto_create: bool = True,
+        audit_log_path: str | os.PathLike[str] | None = None,
+        *,
+        database_url: str | None = None,
+        export_json: bool = True,
+        root: str | os.PathLike[str] | None = None,
+        artifacts_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._ctx = RegistryContext.open(
+            registry_path,
+            database_url=database_url,
+            auto_create=auto_create,
+            root=root,
+            audit_log_path=audit_log_path,
+            export_json=export_json,
+            artifacts_root=artifacts_root,
+        )
+        self.registry_path = self._ctx.json_path
+        self.audit_log_path = self._ctx.audit_log_path
+        self._git_cache: tuple[float, str | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({str(self.registry_path)!r}, database={self._ctx.database.describe()!r})"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def context(self) -> RegistryContext:
+        """The opened registry (database, paths) shared with the loader, BERT and A/B code."""
+        return self._ctx
+
+    @property
+    def database_url(self) -> str:
+        """The database URL (password hidden)."""
+        return self._ctx.database.describe()
+
+    @property
+    def root(self) -> Path:
+        """Base directory of relative artifact paths."""
+        return self._ctx.root
+
+    @property
+    def registry(self) -> dict[str, Any]:
+        """The whole ``registry.json`` document, read fresh from the database."""
+        return self._ctx.read(build_registry_document)[0]
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        """``{model_id: entry}`` as in ``registry.json`` (a fresh copy; editing it changes nothing)."""
+        return self.registry["models"]
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def generate_model_id(model_type: str, version: str) -> str:
+        """``f"{model_type}_{version}"``."""
+        return f"{model_type}_{version}"
+
+    @staticmethod
+    def get_git_commit() -> str | None:
+        """The working directory's git commit (None outside a repository)."""
+        return _detect_git_commit()
+
+    def validate_artifacts(self, artifacts_path: str | os.PathLike[str], model_type: str) -> tuple[bool, list[str]]:
+        """Check a model folder without registering it: ``(ok, problems)``."""
+        return _validate_artifacts(self._ctx.resolve(str(artifacts_path)), model_type)
+
+    def _detected_git_commit(self) -> str | None:
+        now = time.monotonic()
+        if self._git_cache is None or now - self._git_cache[0] > GIT_CACHE_SECONDS:
+            self._git_cache = (now, _detect_git_commit(self._ctx.root))
+        return self._git_cache[1]
+
+    # ------------------------------------------------------------------ registration
+
+    def register_model(
+        self,
+        artifacts_path: str | os.PathLike[str],
+        model_type: str,
+        hyperparameters: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        training_info: dict[str, Any] | None = None,
+        data_version: str | None = None,
+        git_commit: str | None = None,
+        baseline_comparison: dict[str, Any] | None = None,
+        bert_integration: dict[str, Any] | None = None,
+        version: str | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Register the model in ``artifacts_path``; returns its ``model_id``.
+
+        The folder is validated (required files, ``.npy`` headers, shapes, JSON,
+        metadata and id maps) and every file's size and sha256 recorded. Without
+        ``version`` the id is ``{type}_v_YYYYMMDD_HHMMSS`` (UTC), suffixed ``_2``,
+        ``_3``... when taken. An explicit existing version returns its id when path
+        and checksums are identical (idempotent re-run), is replaced in one
+        transaction with ``overwrite=True``, and raises otherwise.
+
+        Raises:
+            InvalidArgumentError: unknown model type, bad ids, metrics or payloads.
+            InvalidArtifactsError: missing or invalid files.
+            ModelExistsError: the explicit version exists with other content.
+            ModelNotFoundError: ``bert_integration`` names an unknown embeddings version.
+        """
+        validate_identifier(model_type, "model_type")
+        required_files(model_type)
+        if version is not None:
+            validate_identifier(version, "version")
+            if len(self.generate_model_id(model_type, version)) > ID_LENGTH:
+                raise InvalidArgumentError(f"model id {model_type}_{version} is longer than {ID_LENGTH} characters")
+        metric_values = validate_metrics(metrics)
+        hyperparameters = json_payload(hyperparameters, "hyperparameters")
+        training_info = json_payload(training_info, "training_info")
+        baseline_comparison = json_payload(baseline_comparison, "baseline_comparison", allow_none=True) or None
+        bert_integration = json_payload(bert_integration, "bert_integration", allow_none=True) or None
+        data_version = optional_text(data_version, "data_version") or "unknown"
+        git_commit = optional_text(git_commit, "git_commit", 64) or self._detected_git_commit()
+        embeddings_version = (bert_integration or {}).get("embeddings_version")
+        if embeddings_version is not None:
+            validate_identifier(embeddings_version, "bert_integration.embeddings_version")
+        stored_path = _stored_path(artifacts_path)
+        folder = self._ctx.resolve(stored_path)
+        _, problems = check_model_folder(folder, model_type)
+        if problems:
+            raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
+        known = self._ctx.read(lambda s: _known_fingerprints(s, stored_path))
+        prints = [fingerprint(folder / name, known) for name in model_files(folder, model_type)]
+
+        def work(session: Session) -> str:
+            if embeddings_version is not None and session.get(BertEmbedding, embeddings_version) is None:
+                raise ModelNotFoundError(
+                    f"bert_integration names embeddings version {embeddings_version!r}, which is not registered"
+                )
+            if version is None:
+                model_id, model_version = _allocate_model_id(session, model_type)
+            else:
+                model_id, model_version = self.generate_model_id(model_type, version), version
+                existing = session.get(Model, model_id)
+                if existing is not None:
+                    if not overwrite:
+                        if _same_content(session, existing, stored_path, prints):
+                            logger.info("model %s is already registered with identical files", model_id)
+                            return model_id
+                        raise ModelExistsError(
+                            f"Model {model_id!r} already exists with a different path or files; "
+                            "register another version or pass overwrite=True"
+                        )
+                    session.execute(delete(ModelMetric).where(ModelMetric.model_id == model_id))
+                    session.execute(delete(ArtifactFile).where(ArtifactFile.model_id == model_id))
+                    session.execute(delete(EmbeddingLink).where(EmbeddingLink.model_id == model_id))
+                    session.delete(existing)
+                    session.flush()
+            model = Model(
+                model_id=model_id,
+                model_type=model_type,
+                version=model_version,
+                path=stored_path,
+                status="active",
+                data_version=data_version,
+                git_commit=git_commit,
+                hyperparameters=hyperparameters,
+                training_info=training_info,
+                baseline_comparison=baseline_comparison,
+                bert_integration=bert_integration,
+            )
+            session.add(model)
+            session.flush()
+            session.add_all(ModelMetric(model_id=model_id, name=n, value=v) for n, v in metric_values.items())
+            session.add_all(
+                ArtifactFile(model_id=model_id, file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256, mtime_ns=p.mtime_ns)
+                for p in prints
+            )
+            if embeddings_version is not None:
+                session.add(EmbeddingLink(embedding_version=embeddings_version, model_id=model_id))
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            criteria = settings.selection_criteria
+            value = metric_values.get(criteria)
+            summary = f"{criteria}={value if value is not None else 'N/A'}"
+            if overwrite and version is not None and settings.current_model_id == model_id:
+                _refresh_current_selection(session, settings, model_id, metric_values)
+                summary += " overwrite=True"
+            audit.record(
+                session, "REGISTER", model_id, summary,
+                {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": bool(overwrite)},
+            )
+            return model_id
+
+        return self._ctx.mutate(work)
+
+    # ------------------------------------------------------------------ selection
+
+    def select_best_model(
+        self,
+        metric: str = "ndcg@10",
+        min_improvement: float = 0.0,
+        model_type: str | None = None,
+        *,
+        min_gain_over_current: float | None = None,
+    ) -> dict[str, Any] | None:
+        """Make the active model with the highest ``metric`` the current best.
+
+        Candidates are active models (of ``model_type``) that have the metric; a
+        missing metric is never treated as 0. With ``min_improvement > 0`` a
+        candidate must also beat its own baseline by that fraction (see
+        :func:`baseline_improvement`). Ties go to the earliest registered model.
+        With ``min_gain_over_current`` the current best is replaced only when the
+        winner beats it by that relative fraction, and None is returned otherwise.
+
+        Returns:
+            ``{'model_id', 'model_info', 'metric', 'value'}`` or None when there is no
+            candidate (nothing changes). Selecting the model that is already current
+            by the same metric writes nothing.
+        """
+        validate_metric_name(metric)
+        min_improvement = _fraction(min_improvement, "min_improvement")
+        if model_type is not None:
+            validate_identifier(model_type, "model_type")
+        if min_gain_over_current is not None:
+            min_gain_over_current = _fraction(min_gain_over_current, "min_gain_over_current")
+
+        def work(session: Session) -> dict[str, Any] | None:
+            winner = _best_candidate(session, metric, min_improvement, model_type)
+            if winner is None:
+                logger.warning("no active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
+                return None
+            model, value = winner
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            previous_id = settings.current_model_id
+            previous_value = _metric_value(session, previous_id, metric) if previous_id else None
+            if previous_id == model.model_id:
+                if min_gain_over_current is not None:
+                    return None
+                current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+                if current is not None and current.metric == metric:
+                    return _selection_result(session, model, metric, value)
+            elif min_gain_over_current is not None and previous_value is not None:
+                gain = (value - previous_value) / abs(previous_value) if previous_value else math.inf
+                if value <= previous_value or gain < min_gain_over_current:
+                    logger.info("best %s (%.6g) does not beat current %s (%.6g) by %.1f%%",
+                                model.model_id, value, previous_id, previous_value, min_gain_over_current * 100)
+                    return None
+            _set_current(session, settings, model.model_id, metric, value, "auto", None)
+            audit.record(
+                session, "SELECT_BEST", model.model_id,
+                f"{metric}={value:.4f}{_improvement_text(value, previous_value)}",
+                {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,
+                 "min_improvement": min_improvement, "model_type": model_type},
+            )
+            return _selection_result(session, model, metric, value)
+
+        return self._ctx.mutate(work)
+
+    def promote_model(self, model_id: str, reason: str | None = None, *, metric: str | None = None) -> dict[str, Any]:
+        """Make ``model_id`` the current best by hand (``selected_by='manual'``).
+
+        Raises:
+            ModelNotFoundError: unknown id.
+            ModelInUseError: the model is not active.
+        """
+        validate_identifier(model_id, "model_id")
+        if metric is not None:
+            validate_metric_name(metric)
+        reason = optional_text(reason, "reason", 1024)
+
+        def work(session: Session) -> dict[str, Any]:
+            model = _require_model(session, model_id)
+            if model.status != "active":
+                raise ModelInUseError(f"Model {model_id!r} is {model.status}; only active models can become the current best")
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            chosen = metric or settings.selection_criteria
+            value = _metric_value(session, model_id, chosen)
+            if settings.current_model_id != model_id:
+                previous = settings.current_model_id
+                _set_current(session, settings, model_id, chosen, value, "manual", reason)
+                audit.record(session, "PROMOTE", model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
+                             {"previous_model_id": previous, "reason": reason, "metric": chosen})
+            return _selection_result(session, model, chosen, value)
+
+        return self._ctx.mutate(work)
+
+    def rollback(self, to: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Restore the previous current best (or make ``to`` current); audit ``ROLLBACK``.
+
+        Raises:
+            InvalidArgumentError: there is no previous best to go back to.
+            ModelNotFoundError / ModelInUseError: the target was deleted or is not active.
+        """
+        if to is not None:
+            validate_identifier(to, "model_id")
+        reason = optional_text(reason, "reason", 1024)
+
+        def work(session: Session) -> dict[str, Any]:
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+            target_id = to or (current.previous_model_id if current else None)
+            if target_id is None:
+                raise InvalidArgumentError("nothing to roll back to: the registry has no previous current best")
+            target = _require_model(session, target_id)
+            if target.status != "active":
+                raise ModelInUseError(f"cannot roll back to {target_id!r}: it is {target.status}")
+            chosen = current.metric if current and current.metric else settings.selection_criteria
+            value = _metric_value(session, target_id, chosen)
+            previous = settings.current_model_id
+            if previous != target_id:
+                _set_current(session, settings, target_id, chosen, value, "rollback", reason)
+                audit.record(session, "ROLLBACK", target_id, f"from={previous or 'none'}",
+                             {"previous_model_id": previous, "reason": reason})
+            return _selection_result(session, target, chosen, value)
+
+        return self._ctx.mutate(work)
+
+    def get_selection_history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Current-best changes, newest first (``is_current`` marks the one in force)."""
+        def work(session: Session) -> list[dict[str, Any]]:
+            current_id = session.scalar(select(Settings.current_selection_id).where(Settings.id == 1))
+            statement = select(Selection).order_by(Selection.id.desc())
+            if limit:
+                statement = statement.limit(limit)
+            return [
+                {
+                    "id": row.id, "model_id": row.model_id, "metric": row.metric, "value": row.value,
+                    "previous_model_id": row.previous_model_id, "selected_at": iso(row.selected_at),
+                    "selected_by": row.selected_by, "reason": row.reason, "is_current": row.id == current_id,
+                }
+                for row in session.scalars(statement)
+            ]
+
+        return self._ctx.read(work)
+
+    def get_current_best(self) -> dict[str, Any] | None:
+        """The current best: ``model_id``, ``model_info`` and the ``current_best`` fields; None if unset."""
+        def work(session: Session) -> dict[str, Any] | None:
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            if settings.current_model_id is None:
+                return None
+            model = _require_model(session, settings.current_model_id)
+            selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+            result = current_best_info(model, selection)
+            result["model_info"] = model_info(model, _metrics_of(session, model.model_id))
+            return result
+
+        return self._ctx.read(work)
+
+    # ------------------------------------------------------------------ queries
+
+    def get_model(self, model_id: str) -> dict[str, Any] | None:
+        """A model's ``registry.json`` entry (a copy), or None when unknown."""
+        validate_identifier(model_id, "model_id")
+
+        def work(session: Session) -> dict[str, Any] | None:
+            model = session.get(Model, model_id)
+            return None if model is None else model_info(model, _metrics_of(session, model_id))
+
+        return self._ctx.read(work)
+
+    def get_model_files(self, model_id: str) -> list[dict[str, Any]]:
+        """The files recorded at registration: ``file_name``, ``size_bytes``, ``sha256``."""
+        validate_identifier(model_id, "model_id")
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            _require_model(session, model_id)
+            rows = session.scalars(select(ArtifactFile).where(ArtifactFile.model_id == model_id).order_by(ArtifactFile.file_name))
+            return [{"file_name": r.file_name, "size_bytes": r.size_bytes, "sha256": r.sha256} for r in rows]
+
+        return self._ctx.read(work)
+
+    def list_models(
+        self,
+        model_type: str | None = None,
+        status: str | None = None,
+        sort_by: str = "created_at",
+        ascending: bool = False,
+    ) -> pd.DataFrame:
+        """Models as a DataFrame.
+
+        Columns: ``model_id, model_type, version, status, created_at``, one column per
+        metric (alphabetical; NaN where a model lacks it), ``training_time``
+        (``training_info.training_time_seconds``, NaN when absent). The same columns
+        are present when nothing matches. ``sort_by`` is one of those columns or any
+        metric name known to the registry; NaN sorts last.
+
+        Raises:
+            InvalidArgumentError: unknown ``status`` or ``sort_by``.
+        """
+        import pandas as pd
+
+        if model_type is not None:
+            validate_identifier(model_type, "model_type")
+        if status is not None:
+            validate_status(status)
+        if not isinstance(sort_by, str):
+            raise InvalidArgumentError(f"sort_by must be a column name, got {sort_by!r}")
+
+        def work(session: Session) -> tuple[list[Any], list[Any], set[str]]:
+            conditions = []
+            if model_type is not None:
+                conditions.append(Model.model_type == model_type)
+            if status is not None:
+                conditions.append(Model.status == status)
+            models = session.execute(
+                select(Model.model_id, Model.model_type, Model.version, Model.status, Model.created_at, Model.training_info)
+                .where(*conditions).order_by(Model.created_at, Model.model_id)
+            ).all()
+            metric_rows = session.execute(
+                select(ModelMetric.model_id, ModelMetric.name, ModelMetric.value)
+                .join(Model, Model.model_id == ModelMetric.model_id).where(*conditions)
+            ).all()
+            known = set(session.scalars(select(ModelMetric.name).distinct()))
+            return models, metric_rows, known
+
+        models, metric_rows, known_metrics = self._ctx.read(work)
+        metric_names = sorted({row[1] for row in metric_rows})
+        allowed = set(LIST_BASE_COLUMNS) | {"training_time"} | known_metrics
+        if sort_by not in allowed:
+            raise InvalidArgumentError(
+                f"unknown sort_by {sort_by!r}: use one of {LIST_BASE_COLUMNS + ['training_time']} or a metric name"
+            )
+        frame = pd.DataFrame(
+            {
+                "model_id": [m[0] for m in models],
+                "model_type": [m[1] for m in models],
+                "version": [m[2] for m in models],
+                "status": [m[3] for m in models],
+                "created_at": [iso(m[4]) for m in models],
+                "_created": [m[4] for m in models],
+                "training_time": [_finite((m[5] or {}).get("training_time_seconds")) for m in models],
+            }
+        )
+        frame["training_time"] = frame["training_time"].astype(float)
+        if metric_rows:
+            values = pd.DataFrame(metric_rows, columns=["model_id", "name", "value"]).pivot(
+                index="model_id", columns="name", values="value"
+            )
+            frame = frame.join(values, on="model_id")
+        for name in metric_names:
+            if name not in frame:
+                frame[name] = float("nan")
+        key = "_created" if sort_by == "created_at" else sort_by
+        if key not in frame:
+            frame[key] = float("nan")
+        frame = frame.sort_values(key, ascending=ascending, na_position="last", kind="stable")
+        columns = LIST_BASE_COLUMNS + metric_names + ["training_time"]
+        return frame[columns].reset_index(drop=True)
+
+    def compare_models(self, model_ids: list[str], metrics: list[str] | None = None) -> pd.DataFrame:
+        """Side by side: ``model_id, model_type, factors``, the metrics, ``training_time``.
+
+        Raises:
+            ModelNotFoundError: an id is not registered.
+        """
+        import pandas as pd
+
+        ids = [validate_identifier(model_id, "model_id") for model_id in model_ids]
+        wanted = [validate_metric_name(m) for m in (metrics if metrics is not None else DEFAULT_COMPARE_METRICS)]
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            models = {m.model_id: m for m in session.scalars(select(Model).where(Model.model_id.in_(ids)))}
+            missing = [model_id for model_id in ids if model_id not in models]
+            if missing:
+                raise ModelNotFoundError(f"Model(s) not found: {missing}; run `cfreg list` to see registered ids")
+            values = metrics_by_model(session, ids)
+            rows = []
+            for model_id in ids:
+                model = models[model_id]
+                row: dict[str, Any] = {
+                    "model_id": model_id,
+                    "model_type": model.model_type,
+                    "factors": (model.hyperparameters or {}).get("factors", "N/A"),
+                }
+                row.update({name: values.get(model_id, {}).get(name) for name in wanted})
+                row["training_time"] = _finite((model.training_info or {}).get("training_time_seconds"))
+                rows.append(row)
+            return rows
+
+        rows = self._ctx.read(work)
+        return pd.DataFrame(rows, columns=["model_id", "model_type", "factors", *wanted, "training_time"])
+
+    def get_registry_stats(self) -> dict[str, Any]:
+        """Counts by status and type, the current best, last update and generation."""
+        def work(session: Session) -> dict[str, Any]:
+            by_status = dict(session.execute(select(Model.status, func.count()).group_by(Model.status)).all())
+            by_type = dict(session.execute(select(Model.model_type, func.count()).group_by(Model.model_type).order_by(Model.model_type)).all())
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            return {
+                "total_models": sum(by_status.values()),
+                "active_models": by_status.get("active", 0),
+                "archived_models": by_status.get("archived", 0),
+                "failed_models": by_status.get("failed", 0),
+                "by_type": by_type,
+                "current_best": settings.current_model_id,
+                "last_updated": iso(settings.last_updated),
+                "generation": settings.generation,
+            }
+
+        return self._ctx.read(work)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def archive_model(self, model_id: str) -> bool:
+        """Archive a model (kept, no longer selectable).
+
+        Returns:
+            True when archived (or already archived); False for the current best.
+
+        Raises:
+            ModelNotFoundError: unknown id. ModelInUseError: in a running A/B test.
+        """
+        validate_identifier(model_id, "model_id")
+
+        def work(session: Session) -> bool:
+            model = _require_model(session, model_id)
+            if _current_model_id(session) == model_id:
+                logger.warning("Cannot archive %s: it is the current best; select or promote another model first", model_id)
+                return False
+            _refuse_if_in_running_test(session, model_id, "archive")
+            if model.status == "archived":
+                return True
+            model.status = "archived"
+            audit.record(session, "ARCHIVE", model_id, "reason=manual", {"previous_status": "active"})
+            return True
+
+        return self._ctx.mutate(work)
+
+    def update_model_status(self, model_id: str, status: str) -> bool:
+        """Set a model's status (``active``, ``archived``, ``failed``).
+
+        Raises:
+            InvalidArgumentError: unknown status. ModelNotFoundError: unknown id.
+            ModelInUseError: deactivating the current best or a model in a running A/B test.
+        """
+        validate_identifier(model_id, "model_id")
+        validate_status(status)
+
+        def work(session: Session) -> bool:
+            model = _require_model(session, model_id)
+            if status != "active":
+                if _current_model_id(session) == model_id:
+                    raise ModelInUseError(f"Model {model_id!r} is the current best and cannot become {status}; promote another model first")
+                _refuse_if_in_running_test(session, model_id, f"mark {status}")
+            if model.status == status:
+                return True
+            previous, model.status = model.status, status
+            audit.record(session, "UPDATE_STATUS", model_id, f"status={status}", {"previous_status": previous, "status": status})
+            return True
+
+        return self._ctx.mutate(work)
+
+    def delete_model(self, model_id: str, delete_files: bool = False) -> bool:
+        """Remove a model from the registry (and optionally its artifact folder).
+
+        Files are deleted only when the folder resolves inside the artifacts root,
+        is not a symlink, and is not used by any other model or embeddings version.
+        The database change commits first; the folder is removed after.
+
+        Raises:
+            ModelNotFoundError: unknown id.
+            ModelInUseError: current best, running A/B test, or shared files.
+            InvalidArgumentError: the folder escapes the artifacts root.
+        """
+        validate_identifier(model_id, "model_id")
+        to_remove: list[Path] = []
+
+        def work(session: Session) -> bool:
+            model = _require_model(session, model_id)
+            if _current_model_id(session) == model_id:
+                raise ModelInUseError(f"Model {model_id!r} is the current best and cannot be deleted; promote another model first")
+            _refuse_if_in_running_test(session, model_id, "delete")
+            to_remove.clear()
+            if delete_files:
+                folder = self._ctx.resolve(model.path)
+                to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
+                _refuse_if_shared(session, self._ctx, model_id, folder)
+            session.delete(model)
+            audit.record(session, "DELETE", model_id, f"delete_files={bool(delete_files)}",
+                         {"path": model.path, "delete_files": bool(delete_files)})
+            return True
+
+        result = self._ctx.mutate(work)
+        for folder in to_remove:
+            try:
+                safe_delete_tree(folder, self._ctx.artifacts_root)
+            except OSError as exc:
+                raise RegistryError(f"model {model_id} was deleted from the registry but its files remain in {folder}: {exc}") from exc
+        return result
+
+    def export_registry_json(self, *, force: bool = True) -> Path:
+        """Write ``registry.json`` (and ``bert_registry.json``) now; returns the registry.json path."""
+        self._ctx.export(force=force)
+        return self._ctx.json_path
+
+
+# ---------------------------------------------------------------------- transaction helpers
+
+
+def _stored_path(artifacts_path: object) -> str:
+    if not isinstance(artifacts_path, (str, os.PathLike)):
+        raise InvalidArgumentError(f"artifacts_path must be a path, got {artifacts_path!r}")
+    text = os.fspath(artifacts_path)
+    if not isinstance(text, str) or not text.strip() or "\x00" in text or "\n" in text or len(text) > 4096:
+        raise InvalidArgumentError(f"invalid artifacts_path {text!r}")
+    return text
+
+
+def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:
+    rows = session.execute(
+        select(ArtifactFile).join(Model, Model.model_id == ArtifactFile.model_id).where(Model.path == stored_path)
+    ).scalars()
+    return {
+        row.file_name: FileFingerprint(row.file_name, row.size_bytes, row.sha256, row.mtime_ns or -1) for row in rows
+    }
+
+
+def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
+    # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so the
+    # first free id found here is still free at commit; the primary key is the backstop.
+    base = _generate_version_id("v")
+    version, counter = base, 1
+    while session.get(Model, f"{model_type}_{version}") is not None:
+        counter += 1
+        version = f"{base}_{counter}"
+    return f"{model_type}_{version}", version
+
+
+def _same_content(session: Session, model: Model, stored_path: str, prints: list[FileFingerprint]) -> bool:
+    if model.path != stored_path:
+        return False
+    recorded = {row.file_name: row.sha256 for row in session.scalars(select(ArtifactFile).where(ArtifactFile.model_id == model.model_id))}
+    return recorded == {p.file_name: p.sha256 for p in prints}
+
+
+def _require_model(session: Session, model_id: str) -> Model:
+    model = session.get(Model, model_id)
+    if model is None:
+        raise ModelNotFoundError(f"Model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
+    return model
+
+
+def _current_model_id(session: Session) -> str | None:
+    return session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
+
+
+def _metric_value(session: Session, model_id: str | None, metric: str) -> float | None:
+    if model_id is None:
+        return None
+    return session.scalar(select(ModelMetric.value).where(ModelMetric.model_id == model_id, ModelMetric.name == metric))
+
+
+def _metrics_of(session: Session, model_id: str) -> dict[str, float]:
+    return metrics_by_model(session, [model_id]).get(model_id, {})
+
+
+def _best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None) -> tuple[Model, float] | None:
+    statement = (
+        select(Model, ModelMetric.value)
+        .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == metric))
+        .where(Model.status == "active")
+        .order_by(ModelMetric.value.desc(), Model.created_at, Model.model_id)
+    )
+    if model_type is not None:
+        statement = statement.where(Model.model_type == model_type)
+    if min_improvement <= 0:
+        row = session.execute(statement.limit(1)).first()
+        return (row[0], row[1]) if row else None
+    for model, value in session.execute(statement.execution_options(yield_per=256)):
+        improvement = baseline_improvement(model.baseline_comparison, metric, value)
+        if improvement is not None and improvement >= min_improvement:
+            return model, value
+    return None
+
+
+def _set_current(session: Session, settings: Settings, model_id: str, metric: str | None, value: float | None,
+                 selected_by: str, reason: str | None) -> None:
+    selection = Selection(
+        model_id=model_id, metric=metric, value=value, previous_model_id=settings.current_model_id,
+        selected_by=selected_by, reason=reason,
+    )
+    session.add(selection)
+    session.flush()
+    settings.current_model_id = model_id
+    settings.current_selection_id = selection.id
+    if metric and selected_by == "auto":
+        settings.selection_criteria = metric
+
+
+def _refresh_current_selection(session: Session, settings: Settings, model_id: str, metrics: dict[str, float]) -> None:
+    current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+    metric = current.metric if current else settings.selection_criteria
+    selection = Selection(
+        model_id=model_id, metric=metric, value=metrics.get(metric) if metric else None,
+        previous_model_id=model_id, selected_by=current.selected_by if current else "auto",
+        reason="re-registered with overwrite=True",
+    )
+    session.add(selection)
+    session.flush()
+    settings.current_model_id = model_id
+    settings.current_selection_id = selection.id
+
+
+def _selection_result(session: Session, model: Model, metric: str, value: float | None) -> dict[str, Any]:
+    return {
+        "model_id": model.model_id,
+        "model_info": model_info(model, _metrics_of(session, model.model_id)),
+        "metric": metric,
+        "value": value,
+    }
+
+
+def _refuse_if_in_running_test(session: Session, model_id: str, verb: str) -> None:
+    test = session.scalars(select(ABTest).where(ABTest.status == "running")).first()
+    if test is not None and model_id in (test.control_model, test.treatment_model):
+        raise ModelInUseError(f"cannot {verb} {model_id!r}: it is in the running A/B test {test.test_id!r}; stop the test first")
+
+
+def _refuse_if_shared(session: Session, context: RegistryContext, model_id: str, folder: Path) -> None:
+    real = Path(os.path.realpath(folder))
+    for other_id, other_path in session.execute(select(Model.model_id, Model.path).where(Model.model_id != model_id)):
+        other = Path(os.path.realpath(context.resolve(other_path)))
+        if other == real or other.is_relative_to(real):
+            raise ModelInUseError(f"cannot delete the files of {model_id!r}: {str(folder)!r} is also used by model {other_id!r}")
+    for version, path in session.execute(select(BertEmbedding.version, BertEmbedding.path)):
+        other = Path(os.path.realpath(context.resolve(path)))
+        if other == real or other.is_relative_to(real) or real.is_relative_to(other):
+            raise ModelInUseError(f"cannot delete the files of {model_id!r}: {str(folder)!r} overlaps embeddings {version!r}")
+
+
+# ---------------------------------------------------------------------- module-level API
+
+
+def generate_model_id(model_type: str, version: str) -> str:
+    """``f"{model_type}_{version}"``: how a model id is built."""
+    return ModelRegistry.generate_model_id(model_type, version)
+
+
+_registries: dict[tuple[str, str | None, int], ModelRegistry] = {}
+_registries_lock = threading.Lock()
+
+
+def get_registry(registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, **kwargs: Any) -> ModelRegistry:
+    """The shared :class:`ModelRegistry` for a location (one instance per registry and process).
+
+    Keyword arguments are used when the instance is first created.
+    """
+    key = (str(Path(registry_path).expanduser().absolute()), kwargs.get("database_url") or os.environ.get("CFREG_DATABASE_URL"), os.getpid())
+    with _registries_lock:
+        registry = _registries.get(key)
+        if registry is None:
+            registry = ModelRegistry(registry_path, **kwargs)
+            _registries[key] = registry
+        return registry
+
+
+def reset_registries() -> None:
+    """Forget the shared registry instances (tests)."""
+    with _registries_lock:
+        _registries.clear()
+
+
+def register_model(
+    artifacts_path: str | os.PathLike[str],
+    model_type: str,
+    hyperparameters: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    training_info: dict[str, Any] | None = None,
+    registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH,
+    **kwargs: Any,
+) -> str:
+    """Register a model in the registry at ``registry_path`` (see :meth:`ModelRegistry.register_model`)."""
+    return get_registry(registry_path).register_model(artifacts_path, model_type, hyperparameters, metrics, training_info, **kwargs)
+
+
+def select_best_model(metric: str = "ndcg@10", registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, **kwargs: Any) -> dict[str, Any] | None:
+    """Select the best model in the registry at ``registry_path`` (see :meth:`ModelRegistry.select_best_model`)."""
+    return get_registry(registry_path).select_best_model(metric=metric, **kwargs)

@@ -1,0 +1,174 @@
+"""An opened registry: database, file locations, and the mutate -> audit log -> export cycle.
+
+``ModelRegistry``, ``BERTEmbeddingsRegistry``, A/B tests and the loader all work
+through one :class:`RegistryContext`, so every mutation follows the same path:
+one transaction (generation bump, change, audit rows), then the audit-log mirror,
+then the JSON export.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, export
+from .db import Database, open_database, resolve_database_url, sqlite_file
+from .errors import RegistryNotFoundError
+from .models import Settings
+
+logger = logging.getLogger(__name__)
+
+ENV_ROOT = "CFREG_ROOT"
+REGISTRY_JSON_NAME = "registry.json"
+BERT_JSON_NAME = "bert_registry.json"
+DEFAULT_AUDIT_LOG = Path("logs") / "registry_audit.log"
+
+T = TypeVar("T")
+
+
+def json_locations(registry_path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(registry.json, bert_registry.json)`` for a registry path.
+
+    A ``.json`` path names one of the two files (the other sits beside it); a
+    ``.db`` path or a folder puts both files beside it / inside it.
+    """
+    path = Path(registry_path).expanduser().absolute()
+    if path.suffix.lower() == ".json":
+        folder = path.parent
+        if path.name == BERT_JSON_NAME:
+            return folder / REGISTRY_JSON_NAME, path
+        return path, folder / BERT_JSON_NAME
+    folder = path.parent if path.suffix else path
+    return folder / REGISTRY_JSON_NAME, folder / BERT_JSON_NAME
+
+
+@dataclass
+class RegistryContext:
+    """Everything one opened registry needs; shared by the registry classes of one location."""
+
+    database: Database
+    json_path: Path
+    bert_json_path: Path
+    root: Path
+    artifacts_root: Path
+    audit_log_path: Path
+    export_json: bool = True
+    created: bool = False
+
+    @classmethod
+    def open(
+        cls,
+        registry_path: str | os.PathLike[str],
+        *,
+        database_url: str | None = None,
+        auto_create: bool = True,
+        root: str | os.PathLike[str] | None = None,
+        audit_log_path: str | os.PathLike[str] | None = None,
+        export_json: bool = True,
+        artifacts_root: str | os.PathLike[str] | None = None,
+    ) -> RegistryContext:
+        """Open (creating if allowed) the registry whose JSON lives at ``registry_path``."""
+        json_path, bert_json_path = json_locations(registry_path)
+        url = resolve_database_url(registry_path if Path(registry_path).suffix.lower() in (".db", ".sqlite", ".sqlite3") else json_path, database_url)
+        db_file = sqlite_file(url)
+        if db_file is not None and not db_file.exists() and not auto_create:
+            raise RegistryNotFoundError(
+                f"Registry not found: {db_file} does not exist (create it with ModelRegistry(auto_create=True) or `cfreg init`)"
+            )
+        database = open_database(url, create=auto_create)
+        stored_root = database.read(lambda s: s.get(Settings, 1).root)  # type: ignore[union-attr]
+        resolved_root = Path(root or os.environ.get(ENV_ROOT) or stored_root or os.getcwd()).expanduser().absolute()
+        context = cls(
+            database=database,
+            json_path=json_path,
+            bert_json_path=bert_json_path,
+            root=resolved_root,
+            artifacts_root=Path(artifacts_root).expanduser().absolute() if artifacts_root else json_path.parent,
+            audit_log_path=_audit_path(audit_log_path, resolved_root),
+            export_json=export_json,
+            created=database.newly_created,
+        )
+        database.newly_created = False
+        if stored_root is None:
+            context._store_root(resolved_root)
+        export.sweep_orphan_temp_files(json_path.parent)
+        if context.created:
+            from .legacy import import_legacy_if_present
+
+            import_legacy_if_present(context)
+        if export_json and not json_path.exists():
+            context.export(force=True)
+        return context
+
+    def _store_root(self, root: Path) -> None:
+        def work(session: Session) -> None:
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            if settings.root is None:
+                settings.root = str(root)
+            else:
+                Database.discard(session)
+
+        self.database.run(work)
+
+    # ------------------------------------------------------------------ transactions
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a short read transaction."""
+        return self.database.read(work)
+
+    def mutate(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` as one write transaction, then mirror its audit lines and export.
+
+        ``work`` records its audit events with :func:`registry.audit.record`; a
+        transaction that records none is treated as "nothing changed" and rolled back.
+        """
+        lines: list[str] = []
+
+        def transaction(session: Session) -> T:
+            result = work(session)
+            lines[:] = audit.pending_lines(session)
+            if not lines:
+                Database.discard(session)
+            return result
+
+        result = self.database.run(transaction)
+        if lines:
+            audit.append_lines(self.audit_log_path, lines)
+            if self.export_json:
+                self.export()
+        return result
+
+    def export(self, *, force: bool = False) -> bool:
+        """Write ``registry.json`` (and ``bert_registry.json``) from the database now."""
+        return export.export_registry_files(self.database, self.json_path, self.bert_json_path, force=force)
+
+    # ------------------------------------------------------------------ helpers
+
+    def resolve(self, stored_path: str) -> Path:
+        """Absolute location of a stored artifact path (relative paths are under ``root``)."""
+        path = Path(stored_path)
+        return path if path.is_absolute() else self.root / path
+
+    def generation(self) -> tuple[int, str | None]:
+        """``(generation, current_model_id)`` in one indexed read: the loader's change check."""
+        def work(session: Session) -> tuple[int, str | None]:
+            row = session.execute(
+                select(Settings.generation, Settings.current_model_id).where(Settings.id == 1)
+            ).one()
+            return int(row[0]), row[1]
+
+        return self.database.read(work)
+
+
+def _audit_path(audit_log_path: str | os.PathLike[str] | None, root: Path) -> Path:
+    path = Path(audit_log_path) if audit_log_path else DEFAULT_AUDIT_LOG
+    return path if path.is_absolute() else (root / path)
+

@@ -1,0 +1,429 @@
+"""Database plumbing: URL resolution, engines, transactions, schema management.
+
+This is the only module that commits, rolls back, retries, or runs Alembic.
+
+* SQLite: every connection gets ``busy_timeout``, ``foreign_keys=ON``,
+  ``synchronous=FULL`` and WAL; write transactions start with ``BEGIN IMMEDIATE``
+  (the pysqlite ``isolation_level=None`` + ``begin`` event recipe, needed on
+  Python 3.11) so a read-then-write never fails with ``SQLITE_BUSY_SNAPSHOT``.
+* PostgreSQL: plain READ COMMITTED; write transactions serialise on the
+  ``settings`` row (see :meth:`Database.write`), which makes every
+  read-decide-write sequence in the registry race-free on both backends.
+* Schema: a new database is created and migrated to head under a cross-process
+  lock; an older one is upgraded on open; a newer one raises
+  :class:`SchemaVersionError` and is not touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import RegistryBusyError, RegistryError, RegistryNotFoundError, SchemaVersionError
+
+logger = logging.getLogger(__name__)
+
+ENV_DATABASE_URL = "CFREG_DATABASE_URL"
+ENV_BUSY_TIMEOUT_MS = "CFREG_BUSY_TIMEOUT_MS"
+DEFAULT_DATABASE_NAME = "registry.db"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+DEFAULT_BUSY_TIMEOUT_MS = 30_000
+MAX_ATTEMPTS = 6
+# Arbitrary constant naming the registry's migration lock among PostgreSQL advisory locks.
+PG_MIGRATION_LOCK_KEY = 0x6366_7265_67  # "cfreg"
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def resolve_database_url(registry_path: str | os.PathLike[str] | None, database_url: str | None = None) -> str:
+    """Return the database URL for a registry.
+
+    Order: explicit ``database_url``, then ``$CFREG_DATABASE_URL``, then a SQLite
+    file: the path itself when it ends in ``.db``/``.sqlite``, else ``registry.db``
+    beside ``registry_path`` (the ``registry.json`` location).
+    """
+    url = database_url or os.environ.get(ENV_DATABASE_URL)
+    if url:
+        return url
+    if registry_path is None:
+        raise RegistryError("no registry path and no database URL given")
+    path = Path(registry_path).expanduser()
+    db_file = path if path.suffix.lower() in SQLITE_SUFFIXES else path.parent / DEFAULT_DATABASE_NAME
+    return f"sqlite:///{db_file.resolve()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None for other backends and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def _busy_timeout_ms() -> int:
+    return int(os.environ.get(ENV_BUSY_TIMEOUT_MS, DEFAULT_BUSY_TIMEOUT_MS))
+
+
+def make_engine(url: str, *, busy_timeout_ms: int | None = None) -> Engine:
+    """Create an engine with the registry's per-connection settings.
+
+    Sessions bound to ``engine.execution_options(cfreg_write=True)`` start their
+    SQLite transactions with ``BEGIN IMMEDIATE``; all others with ``BEGIN``.
+    """
+    if sqlite_file(url) is None and make_url(url).get_backend_name() == "sqlite":
+        raise RegistryError("in-memory SQLite is not supported: give a file path or a server URL")
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    timeout_ms = _busy_timeout_ms() if busy_timeout_ms is None else busy_timeout_ms
+    engine = create_engine(url, connect_args={"timeout": timeout_ms / 1000}, pool_size=2, max_overflow=8)
+
+    @event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see module doc)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=FULL")
+            _ensure_wal(cursor)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+        write = connection.get_execution_options().get("cfreg_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _ensure_wal(cursor) -> None:  # type: ignore[no-untyped-def]
+    # journal_mode is persistent; converting a fresh file can race other
+    # connections and return SQLITE_BUSY without calling the busy handler.
+    for attempt in range(50):
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except Exception as exc:  # sqlite3.OperationalError: database is locked
+            logger.debug("journal_mode=WAL attempt %d failed: %s", attempt, exc)
+            time.sleep(0.02 + random.random() * 0.05)
+    raise RegistryBusyError("could not switch the SQLite database to WAL mode (it stayed locked)")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Lock and serialization errors worth one more attempt."""
+    if isinstance(exc, OperationalError) and exc.orig is not None:
+        message = str(exc.orig).lower()
+        if "locked" in message or "busy" in message:
+            return True
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if sqlstate in ("40001", "40P01", "55P03"):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- database
+
+
+@dataclass
+class Database:
+    """An opened registry database: engine plus read and write session factories."""
+
+    url: str
+    engine: Engine
+    # True from creating the schema in this process until the first RegistryContext
+    # handles it (imports a legacy registry.json found beside the new database).
+    newly_created: bool = False
+
+    def __post_init__(self) -> None:
+        self._write_sessions = sessionmaker(bind=self.engine.execution_options(cfreg_write=True))
+        self._read_sessions = sessionmaker(bind=self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def describe(self) -> str:
+        """The URL without password, for messages."""
+        return redact(self.url)
+
+    @contextmanager
+    def session_scope(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on any exception."""
+        session = (self._write_sessions if write else self._read_sessions)()
+        try:
+            yield session
+            if write and not session.info.get("cfreg_discard"):
+                session.commit()
+            else:
+                session.rollback()  # end the read transaction; never hold a snapshot
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def run(self, work: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run ``work(session)`` in one transaction, retrying transient lock errors.
+
+        Write transactions first bump ``settings.generation`` (which also takes the
+        registry's write lock on PostgreSQL), so everything ``work`` reads is current
+        and everything it writes commits atomically with the new generation.
+        """
+        delay = 0.05
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.session_scope(write=write) as session:
+                    if write:
+                        bump_generation(session)
+                    return work(session)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    raise
+                if attempt == MAX_ATTEMPTS:
+                    raise RegistryBusyError(
+                        f"database {self.describe()} stayed busy after {attempt} attempts "
+                        f"(busy_timeout {_busy_timeout_ms()} ms): {exc.orig}"
+                    ) from exc
+                logger.warning("transient database error (attempt %d): %s", attempt, exc.orig)
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def discard(session: Session) -> None:
+        """Mark a write transaction as a no-op: it is rolled back instead of committed."""
+        session.info["cfreg_discard"] = True
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in a short read-only transaction."""
+        return self.run(work, write=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def bump_generation(session: Session) -> int:
+    """Increase the registry generation inside the current write transaction."""
+    from .models import Settings, utcnow
+
+    result = session.execute(
+        update(Settings)
+        .where(Settings.id == 1)
+        .values(generation=Settings.generation + 1, last_updated=utcnow())
+        .returning(Settings.generation)
+    ).scalar_one_or_none()
+    if result is None:
+        raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
+    return int(result)
+
+
+# --------------------------------------------------------------------------- open + cache
+
+_databases: dict[tuple[str, int], Database] = {}
+_databases_lock = threading.Lock()
+
+
+def open_database(url: str, *, create: bool = True) -> Database:
+    """Open (and cache per process) the database at ``url``, managing its schema.
+
+    Args:
+        url: SQLAlchemy URL.
+        create: create and migrate a missing/empty database; when False a missing
+            one raises :class:`RegistryNotFoundError`.
+
+    Raises:
+        RegistryNotFoundError: missing database and ``create=False``.
+        SchemaVersionError: the schema is newer than this code.
+    """
+    key = (url, os.getpid())
+    with _databases_lock:
+        database = _databases.get(key)
+        if database is not None:
+            return database
+        db_file = sqlite_file(url)
+        if db_file is not None and not db_file.exists():
+            if not create:
+                raise RegistryNotFoundError(f"registry database {db_file} does not exist")
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+        database = Database(url=url, engine=make_engine(url))
+        try:
+            ensure_schema(database, create=create)
+        except BaseException:
+            database.dispose()
+            raise
+        _databases[key] = database
+        return database
+
+
+def forget_databases() -> None:
+    """Dispose every cached engine of this process (tests, and after a fork)."""
+    with _databases_lock:
+        for database in _databases.values():
+            database.engine.dispose()
+        _databases.clear()
+
+
+def _after_fork_in_child() -> None:
+    # Pooled connections must never be used across fork; drop them without closing.
+    for database in list(_databases.values()):
+        database.engine.dispose(close=False)
+    _databases.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts live: packaged copy first, then the source checkout."""
+    packaged = Path(__file__).resolve().parent / "_migrations"
+    if (packaged / "env.py").exists():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "migrations"
+    if (source / "env.py").exists():
+        return source
+    raise SchemaVersionError("the registry's migration scripts are not installed")
+
+
+def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]
+    """An Alembic ``Config`` built in code (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    if url:
+        config.attributes["url"] = url
+    return config
+
+
+def schema_state(database: Database) -> tuple[str, set[str], set[str]]:
+    """Return ``(state, current_revisions, head_revisions)``.
+
+    ``state`` is ``"empty"``, ``"current"``, ``"older"`` or ``"newer"``.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    with database.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+        connection.rollback()
+    if not current:
+        return "empty", current, heads
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current - known:
+        return "newer", current, heads
+    if current == heads:
+        return "current", current, heads
+    return "older", current, heads
+
+
+def ensure_schema(database: Database, *, create: bool) -> None:
+    """Bring the schema to head if needed (see :func:`open_database`)."""
+    state, current, heads = schema_state(database)
+    if state == "current":
+        return
+    _raise_if_unusable(database, state, current, heads, create)
+    with migration_lock(database):
+        state, current, heads = schema_state(database)  # another process may have done it
+        if state == "current":
+            return
+        _raise_if_unusable(database, state, current, heads, create)
+        logger.info("migrating %s from %s to %s", database.describe(), sorted(current) or "empty", sorted(heads))
+        upgrade(database, "head")
+        database.newly_created = state == "empty"
+
+
+def _raise_if_unusable(database: Database, state: str, current: set[str], heads: set[str], create: bool) -> None:
+    if state == "newer":
+        raise SchemaVersionError(
+            f"database {database.describe()} has schema revision {sorted(current)}, newer than this "
+            f"code knows (heads {sorted(heads)}); upgrade cf-model-registry to open it"
+        )
+    if state == "empty" and not create:
+        raise RegistryNotFoundError(f"no registry in database {database.describe()} (run `cfreg init`)")
+
+
+def upgrade(database: Database, revision: str = "head") -> None:
+    """Run Alembic ``upgrade`` on the database (in one transaction on both backends)."""
+    from alembic import command
+
+    config = alembic_config()
+    with database.engine.execution_options(cfreg_write=True).connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        connection.commit()
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Run Alembic ``downgrade`` (tests and emergencies)."""
+    from alembic import command
+
+    config = alembic_config()
+    with database.engine.execution_options(cfreg_write=True).connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        connection.commit()
+
+
+@contextmanager
+def migration_lock(database: Database) -> Iterator[None]:
+    """Cross-process lock around first-time creation and upgrades."""
+    db_file = sqlite_file(database.url)
+    if db_file is not None:
+        from filelock import FileLock
+
+        with FileLock(str(db_file) + ".migrate.lock", timeout=_busy_timeout_ms() / 1000 * 4):
+            yield
+        return
+    if database.dialect == "postgresql":
+        with database.engine.connect() as connection:
+            connection.execute(select(func.pg_advisory_lock(PG_MIGRATION_LOCK_KEY)))
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(select(func.pg_advisory_unlock(PG_MIGRATION_LOCK_KEY)))
+                connection.commit()
+        return
+    yield

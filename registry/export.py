@@ -1,0 +1,339 @@
+"""``registry.json`` / ``bert_registry.json``: the documented JSON view of the database.
+
+The files are derived data: written after each committed change (when
+``export_json=True``) or on demand, atomically (temp file, fsync, ``os.replace``,
+directory fsync), under a file lock, and never replacing a newer export with an
+older one (each file's registry generation is kept in a small sidecar).
+
+The row -> dict mappers here are the same ones the API returns, so the API and
+the files cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import ExportError
+from .models import ABTest, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
+
+logger = logging.getLogger(__name__)
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+REGISTRY_VERSION = "1.0"
+TEMP_SUFFIX = ".tmp"
+ORPHAN_TEMP_AGE_SECONDS = 3600
+
+
+def iso(moment: datetime | None) -> str | None:
+    """The doc's timestamp format (UTC, seconds)."""
+    return moment.strftime(TIME_FORMAT) if moment else None
+
+
+# --------------------------------------------------------------------------- mappers
+
+
+def model_info(model: Model, metrics: dict[str, float]) -> dict[str, Any]:
+    """A model row as the doc's ``models[model_id]`` entry."""
+    info: dict[str, Any] = {
+        "model_type": model.model_type,
+        "version": model.version,
+        "path": model.path,
+        "created_at": iso(model.created_at),
+        "data_version": model.data_version,
+        "git_commit": model.git_commit,
+        "hyperparameters": model.hyperparameters or {},
+        "metrics": metrics,
+        "training_info": model.training_info or {},
+    }
+    if model.baseline_comparison:
+        info["baseline_comparison"] = model.baseline_comparison
+    if model.bert_integration:
+        info["bert_integration"] = model.bert_integration
+    info["status"] = model.status
+    for key, value in (model.extra or {}).items():
+        info.setdefault(key, value)
+    return info
+
+
+def current_best_info(model: Model, selection: Selection | None) -> dict[str, Any]:
+    """The doc's ``current_best`` object."""
+    return {
+        "model_id": model.model_id,
+        "model_type": model.model_type,
+        "version": model.version,
+        "path": model.path,
+        "selection_metric": selection.metric if selection else None,
+        "selection_value": selection.value if selection else None,
+        "selected_at": iso(selection.selected_at) if selection else None,
+        "selected_by": selection.selected_by if selection else None,
+    }
+
+
+def ab_test_info(test: ABTest) -> dict[str, Any]:
+    """The doc's ``ab_test`` object."""
+    info: dict[str, Any] = {
+        "test_id": test.test_id,
+        "start_time": iso(test.start_time),
+        "control_model": test.control_model,
+        "treatment_model": test.treatment_model,
+        "traffic_split": test.traffic_split,
+        "status": test.status,
+    }
+    if test.end_time is not None:
+        info["end_time"] = iso(test.end_time)
+    if test.promoted:
+        info["promoted"] = test.promoted
+    return info
+
+
+def embedding_info(embedding: BertEmbedding, linked_models: list[str]) -> dict[str, Any]:
+    """A BERT embeddings row as the doc's ``embeddings[version]`` entry."""
+    info: dict[str, Any] = {
+        "version": embedding.version,
+        "path": embedding.path,
+        "created_at": iso(embedding.created_at),
+        "model_name": embedding.model_name,
+        "num_items": embedding.num_items,
+        "embedding_dim": embedding.embedding_dim,
+        "data_version": embedding.data_version,
+        "git_commit": embedding.git_commit,
+        "generation_config": embedding.generation_config or {},
+        "text_fields_used": embedding.text_fields_used or [],
+        "linked_models": linked_models,
+    }
+    for key, value in (embedding.extra or {}).items():
+        info.setdefault(key, value)
+    return info
+
+
+def metrics_by_model(session: Session, model_ids: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """``{model_id: {metric: value}}`` in one query (all models when ``model_ids`` is None)."""
+    statement = select(ModelMetric.model_id, ModelMetric.name, ModelMetric.value).order_by(
+        ModelMetric.model_id, ModelMetric.name
+    )
+    if model_ids is not None:
+        statement = statement.where(ModelMetric.model_id.in_(model_ids))
+    grouped: dict[str, dict[str, float]] = {}
+    for model_id, name, value in session.execute(statement):
+        grouped.setdefault(model_id, {})[name] = value
+    return grouped
+
+
+def links_by_embedding(session: Session) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    statement = select(EmbeddingLink.embedding_version, EmbeddingLink.model_id).order_by(EmbeddingLink.linked_at)
+    for version, model_id in session.execute(statement):
+        grouped.setdefault(version, []).append(model_id)
+    return grouped
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def create_empty_registry() -> dict[str, Any]:
+    """A fresh ``registry.json`` document with no models."""
+    return {
+        "current_best": None,
+        "models": {},
+        "metadata": {
+            "registry_version": REGISTRY_VERSION,
+            "last_updated": iso(utcnow()),
+            "num_models": 0,
+            "selection_criteria": "ndcg@10",
+        },
+    }
+
+
+def validate_registry_schema(registry: Any) -> bool:
+    """True when ``registry`` has the documented shape of ``registry.json``.
+
+    Checks the three top-level keys, that ``models`` maps ids to dicts, that
+    ``current_best`` is None, a dict naming a model_id, or a bare id string (the
+    legacy form), and that ``metadata`` is a dict.
+    """
+    if not isinstance(registry, dict) or not {"current_best", "models", "metadata"} <= registry.keys():
+        return False
+    models, current, metadata = registry["models"], registry["current_best"], registry["metadata"]
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in models.items()):
+        return False
+    if not isinstance(metadata, dict):
+        return False
+    return current is None or isinstance(current, str) or (isinstance(current, dict) and "model_id" in current)
+
+
+def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
+    """The whole ``registry.json`` document and the generation it reflects (one query per table)."""
+    settings = session.get(Settings, 1)
+    assert settings is not None
+    metrics = metrics_by_model(session)
+    models: dict[str, Any] = {}
+    current: dict[str, Any] | None = None
+    for model in session.scalars(select(Model).order_by(Model.created_at, Model.model_id)):
+        models[model.model_id] = model_info(model, metrics.get(model.model_id, {}))
+        if model.model_id == settings.current_model_id:
+            selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+            current = current_best_info(model, selection)
+    document: dict[str, Any] = {
+        "current_best": current,
+        "models": models,
+        "metadata": {
+            "registry_version": settings.registry_version,
+            "last_updated": iso(settings.last_updated),
+            "num_models": len(models),
+            "selection_criteria": settings.selection_criteria,
+            "generation": settings.generation,
+        },
+    }
+    test = session.scalars(select(ABTest).order_by(ABTest.start_time.desc(), ABTest.test_id).limit(1)).first()
+    if test is not None:
+        document["ab_test"] = ab_test_info(test)
+    for key, value in (settings.extra or {}).items():
+        document.setdefault(key, value)
+    return document, settings.generation
+
+
+def build_bert_document(session: Session) -> tuple[dict[str, Any], int]:
+    """The whole ``bert_registry.json`` document and its generation."""
+    settings = session.get(Settings, 1)
+    assert settings is not None
+    links = links_by_embedding(session)
+    embeddings = {
+        row.version: embedding_info(row, links.get(row.version, []))
+        for row in session.scalars(select(BertEmbedding).order_by(BertEmbedding.created_at, BertEmbedding.version))
+    }
+    document = {
+        "current_best": settings.current_embeddings_version,
+        "embeddings": embeddings,
+        "metadata": {
+            "registry_version": REGISTRY_VERSION,
+            "last_updated": iso(settings.last_updated),
+            "num_embeddings": len(embeddings),
+            "generation": settings.generation,
+        },
+    }
+    return document, settings.generation
+
+
+def render_document(document: dict[str, Any], mapping_key: str) -> str:
+    """JSON text with one top-level key and one ``mapping_key`` entry per line.
+
+    Each piece goes through the C encoder (``indent`` would force the slow pure-Python one),
+    so exporting 10,000 models stays fast while the file stays diff- and grep-friendly.
+    """
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    parts = []
+    for key, value in document.items():
+        if key == mapping_key and isinstance(value, dict) and value:
+            entries = ",\n".join(f"    {encode(k)}: {encode(v)}" for k, v in value.items())
+            parts.append(f"  {encode(key)}: {{\n{entries}\n  }}")
+        else:
+            parts.append(f"  {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically and durably; the old file survives any failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def sweep_orphan_temp_files(directory: Path, max_age_seconds: float = ORPHAN_TEMP_AGE_SECONDS) -> int:
+    """Remove temp files left by writers killed mid-write; returns how many."""
+    removed = 0
+    cutoff = time.time() - max_age_seconds
+    try:
+        candidates = list(directory.glob(f".*{TEMP_SUFFIX}"))
+    except OSError:
+        return 0
+    for candidate in candidates:
+        try:
+            if candidate.stat().st_mtime <= cutoff:
+                candidate.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _generation_file(path: Path) -> Path:
+    return path.with_name(f".{path.name}.generation")
+
+
+def file_generation(path: Path) -> int:
+    """The registry generation the file at ``path`` was exported from (-1 if unknown)."""
+    if not path.exists():
+        return -1
+    try:
+        return int(_generation_file(path).read_text().strip())
+    except (OSError, ValueError):
+        return -1
+
+
+def publish(path: Path, document: dict[str, Any], generation: int, mapping_key: str, *, force: bool = False) -> bool:
+    """Write ``document`` unless the file already holds this generation or a newer one.
+
+    The caller holds the file lock (see :func:`export_lock`). Returns True if written.
+    """
+    if not force and file_generation(path) >= generation:
+        return False
+    try:
+        atomic_write_text(path, render_document(document, mapping_key))
+        atomic_write_text(_generation_file(path), f"{generation}\n")
+    except (OSError, ValueError, TypeError) as exc:
+        raise ExportError(f"could not write {path}: {exc}") from exc
+    return True
+
+
+def export_lock(path: Path):  # type: ignore[no-untyped-def]
+    """The inter-process lock that serialises exports of one file."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=120)
+
+
+def export_registry_files(database, json_path: Path, bert_json_path: Path | None, *, force: bool = False) -> bool:  # type: ignore[no-untyped-def]
+    """Export ``registry.json`` (and ``bert_registry.json`` when embeddings exist or the file does).
+
+    Reads the database in one short read transaction per file, inside the file's lock,
+    so concurrent exporters can never leave an older document in place.
+    """
+    with export_lock(json_path):
+        document, generation = database.read(build_registry_document)
+        written = publish(json_path, document, generation, "models", force=force)
+    if bert_json_path is not None:
+        with export_lock(bert_json_path):
+            bert_document, generation = database.read(build_bert_document)
+            if bert_document["embeddings"] or bert_json_path.exists():
+                written = publish(bert_json_path, bert_document, generation, "embeddings", force=force) or written
+    return written

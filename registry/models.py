@@ -1,0 +1,264 @@
+"""ORM tables: the registry's whole relational schema on one page.
+
+Readable by someone writing SQL: ``models`` holds one row per model version,
+``model_metrics`` one row per (model, metric), ``selections`` the history of
+current-best changes, ``settings`` the single row with the pointers and the
+``generation`` counter that increases with every committed change.
+
+Schema changes go through Alembic (``migrations/``) only; a test proves these
+classes and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MODEL_STATUSES = ("active", "archived", "failed")
+AB_TEST_STATUSES = ("running", "stopped")
+
+ID_LENGTH = 160
+VERSION_LENGTH = 128
+
+
+def utcnow() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always returns timezone-aware UTC datetimes (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Model(Base):
+    """One registered model version (``model_id = f"{model_type}_{version}"``)."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        CheckConstraint(f"status IN {MODEL_STATUSES!r}", name="status_known"),
+        Index("ix_models_type_status", "model_type", "status"),
+        Index("ix_models_created_at", "created_at"),
+    )
+
+    model_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    model_type: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(VERSION_LENGTH))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    data_version: Mapped[str] = mapped_column(String(256), default="unknown")
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    training_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    baseline_comparison: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    bert_integration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Unknown keys of an imported legacy entry, written back on export.
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"Model({self.model_id!r}, status={self.status!r})"
+
+
+class ModelMetric(Base):
+    """One metric value of one model; indexed so SQL can rank models by any metric."""
+
+    __tablename__ = "model_metrics"
+    __table_args__ = (
+        CheckConstraint("value > -1e308 AND value < 1e308", name="value_finite"),
+        Index("ix_model_metrics_name_value", "name", "value"),
+    )
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ArtifactFile(Base):
+    """Size and sha256 of every file of a model, recorded at registration."""
+
+    __tablename__ = "artifact_files"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    file_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Stat identity at hashing time: lets re-registration of unchanged files skip hashing.
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Selection(Base):
+    """History of current-best changes; ``settings.current_selection_id`` is the current one.
+
+    ``model_id`` and ``previous_model_id`` are plain strings, not foreign keys, so the
+    history survives deletion of old models (the current best itself cannot be deleted:
+    ``settings.current_model_id`` is a restricting foreign key).
+    """
+
+    __tablename__ = "selections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    metric: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    previous_model_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    selected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    selected_by: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class BertEmbedding(Base):
+    """One registered version of BERT item embeddings."""
+
+    __tablename__ = "bert_embeddings"
+
+    version: Mapped[str] = mapped_column(String(VERSION_LENGTH), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    num_items: Mapped[int] = mapped_column(Integer)
+    embedding_dim: Mapped[int] = mapped_column(Integer)
+    data_version: Mapped[str] = mapped_column(String(256), default="unknown")
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    generation_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    text_fields_used: Mapped[list[Any]] = mapped_column(default=list)
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class EmbeddingLink(Base):
+    """A CF model built on (or served with) a BERT embeddings version."""
+
+    __tablename__ = "embedding_links"
+
+    embedding_version: Mapped[str] = mapped_column(
+        ForeignKey("bert_embeddings.version", ondelete="RESTRICT"), primary_key=True
+    )
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ABTest(Base):
+    """An A/B test (canary) between two models; at most one is running at a time."""
+
+    __tablename__ = "ab_tests"
+    __table_args__ = (
+        CheckConstraint("traffic_split >= 0 AND traffic_split <= 1", name="split_range"),
+        CheckConstraint(f"status IN {AB_TEST_STATUSES!r}", name="status_known"),
+        Index(
+            "uq_ab_tests_one_running",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
+
+    test_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    control_model: Mapped[str] = mapped_column(String(ID_LENGTH))
+    treatment_model: Mapped[str] = mapped_column(String(ID_LENGTH))
+    traffic_split: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    start_time: Mapped[datetime] = mapped_column(default=utcnow)
+    end_time: Mapped[datetime | None]
+    promoted: Mapped[str | None] = mapped_column(String(16))
+
+
+class AuditEvent(Base):
+    """Append-only trail: one row per mutation, written in the mutation's transaction."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action_at", "action", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str] = mapped_column(String(128), default="")
+
+
+class Settings(Base):
+    """The registry's single state row (``id = 1``): pointers, root, generation counter."""
+
+    __tablename__ = "settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    root: Mapped[str | None] = mapped_column(Text)
+    current_model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("models.model_id", ondelete="RESTRICT")
+    )
+    current_selection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("selections.id", ondelete="SET NULL")
+    )
+    current_embeddings_version: Mapped[str | None] = mapped_column(
+        ForeignKey("bert_embeddings.version", ondelete="RESTRICT")
+    )
+    selection_criteria: Mapped[str] = mapped_column(String(64), default="ndcg@10")
+    registry_version: Mapped[str] = mapped_column(String(16), default="1.0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_updated: Mapped[datetime] = mapped_column(default=utcnow)
+    # Unknown top-level keys of an imported legacy registry.json, written back on export.
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,125 @@
+"""Input validation at the API boundary: ids, metric names and values, JSON payloads.
+
+Everything a caller hands the registry passes through here before any
+transaction starts, so bad input never changes the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from numbers import Real
+from typing import Any
+
+from .errors import InvalidArgumentError
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+ID_MAX_LENGTH = 128
+METRIC_NAME_PATTERN = re.compile(r"[A-Za-z0-9@._:/-]{1,64}")
+# Bounds for JSON payloads (hyperparameters, training_info, ...): deep or huge
+# blobs are a mistake or an attack, never a model description.
+MAX_JSON_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
+
+MODEL_STATUS = {"active": "active", "archived": "archived", "failed": "failed"}
+
+
+def validate_identifier(value: object, field: str) -> str:
+    """Check a model type, version, model id, test id or embeddings version."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{field} must be a string, got {type(value).__name__} {value!r}")
+    if len(value) > ID_MAX_LENGTH or not ID_PATTERN.fullmatch(value):
+        raise InvalidArgumentError(
+            f"invalid {field} {value!r}: use 1-{ID_MAX_LENGTH} characters of letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def validate_metric_name(name: object) -> str:
+    """Check a metric name such as ``ndcg@10``, ``recall@20`` or ``coverage``."""
+    if not isinstance(name, str) or not METRIC_NAME_PATTERN.fullmatch(name):
+        raise InvalidArgumentError(
+            f"invalid metric name {name!r}: use 1-64 characters of letters, digits and @._:/-"
+        )
+    return name
+
+
+def metric_value(name: str, value: object) -> float:
+    """A finite float from a metric value (numpy scalars accepted; NaN, inf, bool, str refused)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidArgumentError(f"metric {name!r} must be a real number, got {value!r}")
+    itemsize = getattr(getattr(value, "dtype", None), "itemsize", 8)
+    # np.float32(0.195) -> 0.195, not 0.19499999284744263: keep the value the user saw.
+    number = float(str(value)) if itemsize < 8 and getattr(value, "dtype", None) is not None and value.dtype.kind == "f" else float(value)
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"metric {name!r} must be finite, got {number!r}")
+    return number
+
+
+def validate_metrics(metrics: object) -> dict[str, float]:
+    """Validate a ``{name: value}`` mapping; returns plain floats."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgumentError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
+    return {validate_metric_name(name): metric_value(name, value) for name, value in metrics.items()}
+
+
+def validate_status(status: object) -> str:
+    if status not in MODEL_STATUS:
+        raise InvalidArgumentError(f"Invalid status {status!r}: use one of {sorted(MODEL_STATUS)}")
+    return str(status)
+
+
+def to_jsonable(value: Any, field: str, _depth: int = 0) -> Any:
+    """Convert numpy scalars/arrays and tuples to JSON types; refuse anything else unsafe."""
+    if _depth > MAX_JSON_DEPTH:
+        raise InvalidArgumentError(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgumentError(f"{field} contains a non-finite number {value!r}")
+        return value
+    if isinstance(value, Mapping):
+        converted = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidArgumentError(f"{field} has a non-string key {key!r}")
+            if "\x00" in key:
+                raise InvalidArgumentError(f"{field} has a key containing NUL: {key!r}")
+            converted[key] = to_jsonable(item, field, _depth + 1)
+        return converted
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item, field, _depth + 1) for item in value]
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist) and hasattr(value, "dtype"):
+        return to_jsonable(tolist(), field, _depth + 1)
+    raise InvalidArgumentError(f"{field} contains a value that is not JSON-serialisable: {value!r}")
+
+
+def json_payload(value: object, field: str, *, allow_none: bool = False) -> dict[str, Any] | None:
+    """Validate a dict-shaped JSON payload (hyperparameters, training_info...)."""
+    if value is None:
+        return None if allow_none else {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(f"{field} must be a dict, got {type(value).__name__}")
+    converted = to_jsonable(value, field)
+    size = len(json.dumps(converted, allow_nan=False))
+    if size > MAX_JSON_BYTES:
+        raise InvalidArgumentError(f"{field} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES}")
+    return converted
+
+
+def optional_text(value: object, field: str, max_length: int = 256) -> str | None:
+    """A short single-line string (data_version, git_commit...) or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length or any(ch in value for ch in "\x00\n\r|"):
+        raise InvalidArgumentError(
+            f"{field} must be a single-line string of at most {max_length} characters without '|', got {value!r}"
+        )
+    return value

@@ -1,0 +1,130 @@
+"""Shared fixtures.
+
+Every database test runs on SQLite, and also on PostgreSQL when
+``CFREG_TEST_POSTGRES_URL`` is set (each test gets its own schema, so
+pytest-xdist workers never share state). When the variable is set and the
+server is unreachable, the tests fail: they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from factories import make_embeddings_dir, make_model_dir  # noqa: E402
+
+POSTGRES_ENV = "CFREG_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get(POSTGRES_ENV) else [])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's registry settings; singletons are reset after each test."""
+    for name in ("CFREG_DATABASE_URL", "CFREG_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    from registry import cf_registry, db
+
+    cf_registry.reset_registries()
+    try:
+        from registry import loader
+
+        loader.reset_loader()
+    except ImportError:
+        pass
+    db.forget_databases()
+
+
+def postgres_schema_url(base_url: str, schema: str) -> str:
+    """The base URL with ``search_path`` pointing at ``schema``."""
+    url = make_url(base_url)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for one test (requires CFREG_TEST_POSTGRES_URL)."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield postgres_schema_url(base, schema)
+    finally:
+        from registry import db
+
+        db.forget_databases()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` always, ``"postgres"`` too when CFREG_TEST_POSTGRES_URL is set."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database URL on the current backend (SQLite: ``registry.db`` in the test's folder)."""
+    if backend == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'artifacts' / 'cf' / 'registry.db'}"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test inside its own temporary folder (for the doc's relative paths)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def registry_path(tmp_path: Path) -> Path:
+    """``<tmp>/artifacts/cf/registry.json``: the doc's layout inside the test folder."""
+    return tmp_path / "artifacts" / "cf" / "registry.json"
+
+
+@pytest.fixture
+def registry(registry_path: Path, database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh ModelRegistry on the current backend, rooted at the test folder."""
+    from registry import ModelRegistry
+
+    return ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Factory: ``model_dir("als/v1", model_type="als", seed=1, ...)`` -> a real artifact folder
+    under ``<tmp>/artifacts/cf``; returns the path relative to the test folder (as users store it)."""
+
+    def build(relative: str, model_type: str = "als", **kwargs) -> str:  # type: ignore[no-untyped-def]
+        make_model_dir(tmp_path / "artifacts" / "cf" / relative, model_type, **kwargs)
+        return f"artifacts/cf/{relative}"
+
+    return build
+
+
+@pytest.fixture
+def embeddings_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Factory: ``embeddings_dir("bert/v1", num_items=25, dim=16)`` -> relative path of a folder
+    holding ``product_embeddings.npy``."""
+
+    def build(relative: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        make_embeddings_dir(tmp_path / "artifacts" / "cf" / relative, **kwargs)
+        return f"artifacts/cf/{relative}"
+
+    return build

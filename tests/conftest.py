@@ -35,6 +35,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from registry import cf_registry, db
 
     cf_registry.reset_registries()
+    from registry import bert_registry
+
+    bert_registry.reset_bert_registries()
     try:
         from registry import loader
 

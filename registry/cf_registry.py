@@ -87,6 +87,7 @@ DEFAULT_REGISTRY_PATH = "artifacts/cf/registry.json"
 LIST_BASE_COLUMNS = ["model_id", "model_type", "version", "status", "created_at"]
 DEFAULT_COMPARE_METRICS = ("recall@10", "ndcg@10", "coverage")
 GIT_CACHE_SECONDS = 10.0
+MAX_VERSIONS_PER_SECOND = 10_000
 
 __all__ = [
     "DEFAULT_REGISTRY_PATH",
@@ -759,6 +760,54 @@ class ModelRegistry:
                 raise RegistryError(f"model {model_id} was deleted from the registry but its files remain in {folder}: {exc}") from exc
         return result
 
+    # ------------------------------------------------------------------ A/B tests (registry/abtest.py)
+    # Thin delegations only; the behaviour and its documentation live in registry.abtest.
+
+    def start_ab_test(self, control_model: str, treatment_model: str, traffic_split: float,
+                      test_id: str | None = None) -> dict[str, Any]:
+        """Start an A/B test (see :func:`registry.abtest.start_ab_test`); returns the ``ab_test`` dict."""
+        from . import abtest
+
+        return abtest.start_ab_test(self._ctx, control_model, treatment_model, traffic_split, test_id)
+
+    def get_ab_test(self, test_id: str | None = None) -> dict[str, Any] | None:
+        """The running test (or ``test_id``) as the ``ab_test`` dict; None when none runs."""
+        from . import abtest
+
+        return abtest.get_ab_test(self._ctx, test_id)
+
+    def list_ab_tests(self) -> list[dict[str, Any]]:
+        """Every A/B test, newest first."""
+        from . import abtest
+
+        return abtest.list_ab_tests(self._ctx)
+
+    def update_traffic_split(self, test_id: str | None, traffic_split: float) -> dict[str, Any]:
+        """Change a running test's treatment share (see :func:`registry.abtest.update_traffic_split`)."""
+        from . import abtest
+
+        return abtest.update_traffic_split(self._ctx, test_id, traffic_split)
+
+    def stop_ab_test(self, test_id: str | None = None, promote: str | None = None) -> dict[str, Any]:
+        """Stop a test, optionally promoting ``'control'`` or ``'treatment'`` (see :func:`registry.abtest.stop_ab_test`)."""
+        from . import abtest
+
+        return abtest.stop_ab_test(self._ctx, test_id, promote)  # type: ignore[arg-type]
+
+    def rollback_ab_test(self, test_id: str | None = None) -> dict[str, Any]:
+        """Split to 0, stop, current best back to control, in one transaction."""
+        from . import abtest
+
+        return abtest.rollback_ab_test(self._ctx, test_id)
+
+    def route_user(self, user_id: Any) -> str:
+        """The model id serving ``user_id``: the running test's arm, else the current best."""
+        from . import abtest
+
+        return abtest.route_user(self._ctx, user_id)
+
+    # ------------------------------------------------------------------ end of A/B tests block
+
     def export_registry_json(self, *, force: bool = True) -> Path:
         """Write ``registry.json`` (and ``bert_registry.json``) now; returns the registry.json path."""
         self._ctx.export(force=force)
@@ -772,29 +821,37 @@ def _stored_path(artifacts_path: object) -> str:
     if not isinstance(artifacts_path, (str, os.PathLike)):
         raise InvalidArgumentError(f"artifacts_path must be a path, got {artifacts_path!r}")
     text = os.fspath(artifacts_path)
-    if not isinstance(text, str) or not text.strip() or "\x00" in text or "\n" in text or len(text) > 4096:
+    if not isinstance(text, str) or not text.strip() or "\x00" in text or "\n" in text or len(text) > 1024:
         raise InvalidArgumentError(f"invalid artifacts_path {text!r}")
     return text
 
 
 def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:
+    """Fingerprints recorded for the newest model registered from the same path."""
+    latest = (
+        select(Model.model_id).where(Model.path == stored_path)
+        .order_by(Model.created_at.desc()).limit(1).scalar_subquery()
+    )
     rows = session.execute(
-        select(ArtifactFile).join(Model, Model.model_id == ArtifactFile.model_id).where(Model.path == stored_path)
-    ).scalars()
-    return {
-        row.file_name: FileFingerprint(row.file_name, row.size_bytes, row.sha256, row.mtime_ns or -1) for row in rows
-    }
+        select(ArtifactFile.file_name, ArtifactFile.size_bytes, ArtifactFile.sha256, ArtifactFile.mtime_ns)
+        .where(ArtifactFile.model_id == latest)
+    )
+    return {name: FileFingerprint(name, size, sha, mtime or -1) for name, size, sha, mtime in rows}
 
 
 def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
     # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so the
     # first free id found here is still free at commit; the primary key is the backstop.
     base = _generate_version_id("v")
-    version, counter = base, 1
-    while session.get(Model, f"{model_type}_{version}") is not None:
-        counter += 1
-        version = f"{base}_{counter}"
-    return f"{model_type}_{version}", version
+    # Exact-id lookups in batches (index equality; no collation-dependent range scans).
+    for start in range(1, MAX_VERSIONS_PER_SECOND, 64):
+        batch = [base if n == 1 else f"{base}_{n}" for n in range(start, start + 64)]
+        ids = {f"{model_type}_{version}": version for version in batch}
+        taken = set(session.scalars(select(Model.model_id).where(Model.model_id.in_(list(ids)))))
+        for model_id, version in ids.items():
+            if model_id not in taken:
+                return model_id, version
+    raise RegistryError(f"too many automatic versions of {model_type!r} in one second; pass version=")
 
 
 def _same_content(session: Session, model: Model, stored_path: str, prints: list[FileFingerprint]) -> bool:

@@ -90,6 +90,7 @@ class Model(Base):
         CheckConstraint(f"status IN {MODEL_STATUSES!r}", name="status_known"),
         Index("ix_models_type_status", "model_type", "status"),
         Index("ix_models_created_at", "created_at"),
+        Index("ix_models_path", "path"),
     )
 
     model_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)

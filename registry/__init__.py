@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "load_bert_embeddings": "bert_registry",
     "DEFAULT_BERT_REGISTRY_PATH": "bert_registry",
     "EMBEDDING_TYPES": "bert_registry",
+    "reset_bert_registries": "bert_registry",
     # A/B tests
     "get_model_for_user": "abtest",
     # Errors
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         BERTEmbeddingsRegistry,
         get_bert_registry,
         load_bert_embeddings,
+        reset_bert_registries,
     )
     from .cf_registry import (
         DEFAULT_REGISTRY_PATH,

@@ -1,0 +1,720 @@
+"""``BERTEmbeddingsRegistry``: versions of BERT item embeddings, linked to the CF models built on them.
+
+Usage::
+
+    bert = BERTEmbeddingsRegistry("artifacts/cf/bert_registry.json")
+    version = bert.register_embeddings("data/processed/content_based_embeddings", "vinai/phobert-base", 2244, 768)
+    embeddings, info = load_bert_embeddings(version)
+
+The embeddings live in the same database as the CF registry (``registry.db``
+beside ``bert_registry.json``), so a link to a CF model is a real foreign key:
+deleting the model removes its links. Every change runs through
+``RegistryContext.mutate`` (one transaction with its audit row, then the
+``bert_registry.json`` export).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import audit, export
+from .artifacts import (
+    MAX_NPY_BYTES,
+    NUMERIC_DTYPE_KINDS,
+    check_deletable,
+    fingerprint,
+    load_npy,
+    load_npy_verified,
+    read_npy_header,
+    safe_delete_tree,
+    sha256_file,
+)
+from .context import RegistryContext
+from .errors import (
+    ChecksumMismatchError,
+    InvalidArgumentError,
+    InvalidArtifactsError,
+    ModelExistsError,
+    ModelInUseError,
+    ModelNotFoundError,
+    NoModelLoadedError,
+    RegistryError,
+)
+from .export import embedding_info, iso
+from .models import BertEmbedding, EmbeddingLink, Model, Settings
+from .utils.git import get_git_commit as _detect_git_commit
+from .utils.versioning import generate_version_id as _generate_version_id
+from .validation import json_payload, optional_text, path_text, validate_identifier
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BERT_REGISTRY_PATH = "artifacts/cf/bert_registry.json"
+# Kept from the original API for compatibility; the registry itself stores item embeddings only.
+EMBEDDING_TYPES = {"product": "product_embeddings", "user": "user_embeddings", "merged": "merged_embeddings"}
+NPY_FILE_NAMES = ("product_embeddings.npy", "item_embeddings.npy")
+TORCH_FILE_NAMES = ("product_embeddings.pt", "item_embeddings.pt")
+DEFAULT_TEXT_FIELDS = ("product_name", "description")
+MAX_TEXT_FIELDS = 256
+
+__all__ = [
+    "DEFAULT_BERT_REGISTRY_PATH",
+    "EMBEDDING_TYPES",
+    "BERTEmbeddingsRegistry",
+    "get_bert_registry",
+    "load_bert_embeddings",
+    "reset_bert_registries",
+]
+
+
+class BERTEmbeddingsRegistry:
+    """Registry of BERT item-embedding versions, on the CF registry's database.
+
+    Usage::
+
+        bert = BERTEmbeddingsRegistry("artifacts/cf/bert_registry.json")
+        version = bert.register_embeddings("data/processed/content_based_embeddings", "vinai/phobert-base", 2244, 768)
+        bert.link_to_model(version, "als_v2_20250116_141500")
+
+    Args:
+        registry_path: where ``bert_registry.json`` lives; ``registry.json`` and the
+            SQLite database ``registry.db`` sit beside it (shared with
+            :class:`~registry.ModelRegistry`).
+        auto_create: create a missing registry; otherwise ``FileNotFoundError``.
+        database_url: a SQLAlchemy URL (overrides ``$CFREG_DATABASE_URL``).
+        root: base of relative embedding paths (default: stored at creation).
+        export_json: rewrite ``bert_registry.json`` (and ``registry.json``) after every change.
+        audit_log_path: text mirror of the audit trail (default ``logs/registry_audit.log`` under ``root``).
+        artifacts_root: the only tree ``delete_files=True`` may touch (default: the
+            folder of ``bert_registry.json``).
+    """
+
+    def __init__(
+        self,
+        registry_path: str | os.PathLike[str] = DEFAULT_BERT_REGISTRY_PATH,
+        auto_create: bool = True,
+        *,
+        database_url: str | None = None,
+        root: str | os.PathLike[str] | None = None,
+        export_json: bool = True,
+        audit_log_path: str | os.PathLike[str] | None = None,
+        artifacts_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._ctx = RegistryContext.open(
+            registry_path,
+            database_url=database_url,
+            auto_create=auto_create,
+            root=root,
+            audit_log_path=audit_log_path,
+            export_json=export_json,
+            artifacts_root=artifacts_root,
+        )
+        self.registry_path = self._ctx.bert_json_path
+        self.audit_log_path = self._ctx.audit_log_path
+        if export_json and not self.registry_path.exists():
+            _export_bert_file(self._ctx)
+
+    def __repr__(self) -> str:
+        return f"BERTEmbeddingsRegistry({str(self.registry_path)!r}, database={self._ctx.database.describe()!r})"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def context(self) -> RegistryContext:
+        """The opened registry (database, paths), shared with the CF registry code."""
+        return self._ctx
+
+    @property
+    def root(self) -> Path:
+        """Base directory of relative embedding paths."""
+        return self._ctx.root
+
+    @property
+    def registry(self) -> dict[str, Any]:
+        """The whole ``bert_registry.json`` document, read fresh from the database."""
+        return self._ctx.read(export.build_bert_document)[0]
+
+    @staticmethod
+    def generate_version_id(prefix: str = "bert") -> str:
+        """``f"{prefix}_YYYYMMDD_HHMMSS"`` (UTC); registration makes it unique."""
+        return _generate_version_id(prefix)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate_embedding_files(self, embedding_path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
+        """Check an embeddings folder without registering it.
+
+        The folder must exist and hold ``product_embeddings.npy`` or
+        ``item_embeddings.npy`` (``.pt`` too when torch is installed) with a valid
+        numeric 2-D array header.
+
+        Returns:
+            ``(ok, problems)``: the problems are readable sentences, empty when ok.
+        """
+        stored = path_text(embedding_path, "embedding_path")
+        _, _, problems = inspect_embeddings_folder(self._ctx.resolve(stored))
+        return not problems, problems
+
+    # ------------------------------------------------------------------ registration
+
+    def register_embeddings(
+        self,
+        embedding_path: str | os.PathLike[str],
+        model_name: str,
+        num_items: int,
+        embedding_dim: int,
+        generation_config: dict[str, Any] | None = None,
+        text_fields_used: list[str] | None = None,
+        data_version: str | None = None,
+        git_commit: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Register the embeddings in ``embedding_path``; returns the version.
+
+        The array (read by header only) must be 2-D with shape
+        ``(num_items, embedding_dim)``; its file name, size and sha256 are recorded.
+        Without ``version`` it is ``bert_YYYYMMDD_HHMMSS`` (UTC), suffixed ``_2``,
+        ``_3``... when taken. An explicit existing version returns itself when the
+        path and checksum are identical, and raises otherwise (its links are kept).
+        The first version registered becomes the current one.
+
+        Args:
+            embedding_path: folder holding ``product_embeddings.npy`` or ``item_embeddings.npy``;
+                stored as given, relative paths resolved against ``root``.
+            model_name: the encoder, e.g. ``"vinai/phobert-base"``.
+            num_items: expected rows. embedding_dim: expected columns.
+            generation_config: JSON-serialisable dict (batch size, max length...).
+            text_fields_used: item text fields encoded (default ``['product_name', 'description']``).
+            data_version: data hash (default ``"unknown"``). git_commit: detected under ``root`` when None.
+            version: explicit version id.
+
+        Raises:
+            InvalidArgumentError: malformed arguments.
+            InvalidArtifactsError: missing, unreadable, unsafe or mis-shaped file.
+            ModelExistsError: ``version`` exists with another path or file content.
+        """
+        stored = path_text(embedding_path, "embedding_path")
+        model_name = _model_name(model_name)
+        num_items = _positive_int(num_items, "num_items")
+        embedding_dim = _positive_int(embedding_dim, "embedding_dim")
+        generation_config = json_payload(generation_config, "generation_config")
+        fields = _text_fields(text_fields_used)
+        data_version = optional_text(data_version, "data_version") or "unknown"
+        if version is not None:
+            validate_identifier(version, "version")
+        git_commit = optional_text(git_commit, "git_commit", 64)
+        folder = self._ctx.resolve(stored)
+        file_path, shape, problems = inspect_embeddings_folder(folder)
+        if problems or file_path is None:
+            raise InvalidArtifactsError(f"Invalid embeddings in {str(folder)!r}: " + "; ".join(problems))
+        if shape != (num_items, embedding_dim):
+            raise InvalidArtifactsError(
+                f"{file_path}: array shape {shape} does not match num_items x embedding_dim = "
+                f"({num_items}, {embedding_dim}); pass the real sizes or regenerate the file"
+            )
+        file_print = fingerprint(file_path)
+        git_commit = git_commit or _detect_git_commit(self._ctx.root)
+
+        def work(session: Session) -> str:
+            if version is None:
+                chosen = _allocate_version(session)
+            else:
+                chosen = version
+                existing = session.get(BertEmbedding, version)
+                if existing is not None:
+                    if existing.path == stored and existing.sha256 == file_print.sha256 and existing.file_name == file_print.file_name:
+                        logger.info("embeddings %s are already registered with an identical file", version)
+                        return version
+                    raise ModelExistsError(
+                        f"Embeddings version {version!r} already exists with a different path or file "
+                        f"(registered {existing.path!r}, given {stored!r}); register another version"
+                    )
+            session.add(
+                BertEmbedding(
+                    version=chosen, path=stored, model_name=model_name, num_items=num_items,
+                    embedding_dim=embedding_dim, data_version=data_version, git_commit=git_commit,
+                    generation_config=generation_config, text_fields_used=fields,
+                    file_name=file_print.file_name, size_bytes=file_print.size_bytes, sha256=file_print.sha256,
+                )
+            )
+            session.flush()
+            audit.record(
+                session, "REGISTER_EMBEDDINGS", chosen, f"model_name={model_name} shape={num_items}x{embedding_dim}",
+                {"path": stored, "file_name": file_print.file_name, "sha256": file_print.sha256, "model_name": model_name,
+                 "num_items": num_items, "embedding_dim": embedding_dim},
+            )
+            settings = _settings(session)
+            if settings.current_embeddings_version is None:
+                settings.current_embeddings_version = chosen
+                audit.record(session, "SET_CURRENT_EMBEDDINGS", chosen, "from=none reason=first registered",
+                             {"previous_version": None, "reason": "first registered"})
+            return chosen
+
+        return self._ctx.mutate(work)
+
+    # ------------------------------------------------------------------ current version
+
+    def set_current_best(self, version: str) -> bool:
+        """Make ``version`` the current embeddings (a no-op when it already is).
+
+        Raises:
+            ModelNotFoundError: unknown version.
+        """
+        validate_identifier(version, "version")
+
+        def work(session: Session) -> bool:
+            _require_embeddings(session, version)
+            settings = _settings(session)
+            previous = settings.current_embeddings_version
+            if previous != version:
+                settings.current_embeddings_version = version
+                audit.record(session, "SET_CURRENT_EMBEDDINGS", version, f"from={previous or 'none'}",
+                             {"previous_version": previous})
+            return True
+
+        return self._ctx.mutate(work)
+
+    def get_current_best(self) -> dict[str, Any] | None:
+        """The current embeddings as ``{'version', 'info'}``, or None when none is registered."""
+        def work(session: Session) -> dict[str, Any] | None:
+            version = _settings(session).current_embeddings_version
+            if version is None:
+                return None
+            return {"version": version, "info": _info(session, _require_embeddings(session, version))}
+
+        return self._ctx.read(work)
+
+    def get_embeddings(self, version: str) -> dict[str, Any] | None:
+        """A version's ``bert_registry.json`` entry (a copy), or None when unknown."""
+        validate_identifier(version, "version")
+
+        def work(session: Session) -> dict[str, Any] | None:
+            row = session.get(BertEmbedding, version)
+            return None if row is None else _info(session, row)
+
+        return self._ctx.read(work)
+
+    def get_embedding_file(self, version: str) -> dict[str, Any]:
+        """The file recorded at registration: ``path`` (resolved), ``file_name``, ``size_bytes``, ``sha256``.
+
+        Raises:
+            ModelNotFoundError: unknown version.
+        """
+        validate_identifier(version, "version")
+
+        def work(session: Session) -> dict[str, Any]:
+            row = _require_embeddings(session, version)
+            return {"path": str(self._ctx.resolve(row.path)), "file_name": row.file_name,
+                    "size_bytes": row.size_bytes, "sha256": row.sha256}
+
+        return self._ctx.read(work)
+
+    # ------------------------------------------------------------------ links
+
+    def link_to_model(self, embedding_version: str, model_id: str) -> bool:
+        """Record that CF model ``model_id`` uses ``embedding_version``.
+
+        Linking twice is a no-op (no second row, no second audit event).
+
+        Raises:
+            ModelNotFoundError: unknown embeddings version or CF model.
+        """
+        validate_identifier(embedding_version, "embedding_version")
+        validate_identifier(model_id, "model_id")
+
+        def work(session: Session) -> bool:
+            _require_embeddings(session, embedding_version)
+            if session.get(Model, model_id) is None:
+                raise ModelNotFoundError(
+                    f"CF model {model_id!r} not found in registry; register it first (run `cfreg list` to see ids)"
+                )
+            if session.get(EmbeddingLink, (embedding_version, model_id)) is None:
+                session.add(EmbeddingLink(embedding_version=embedding_version, model_id=model_id))
+                audit.record(session, "LINK", embedding_version, f"model_id={model_id}", {"model_id": model_id})
+            return True
+
+        return self._ctx.mutate(work)
+
+    def unlink_model(self, embedding_version: str, model_id: str) -> bool:
+        """Remove the link between ``embedding_version`` and ``model_id``.
+
+        Returns:
+            True when a link was removed, False when there was none.
+
+        Raises:
+            ModelNotFoundError: unknown embeddings version.
+        """
+        validate_identifier(embedding_version, "embedding_version")
+        validate_identifier(model_id, "model_id")
+
+        def work(session: Session) -> bool:
+            _require_embeddings(session, embedding_version)
+            link = session.get(EmbeddingLink, (embedding_version, model_id))
+            if link is None:
+                return False
+            session.delete(link)
+            audit.record(session, "UNLINK", embedding_version, f"model_id={model_id}", {"model_id": model_id})
+            return True
+
+        return self._ctx.mutate(work)
+
+    # ------------------------------------------------------------------ queries
+
+    def list_embeddings(self, include_linked_models: bool = True) -> list[dict[str, Any]]:
+        """All versions, newest first.
+
+        Returns:
+            Dicts with ``version, model_name, num_items, embedding_dim, created_at,
+            is_current`` (and ``linked_models`` when ``include_linked_models``).
+        """
+        def work(session: Session) -> list[dict[str, Any]]:
+            current = _settings(session).current_embeddings_version
+            links = export.links_by_embedding(session) if include_linked_models else {}
+            rows = []
+            statement = select(BertEmbedding).order_by(BertEmbedding.created_at.desc(), BertEmbedding.version.desc())
+            for row in session.scalars(statement):
+                item: dict[str, Any] = {
+                    "version": row.version,
+                    "model_name": row.model_name,
+                    "num_items": row.num_items,
+                    "embedding_dim": row.embedding_dim,
+                    "created_at": iso(row.created_at),
+                    "is_current": row.version == current,
+                }
+                if include_linked_models:
+                    item["linked_models"] = links.get(row.version, [])
+                rows.append(item)
+            return rows
+
+        return self._ctx.read(work)
+
+    def get_stats(self) -> dict[str, Any]:
+        """``total_embeddings, current_best, last_updated, total_linked_models`` (distinct CF
+        models), plus ``total_links`` and the registry ``generation``."""
+        def work(session: Session) -> dict[str, Any]:
+            settings = _settings(session)
+            return {
+                "total_embeddings": session.scalar(select(func.count()).select_from(BertEmbedding)) or 0,
+                "current_best": settings.current_embeddings_version,
+                "last_updated": iso(settings.last_updated),
+                "total_linked_models": session.scalar(select(func.count(func.distinct(EmbeddingLink.model_id)))) or 0,
+                "total_links": session.scalar(select(func.count()).select_from(EmbeddingLink)) or 0,
+                "generation": settings.generation,
+            }
+
+        return self._ctx.read(work)
+
+    # ------------------------------------------------------------------ deletion
+
+    def delete_embeddings(self, version: str, delete_files: bool = False) -> bool:
+        """Remove a version from the registry (and optionally its folder).
+
+        Files are deleted only when the folder resolves inside the artifacts root,
+        is not a symlink, and no other embeddings version or CF model uses it. The
+        database change commits first; the folder is removed after.
+
+        Raises:
+            ModelNotFoundError: unknown version.
+            ModelInUseError: the current version, linked to CF models, or shared files.
+            InvalidArgumentError: ``delete_files=True`` and the folder escapes the artifacts root.
+        """
+        validate_identifier(version, "version")
+        to_remove: list[Path] = []
+
+        def work(session: Session) -> bool:
+            row = _require_embeddings(session, version)
+            if _settings(session).current_embeddings_version == version:
+                raise ModelInUseError(
+                    f"Embeddings {version!r} are the current version and cannot be deleted; "
+                    "set_current_best() another version first"
+                )
+            linked = list(session.scalars(
+                select(EmbeddingLink.model_id).where(EmbeddingLink.embedding_version == version).order_by(EmbeddingLink.model_id)
+            ))
+            if linked:
+                raise ModelInUseError(
+                    f"Embeddings {version!r} are linked to CF models {linked}; unlink_model() them (or delete the models) first"
+                )
+            to_remove.clear()
+            if delete_files:
+                folder = self._ctx.resolve(row.path)
+                to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
+                _refuse_if_shared(session, self._ctx, version, folder)
+            session.delete(row)
+            audit.record(session, "DELETE_EMBEDDINGS", version, f"delete_files={bool(delete_files)}",
+                         {"path": row.path, "delete_files": bool(delete_files)})
+            return True
+
+        result = self._ctx.mutate(work)
+        for folder in to_remove:
+            try:
+                safe_delete_tree(folder, self._ctx.artifacts_root)
+            except OSError as exc:
+                raise RegistryError(f"embeddings {version} were deleted from the registry but their files remain in {folder}: {exc}") from exc
+        return result
+
+    # ------------------------------------------------------------------ loading
+
+    def load_embeddings(self, version: str | None = None) -> tuple[Any, dict[str, Any]]:
+        """Load a version (default: the current one) as ``(ndarray, info)``, checking its sha256.
+
+        Raises:
+            ModelNotFoundError: unknown version.
+            NoModelLoadedError: no version given and no current embeddings.
+            ChecksumMismatchError: the file changed since registration.
+            InvalidArtifactsError: the file is missing or unreadable.
+        """
+        return _load(self._ctx, version)
+
+
+# ---------------------------------------------------------------------- files
+
+
+def torch_available() -> bool:
+    """True when torch can be imported (checked without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def inspect_embeddings_folder(folder: Path) -> tuple[Path | None, tuple[int, ...] | None, list[str]]:
+    """Find and check the embeddings file of a folder.
+
+    Looks for ``product_embeddings.npy``, ``item_embeddings.npy``, then the ``.pt``
+    variants when torch is installed; the first one found is used.
+
+    Returns:
+        ``(file, shape, problems)``; ``problems`` is empty when the file is a valid
+        numeric 2-D array.
+    """
+    if not folder.exists():
+        return None, None, [f"embedding path {str(folder)!r} does not exist"]
+    if not folder.is_dir():
+        return None, None, [f"embedding path {str(folder)!r} is not a directory (give the folder holding the file)"]
+    names = NPY_FILE_NAMES + (TORCH_FILE_NAMES if torch_available() else ())
+    file_path = next((folder / name for name in names if (folder / name).is_file()), None)
+    if file_path is None:
+        hint = ""
+        if not torch_available() and any((folder / name).is_file() for name in TORCH_FILE_NAMES):
+            hint = " (a .pt file is present but torch is not installed: save the array with numpy.save)"
+        return None, None, [f"no embeddings file in {str(folder)!r}: expected one of {list(names)}{hint}"]
+    try:
+        if file_path.suffix == ".npy":
+            shape = read_npy_header(file_path).shape
+        else:
+            shape = tuple(_load_torch(file_path).shape)
+    except InvalidArtifactsError as exc:
+        return file_path, None, [str(exc)]
+    if len(shape) != 2:
+        return file_path, shape, [f"{file_path} must hold a 2-D array (items x dim), has shape {shape}"]
+    return file_path, shape, []
+
+
+def _load_torch(path: Path) -> Any:
+    """A ``.pt`` tensor as a numpy array; ``weights_only=True`` so no pickled code runs."""
+    import numpy as np
+    import torch
+
+    size = path.stat().st_size
+    if size > MAX_NPY_BYTES:
+        raise InvalidArtifactsError(f"{path}: {size} bytes exceeds the limit of {MAX_NPY_BYTES}")
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/runtime errors of many types for bad files
+        raise InvalidArtifactsError(f"{path}: not a loadable tensor file ({exc})") from exc
+    if not isinstance(value, torch.Tensor):
+        raise InvalidArtifactsError(f"{path}: holds a {type(value).__name__}, expected one tensor")
+    try:
+        array = value.detach().cpu().numpy()
+    except (TypeError, RuntimeError) as exc:  # e.g. bfloat16 or sparse tensors have no numpy form
+        raise InvalidArtifactsError(f"{path}: tensor of dtype {value.dtype} cannot be converted to numpy ({exc})") from exc
+    if array.dtype.kind not in NUMERIC_DTYPE_KINDS:
+        raise InvalidArtifactsError(f"{path}: dtype {array.dtype} refused (numeric tensors only)")
+    return np.ascontiguousarray(array)
+
+
+def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any]]:
+    if version is not None:
+        validate_identifier(version, "version")
+
+    def work(session: Session) -> tuple[dict[str, Any], str, str | None, str | None]:
+        chosen = version or _settings(session).current_embeddings_version
+        if chosen is None:
+            raise NoModelLoadedError("No current best embeddings: register embeddings or call set_current_best() first")
+        row = _require_embeddings(session, chosen)
+        return _info(session, row), row.path, row.file_name, row.sha256
+
+    info, stored, file_name, sha256 = ctx.read(work)
+    folder = ctx.resolve(stored)
+    if file_name is None:
+        # Imported from a legacy bert_registry.json: no checksum was ever recorded.
+        file_path, _, problems = inspect_embeddings_folder(folder)
+        if problems or file_path is None:
+            raise InvalidArtifactsError(f"Embeddings {info['version']!r}: " + "; ".join(problems))
+    else:
+        file_path = folder / file_name
+    if not file_path.is_file():
+        raise InvalidArtifactsError(
+            f"Embeddings {info['version']!r}: file {str(file_path)!r} is missing (moved or deleted since registration)"
+        )
+    if file_path.suffix == ".npy":
+        array = load_npy_verified(file_path, sha256) if sha256 else load_npy(file_path)
+    else:
+        if not torch_available():
+            raise InvalidArtifactsError(f"{file_path}: loading .pt embeddings needs torch, which is not installed")
+        if sha256 and sha256_file(file_path) != sha256:
+            raise ChecksumMismatchError(f"{file_path}: sha256 differs from the one recorded at registration")
+        array = _load_torch(file_path)
+    if sha256 is None:
+        logger.warning("embeddings %s have no recorded checksum; loaded %s unverified", info["version"], file_path)
+    expected = (info["num_items"], info["embedding_dim"])
+    if tuple(array.shape) != expected:
+        raise InvalidArtifactsError(f"{file_path}: array shape {tuple(array.shape)} differs from the registered {expected}")
+    return array, info
+
+
+def _export_bert_file(ctx: RegistryContext) -> None:
+    """Write ``bert_registry.json`` when it does not exist yet (the original created it on open)."""
+    with export.export_lock(ctx.bert_json_path):
+        document, generation = ctx.read(export.build_bert_document)
+        export.publish(ctx.bert_json_path, document, generation, "embeddings")
+
+
+# ---------------------------------------------------------------------- transaction helpers
+
+
+def _settings(session: Session) -> Settings:
+    settings = session.get(Settings, 1)
+    assert settings is not None
+    return settings
+
+
+def _require_embeddings(session: Session, version: str) -> BertEmbedding:
+    row = session.get(BertEmbedding, version)
+    if row is None:
+        raise ModelNotFoundError(
+            f"Embeddings version {version!r} not found in registry; list_embeddings() shows the registered versions"
+        )
+    return row
+
+
+def _info(session: Session, row: BertEmbedding) -> dict[str, Any]:
+    linked = list(session.scalars(
+        select(EmbeddingLink.model_id).where(EmbeddingLink.embedding_version == row.version).order_by(EmbeddingLink.linked_at)
+    ))
+    return embedding_info(row, linked)
+
+
+def _allocate_version(session: Session) -> str:
+    # Writers are serialised (the generation bump takes the write lock first), so the
+    # first free version found here is still free at commit; the primary key is the backstop.
+    base = _generate_version_id("bert")
+    version, counter = base, 1
+    while session.get(BertEmbedding, version) is not None:
+        counter += 1
+        version = f"{base}_{counter}"
+    return version
+
+
+def _refuse_if_shared(session: Session, ctx: RegistryContext, version: str, folder: Path) -> None:
+    real = Path(os.path.realpath(folder))
+
+    def overlaps(stored: str) -> bool:
+        other = Path(os.path.realpath(ctx.resolve(stored)))
+        return other == real or other.is_relative_to(real) or real.is_relative_to(other)
+
+    for other_version, path in session.execute(select(BertEmbedding.version, BertEmbedding.path).where(BertEmbedding.version != version)):
+        if overlaps(path):
+            raise ModelInUseError(f"cannot delete the files of embeddings {version!r}: {str(folder)!r} is also used by embeddings {other_version!r}")
+    for model_id, path in session.execute(select(Model.model_id, Model.path)):
+        if overlaps(path):
+            raise ModelInUseError(f"cannot delete the files of embeddings {version!r}: {str(folder)!r} overlaps CF model {model_id!r}")
+
+
+# ---------------------------------------------------------------------- argument checks
+
+
+def _model_name(value: object) -> str:
+    text = optional_text(value, "model_name", 256)
+    if not text or not text.strip():
+        raise InvalidArgumentError(f"model_name must be a non-empty string such as 'vinai/phobert-base', got {value!r}")
+    return text
+
+
+def _positive_int(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) <= 0:
+        raise InvalidArgumentError(f"{field} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _text_fields(value: object) -> list[str]:
+    if value is None:
+        return list(DEFAULT_TEXT_FIELDS)
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_TEXT_FIELDS:
+        raise InvalidArgumentError(
+            f"text_fields_used must be a list of at most {MAX_TEXT_FIELDS} field names, got {value!r}"
+        )
+    fields = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidArgumentError(f"text_fields_used must hold non-empty strings, got {item!r} in {value!r}")
+        fields.append(optional_text(item, "text_fields_used entry"))
+    return fields  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------- module-level API
+
+
+_registries: dict[tuple[str, str | None, int], BERTEmbeddingsRegistry] = {}
+_registries_lock = threading.Lock()
+
+
+def get_bert_registry(registry_path: str | os.PathLike[str] = DEFAULT_BERT_REGISTRY_PATH, **kwargs: Any) -> BERTEmbeddingsRegistry:
+    """The shared :class:`BERTEmbeddingsRegistry` for a location (one instance per registry and process).
+
+    Keyword arguments are used when the instance is first created.
+    """
+    key = (str(Path(registry_path).expanduser().absolute()), kwargs.get("database_url") or os.environ.get("CFREG_DATABASE_URL"), os.getpid())
+    with _registries_lock:
+        registry = _registries.get(key)
+        if registry is None:
+            registry = BERTEmbeddingsRegistry(registry_path, **kwargs)
+            _registries[key] = registry
+        return registry
+
+
+def reset_bert_registries() -> None:
+    """Forget the shared BERT registry instances (tests)."""
+    with _registries_lock:
+        _registries.clear()
+
+
+def load_bert_embeddings(
+    version: str | None = None,
+    registry_path: str | os.PathLike[str] = DEFAULT_BERT_REGISTRY_PATH,
+    *,
+    database_url: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Load embeddings (default: the current version) as ``(ndarray, info)``.
+
+    Opens the registry read-only in spirit: it is never created and no JSON is
+    written. The file's sha256 is checked against the one recorded at
+    registration while it is read. ``.npy`` files never import torch.
+
+    Raises:
+        RegistryNotFoundError: no registry at ``registry_path``.
+        ModelNotFoundError: unknown ``version``.
+        NoModelLoadedError: no ``version`` given and no current embeddings.
+        ChecksumMismatchError: the file changed since registration.
+        InvalidArtifactsError: the file is missing or unreadable.
+    """
+    ctx = RegistryContext.open(registry_path, database_url=database_url, auto_create=False, root=root, export_json=False)
+    return _load(ctx, version)
+

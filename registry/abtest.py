@@ -1,32 +1,99 @@
-"""A/B tests (canary rollouts) owned by the registry, and the doc's deterministic routing."""
+"""A/B tests (canary rollouts) owned by the registry, and the doc's deterministic routing.
+
+A test compares a *control* model with a *treatment* model; ``traffic_split`` is
+the treatment's share of users. At most one test runs per registry (enforced by
+a check in the write transaction and, as a backstop, the partial unique index
+``uq_ab_tests_one_running``). Every change is one :meth:`RegistryContext.mutate`
+transaction with its audit rows (``AB_START``, ``AB_SPLIT``, ``AB_STOP``,
+``AB_PROMOTE``, ``AB_ROLLBACK``), so ``registry.json`` shows the new state under
+``ab_test`` as soon as the change commits.
+
+Usage::
+
+    registry.start_ab_test("als_v1_20250115_103000", "als_v2_20250116_141500", 0.1)
+    registry.route_user(42)                      # -> the arm user 42 is assigned to
+    registry.update_traffic_split(None, 0.5)     # grow the canary
+    registry.stop_ab_test(None, promote="treatment")
+"""
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+import logging
+import math
+from datetime import datetime
+from numbers import Real
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import audit
+from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, NoModelLoadedError
 from .export import ab_test_info
-from .models import ABTest
+from .models import ABTest, Model, ModelMetric, Settings, utcnow
+from .validation import ID_MAX_LENGTH, validate_identifier
 
 if TYPE_CHECKING:
     from .context import RegistryContext
 
+logger = logging.getLogger(__name__)
+
+ARMS = ("control", "treatment")
+RUNNING_INDEX = "uq_ab_tests_one_running"
+SELECTED_BY = "ab_test"
+
+__all__ = [
+    "get_ab_test",
+    "get_model_for_user",
+    "list_ab_tests",
+    "rollback_ab_test",
+    "route_user",
+    "routing_config",
+    "running_test",
+    "start_ab_test",
+    "stop_ab_test",
+    "update_traffic_split",
+    "user_bucket",
+]
+
+
+# --------------------------------------------------------------------------- routing (pure)
+
+
+def user_bucket(user_id: Any) -> int:
+    """The user's bucket in ``0..99``: md5 of ``str(user_id)`` modulo 100 (the doc's hash)."""
+    return int(hashlib.md5(str(user_id).encode()).hexdigest(), 16) % 100
+
 
 def get_model_for_user(user_id: Any, ab_config: dict[str, Any]) -> str:
-    """Route a user to the control or treatment model (the doc's function, verbatim semantics).
+    """Route a user to the control or treatment model (the doc's function).
 
     The md5 of ``str(user_id)`` modulo 100 is compared with ``traffic_split * 100``:
-    below goes to the treatment. A test that is not running routes everyone to control.
+    below goes to the treatment. A test that is not running routes everyone to
+    control. The assignment depends only on the user id and the split, so a user
+    keeps their arm while the split is unchanged, and growing the split only moves
+    users from control to treatment.
+
+    Args:
+        user_id: any value; ``42`` and ``"42"`` land in the same bucket.
+        ab_config: the ``ab_test`` dict (``status``, ``traffic_split``,
+            ``control_model``, ``treatment_model``), e.g. from ``registry.json``.
+
+    Returns:
+        The model id serving this user.
     """
     if ab_config["status"] != "running":
         return ab_config["control_model"]
-    hash_val = int(hashlib.md5(str(user_id).encode()).hexdigest(), 16)
-    if (hash_val % 100) < ab_config["traffic_split"] * 100:
+    # Verbatim float comparison, quirks included (0.07 * 100 == 7.000000000000001):
+    # every service that routes with the doc's function must agree with us per user.
+    if user_bucket(user_id) < ab_config["traffic_split"] * 100:
         return ab_config["treatment_model"]
     return ab_config["control_model"]
+
+
+# --------------------------------------------------------------------------- session helpers
 
 
 def running_test(session: Session) -> ABTest | None:
@@ -41,3 +108,293 @@ def routing_config(context: RegistryContext) -> dict[str, Any] | None:
         return None if test is None else ab_test_info(test)
 
     return context.read(work)
+
+
+def validate_traffic_split(value: object) -> float:
+    """A finite real number in ``[0, 1]`` (numpy scalars accepted) as a float."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidArgumentError(f"traffic_split must be a number between 0 and 1 (the treatment's share), got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise InvalidArgumentError(f"traffic_split must be between 0 and 1 (e.g. 0.1 for 10% treatment), got {value!r}")
+    return number
+
+
+def _validate_promote(promote: object) -> str | None:
+    if promote is not None and promote not in ARMS:
+        raise InvalidArgumentError(f"promote must be None, 'control' or 'treatment', got {promote!r}")
+    return promote  # type: ignore[return-value]
+
+
+def _require_test(session: Session, test_id: str | None) -> ABTest:
+    if test_id is None:
+        test = running_test(session)
+        if test is None:
+            raise ModelNotFoundError("no A/B test is running; pass the test_id of a stopped test or start one")
+        return test
+    test = session.get(ABTest, test_id)
+    if test is None:
+        raise ModelNotFoundError(f"A/B test {test_id!r} not found; list_ab_tests() shows the registry's tests")
+    return test
+
+
+def _require_active_model(session: Session, model_id: str, role: str) -> Model:
+    model = session.get(Model, model_id)
+    if model is None:
+        raise ModelNotFoundError(f"{role} model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
+    if model.status != "active":
+        raise ModelInUseError(f"{role} model {model_id!r} is {model.status}; only active models can take part in an A/B test")
+    return model
+
+
+def _default_test_id(session: Session, treatment_model: str, now: datetime) -> str:
+    suffix = now.strftime("_%Y_%m_%d")
+    room = ID_MAX_LENGTH - len("ab_") - len(suffix) - len("_999")  # keep the id a valid identifier
+    base = f"ab_{treatment_model[:room]}{suffix}"
+    # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so a free id stays free until commit.
+    test_id, counter = base, 1
+    while session.get(ABTest, test_id) is not None:
+        counter += 1
+        test_id = f"{base}_{counter}"
+    return test_id
+
+
+def _make_current(session: Session, test: ABTest, arm: str) -> bool:
+    """Make ``arm``'s model the current best (``selected_by='ab_test'``); False if it already is."""
+    from .cf_registry import _set_current  # cf_registry imports this module's helpers lazily too
+
+    model_id = test.control_model if arm == "control" else test.treatment_model
+    settings = session.get(Settings, 1)
+    assert settings is not None
+    if settings.current_model_id == model_id:
+        return False
+    model = _require_active_model(session, model_id, arm)
+    metric = settings.selection_criteria
+    value = session.scalar(select(ModelMetric.value).where(ModelMetric.model_id == model_id, ModelMetric.name == metric))
+    previous = settings.current_model_id
+    _set_current(session, settings, model.model_id, metric, value, SELECTED_BY, f"A/B test {test.test_id}: {arm}")
+    audit.record(
+        session, "AB_PROMOTE", model_id, f"test={test.test_id} arm={arm} from={previous or 'none'}",
+        {"test_id": test.test_id, "arm": arm, "previous_model_id": previous, "metric": metric, "value": value},
+    )
+    return True
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def start_ab_test(
+    context: RegistryContext,
+    control_model: str,
+    treatment_model: str,
+    traffic_split: float,
+    test_id: str | None = None,
+) -> dict[str, Any]:
+    """Start an A/B test; returns it as the doc's ``ab_test`` dict.
+
+    Args:
+        context: the opened registry.
+        control_model: model id serving users outside the treatment share.
+        treatment_model: model id under test.
+        traffic_split: the treatment's share of users, in ``[0, 1]``.
+        test_id: explicit id; default ``ab_<treatment>_<YYYY_MM_DD>`` (UTC),
+            suffixed ``_2``, ``_3``... when taken.
+
+    Raises:
+        InvalidArgumentError: bad ids or split, the same model twice, a taken ``test_id``.
+        ModelNotFoundError: a model is not registered.
+        ModelInUseError: a model is not active, or another test is running.
+    """
+    validate_identifier(control_model, "control_model")
+    validate_identifier(treatment_model, "treatment_model")
+    if control_model == treatment_model:
+        raise InvalidArgumentError(f"control and treatment are both {control_model!r}; an A/B test needs two different models")
+    split = validate_traffic_split(traffic_split)
+    if test_id is not None:
+        validate_identifier(test_id, "test_id")
+
+    def work(session: Session) -> dict[str, Any]:
+        _require_active_model(session, control_model, "control")
+        _require_active_model(session, treatment_model, "treatment")
+        running = running_test(session)
+        if running is not None:
+            raise ModelInUseError(
+                f"A/B test {running.test_id!r} is already running ({running.control_model} vs "
+                f"{running.treatment_model}); stop it with stop_ab_test({running.test_id!r}) first"
+            )
+        now = utcnow()
+        if test_id is not None and session.get(ABTest, test_id) is not None:
+            raise InvalidArgumentError(f"A/B test id {test_id!r} is already used; choose another id or omit it")
+        new_id = test_id or _default_test_id(session, treatment_model, now)
+        test = ABTest(
+            test_id=new_id, control_model=control_model, treatment_model=treatment_model,
+            traffic_split=split, status="running", start_time=now,
+        )
+        session.add(test)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            # Only reachable if a concurrent writer slipped past the serialised check above.
+            if RUNNING_INDEX in str(exc.orig) or "ab_tests.status" in str(exc.orig):
+                raise ModelInUseError(
+                    f"another A/B test started concurrently; cannot start {new_id!r} ({RUNNING_INDEX}): "
+                    "stop the running test first"
+                ) from exc
+            raise InvalidArgumentError(f"could not start A/B test {new_id!r}: {exc.orig}") from exc
+        audit.record(
+            session, "AB_START", new_id,
+            f"control={control_model} treatment={treatment_model} traffic_split={split:g}",
+            {"control_model": control_model, "treatment_model": treatment_model, "traffic_split": split},
+        )
+        return ab_test_info(test)
+
+    return context.mutate(work)
+
+
+def get_ab_test(context: RegistryContext, test_id: str | None = None) -> dict[str, Any] | None:
+    """A test as the doc's ``ab_test`` dict: the running one by default (None when none runs).
+
+    Raises:
+        ModelNotFoundError: an explicit ``test_id`` is unknown.
+    """
+    if test_id is None:
+        return routing_config(context)
+    validate_identifier(test_id, "test_id")
+    return context.read(lambda session: ab_test_info(_require_test(session, test_id)))
+
+
+def list_ab_tests(context: RegistryContext) -> list[dict[str, Any]]:
+    """Every test, newest first, as ``ab_test`` dicts (stopped ones carry ``end_time``)."""
+    def work(session: Session) -> list[dict[str, Any]]:
+        statement = select(ABTest).order_by(ABTest.start_time.desc(), ABTest.test_id.desc())
+        return [ab_test_info(test) for test in session.scalars(statement)]
+
+    return context.read(work)
+
+
+def update_traffic_split(context: RegistryContext, test_id: str | None, traffic_split: float) -> dict[str, Any]:
+    """Change the running test's treatment share (``test_id=None``: the running test).
+
+    Growing the split only moves users from control to treatment; shrinking it
+    only moves them back.
+
+    Raises:
+        InvalidArgumentError: bad split, or the test is stopped.
+        ModelNotFoundError: unknown test (or none running).
+    """
+    if test_id is not None:
+        validate_identifier(test_id, "test_id")
+    split = validate_traffic_split(traffic_split)
+
+    def work(session: Session) -> dict[str, Any]:
+        test = _require_test(session, test_id)
+        if test.status != "running":
+            raise InvalidArgumentError(f"A/B test {test.test_id!r} is {test.status}; only a running test's split can change")
+        if test.traffic_split != split:
+            previous, test.traffic_split = test.traffic_split, split
+            audit.record(session, "AB_SPLIT", test.test_id, f"traffic_split={previous:g}->{split:g}",
+                         {"previous_traffic_split": previous, "traffic_split": split})
+        return ab_test_info(test)
+
+    return context.mutate(work)
+
+
+def stop_ab_test(
+    context: RegistryContext,
+    test_id: str | None = None,
+    promote: Literal["control", "treatment"] | None = None,
+) -> dict[str, Any]:
+    """Stop a test: from then on everyone is routed to the control (or the current best).
+
+    Args:
+        context: the opened registry.
+        test_id: the test to stop (None: the running one).
+        promote: ``'control'`` or ``'treatment'`` makes that arm's model the current
+            best in the same transaction (``selections`` row ``selected_by='ab_test'``).
+
+    Returns:
+        The stopped test (``status='stopped'``, ``end_time``, ``promoted`` when set).
+        Stopping an already stopped test without ``promote`` changes nothing.
+
+    Raises:
+        InvalidArgumentError: bad ``promote``, or promoting from an already stopped test.
+        ModelNotFoundError: unknown test (or none running).
+    """
+    if test_id is not None:
+        validate_identifier(test_id, "test_id")
+    arm = _validate_promote(promote)
+
+    def work(session: Session) -> dict[str, Any]:
+        test = _require_test(session, test_id)
+        if test.status != "running":
+            if arm is not None:
+                raise InvalidArgumentError(
+                    f"A/B test {test.test_id!r} is already stopped; use promote_model() to change the current best"
+                )
+            return ab_test_info(test)
+        test.status, test.end_time = "stopped", utcnow()
+        audit.record(session, "AB_STOP", test.test_id, f"traffic_split={test.traffic_split:g} promote={arm or 'none'}",
+                     {"control_model": test.control_model, "treatment_model": test.treatment_model,
+                      "traffic_split": test.traffic_split, "promote": arm})
+        if arm is not None:
+            test.promoted = arm
+            _make_current(session, test, arm)
+        return ab_test_info(test)
+
+    return context.mutate(work)
+
+
+def rollback_ab_test(context: RegistryContext, test_id: str | None = None) -> dict[str, Any]:
+    """The doc's rollback steps as one transaction: split to 0, stop, current best back to control.
+
+    Works on a running test, and on a stopped one whose treatment was promoted
+    (the control becomes the current best again). Audited as ``AB_ROLLBACK``
+    (plus ``AB_PROMOTE`` when the current best changes).
+
+    Raises:
+        ModelNotFoundError: unknown test (or none running).
+        ModelInUseError: the control model is no longer active.
+    """
+    if test_id is not None:
+        validate_identifier(test_id, "test_id")
+
+    def work(session: Session) -> dict[str, Any]:
+        test = _require_test(session, test_id)
+        previous_split, previous_status = test.traffic_split, test.status
+        test.traffic_split = 0.0
+        if test.status == "running":
+            test.status, test.end_time = "stopped", utcnow()
+        restored = _make_current(session, test, "control")
+        if restored:
+            test.promoted = "control"
+        elif previous_split == 0 and previous_status == "stopped":
+            return ab_test_info(test)  # already rolled back: nothing to record
+        audit.record(
+            session, "AB_ROLLBACK", test.test_id,
+            f"traffic_split={previous_split:g}->0 current_best={test.control_model}",
+            {"previous_traffic_split": previous_split, "previous_status": previous_status,
+             "control_model": test.control_model, "treatment_model": test.treatment_model,
+             "current_best_restored": restored},
+        )
+        return ab_test_info(test)
+
+    return context.mutate(work)
+
+
+def route_user(context: RegistryContext, user_id: Any) -> str:
+    """The model id serving ``user_id``: the running test's arm, else the current best.
+
+    Raises:
+        NoModelLoadedError: no test runs and no current best is set.
+    """
+    def work(session: Session) -> tuple[dict[str, Any] | None, str | None]:
+        test = running_test(session)
+        current = session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
+        return (None if test is None else ab_test_info(test)), current
+
+    config, current = context.read(work)
+    if config is not None:
+        return get_model_for_user(user_id, config)
+    if current is None:
+        raise NoModelLoadedError("no A/B test is running and no current best is set; run select_best_model() or promote_model()")
+    return current

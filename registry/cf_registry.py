@@ -65,6 +65,7 @@ from .models import (
     ModelMetric,
     Selection,
     Settings,
+    utcnow,
 )
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
@@ -72,6 +73,7 @@ from .validation import (
     MODEL_STATUS,
     json_payload,
     optional_text,
+    path_text,
     validate_identifier,
     validate_metric_name,
     validate_metrics,
@@ -302,6 +304,7 @@ class ModelRegistry:
                 raise ModelNotFoundError(
                     f"bert_integration names embeddings version {embeddings_version!r}, which is not registered"
                 )
+            existing: Model | None = None
             if version is None:
                 model_id, model_version = _allocate_model_id(session, model_type)
             else:
@@ -319,22 +322,25 @@ class ModelRegistry:
                     session.execute(delete(ModelMetric).where(ModelMetric.model_id == model_id))
                     session.execute(delete(ArtifactFile).where(ArtifactFile.model_id == model_id))
                     session.execute(delete(EmbeddingLink).where(EmbeddingLink.model_id == model_id))
-                    session.delete(existing)
-                    session.flush()
-            model = Model(
-                model_id=model_id,
-                model_type=model_type,
-                version=model_version,
-                path=stored_path,
-                status="active",
-                data_version=data_version,
-                git_commit=git_commit,
-                hyperparameters=hyperparameters,
-                training_info=training_info,
-                baseline_comparison=baseline_comparison,
-                bert_integration=bert_integration,
-            )
-            session.add(model)
+            fields: dict[str, Any] = {
+                "model_type": model_type,
+                "version": model_version,
+                "path": stored_path,
+                "status": "active",
+                "data_version": data_version,
+                "git_commit": git_commit,
+                "hyperparameters": hyperparameters,
+                "training_info": training_info,
+                "baseline_comparison": baseline_comparison,
+                "bert_integration": bert_integration,
+            }
+            if existing is not None:
+                # Replaced in place: the row may be the current best, which a restricting
+                # foreign key (settings.current_model_id) keeps from being deleted.
+                for name, value in {**fields, "created_at": utcnow(), "extra": None}.items():
+                    setattr(existing, name, value)
+            else:
+                session.add(Model(model_id=model_id, **fields))
             session.flush()
             session.add_all(ModelMetric(model_id=model_id, name=n, value=v) for n, v in metric_values.items())
             session.add_all(
@@ -467,7 +473,7 @@ class ModelRegistry:
             settings = session.get(Settings, 1)
             assert settings is not None
             current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
-            target_id = to or (current.previous_model_id if current else None)
+            target_id = to or _previous_best(session, settings.current_model_id)
             if target_id is None:
                 raise InvalidArgumentError("nothing to roll back to: the registry has no previous current best")
             target = _require_model(session, target_id)
@@ -818,11 +824,9 @@ class ModelRegistry:
 
 
 def _stored_path(artifacts_path: object) -> str:
-    if not isinstance(artifacts_path, (str, os.PathLike)):
-        raise InvalidArgumentError(f"artifacts_path must be a path, got {artifacts_path!r}")
-    text = os.fspath(artifacts_path)
-    if not isinstance(text, str) or not text.strip() or "\x00" in text or "\n" in text or len(text) > 1024:
-        raise InvalidArgumentError(f"invalid artifacts_path {text!r}")
+    text = path_text(artifacts_path, "artifacts_path")
+    if len(text) > 1024:
+        raise InvalidArgumentError(f"artifacts_path is {len(text)} characters long; the limit is 1024")
     return text
 
 
@@ -920,13 +924,26 @@ def _refresh_current_selection(session: Session, settings: Settings, model_id: s
     metric = current.metric if current else settings.selection_criteria
     selection = Selection(
         model_id=model_id, metric=metric, value=metrics.get(metric) if metric else None,
-        previous_model_id=model_id, selected_by=current.selected_by if current else "auto",
+        previous_model_id=current.previous_model_id if current else None,
+        selected_by=current.selected_by if current else "auto",
         reason="re-registered with overwrite=True",
     )
     session.add(selection)
     session.flush()
     settings.current_model_id = model_id
     settings.current_selection_id = selection.id
+
+
+def _previous_best(session: Session, current_model_id: str | None) -> str | None:
+    """The model that was current before the current one.
+
+    The newest selection that moved the pointer away from another model; rows that
+    re-selected the same model (another metric, overwrite refresh) are skipped.
+    """
+    statement = select(Selection.previous_model_id).where(Selection.previous_model_id.is_not(None))
+    if current_model_id is not None:
+        statement = statement.where(Selection.previous_model_id != current_model_id)
+    return session.scalar(statement.order_by(Selection.id.desc()).limit(1))
 
 
 def _selection_result(session: Session, model: Model, metric: str, value: float | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, export
-from .db import Database, open_database, resolve_database_url, sqlite_file
+from .db import Database, HeldReader, open_database, resolve_database_url, sqlite_file
 from .errors import RegistryNotFoundError
 from .models import Settings
 
@@ -31,6 +31,8 @@ BERT_JSON_NAME = "bert_registry.json"
 DEFAULT_AUDIT_LOG = Path("logs") / "registry_audit.log"
 
 T = TypeVar("T")
+
+GENERATION_QUERY = select(Settings.generation, Settings.current_model_id).where(Settings.id == 1)
 
 
 def json_locations(registry_path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -157,15 +159,25 @@ class RegistryContext:
         path = Path(stored_path)
         return path if path.is_absolute() else self.root / path
 
-    def generation(self) -> tuple[int, str | None]:
-        """``(generation, current_model_id)`` in one indexed read: the loader's change check."""
+    def generation(self, reader: HeldReader | None = None) -> tuple[int, str | None]:
+        """``(generation, current_model_id)`` in one indexed read: the loader's change check.
+
+        Args:
+            reader: run the read on this :meth:`held_reader` (~6x faster than a session).
+        """
+        if reader is not None:
+            generation, current = reader.rows(GENERATION_QUERY)[0]
+            return int(generation), current  # type: ignore[call-overload, return-value]
+
         def work(session: Session) -> tuple[int, str | None]:
-            row = session.execute(
-                select(Settings.generation, Settings.current_model_id).where(Settings.id == 1)
-            ).one()
+            row = session.execute(GENERATION_QUERY).one()
             return int(row[0]), row[1]
 
         return self.database.read(work)
+
+    def held_reader(self) -> HeldReader:
+        """A reader on a held connection for frequent small reads (the loader's reload check)."""
+        return HeldReader(self.database.engine)
 
 
 def _audit_path(audit_log_path: str | os.PathLike[str] | None, root: Path) -> Path:

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from .errors import RegistryBusyError, RegistryError, RegistryNotFoundError, SchemaVersionError
 
@@ -251,6 +252,68 @@ def bump_generation(session: Session) -> int:
     if result is None:
         raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
     return int(result)
+
+
+class HeldReader:
+    """Small read statements on a held connection, for cheap frequent polling.
+
+    A :class:`Session` per read costs ~0.3 ms; a held connection runs an
+    indexed read in ~0.05 ms (SQLite) / ~0.08 ms (PostgreSQL). Every read ends
+    its transaction at once (SQLite: rollback; PostgreSQL: autocommit), so a
+    reader never holds a snapshot (stale reads, blocked WAL checkpoints); one
+    statement is one consistent snapshot. A broken connection is replaced
+    once; a connection inherited over ``fork`` is abandoned, never used.
+    Thread-safe (one read at a time).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # SQLite autocommit would leave our explicit BEGIN open: end reads with rollback there.
+        self._autocommit = engine.dialect.name != "sqlite"
+        self._connection: Connection | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def rows(self, statement: Executable, parameters: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+        """Run one read statement; returns its rows as tuples."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._connection, self._pid = None, os.getpid()
+            for attempt in (1, 2):
+                connection = self._connection
+                if connection is None:
+                    connection = self._engine.connect()
+                    if self._autocommit:
+                        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                    self._connection = connection
+                try:
+                    result = [tuple(row) for row in connection.execute(statement, parameters)]
+                    if not self._autocommit:
+                        connection.rollback()
+                    return result
+                except DBAPIError as exc:
+                    self._drop()
+                    if attempt == 2 or not (exc.connection_invalidated or _is_transient(exc)):
+                        raise
+                except BaseException:
+                    self._drop()
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Return the held connection to the pool."""
+        with self._lock:
+            if self._pid == os.getpid():
+                self._drop()
+            self._connection = None
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception as exc:  # already broken: nothing left to release
+                logger.debug("closing a held read connection failed: %s", exc)
 
 
 # --------------------------------------------------------------------------- open + cache

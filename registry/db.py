@@ -117,8 +117,10 @@ def make_engine(url: str, *, busy_timeout_ms: int | None = None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:  # type: ignore[no-untyped-def]
-        write = connection.get_execution_options().get("cfreg_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # nothing would ever end an explicit BEGIN here: a stale, checkpoint-blocking snapshot
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("cfreg_write", False) else "BEGIN")
 
     return engine
 

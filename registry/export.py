@@ -299,6 +299,14 @@ def file_generation(path: Path) -> int:
         return -1
 
 
+def forget_generation(path: Path) -> None:
+    """Drop the generation recorded for ``path`` (it came from another database, e.g. before a re-creation)."""
+    try:
+        _generation_file(path).unlink()
+    except FileNotFoundError:
+        pass
+
+
 def publish(path: Path, document: dict[str, Any], generation: int, mapping_key: str, *, force: bool = False) -> bool:
     """Write ``document`` unless the file already holds this generation or a newer one.
 

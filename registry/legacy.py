@@ -1,16 +1,806 @@
-"""Import of registry.json / bert_registry.json written by the original JSON registry.
+"""Import of ``registry.json`` / ``bert_registry.json`` files (the original JSON registry's, or ours).
 
-(Being written for the export/import issue; until then a new database does not import.)
+Teams upgrading from the original JSON registry keep their history: when a new
+database is created beside an existing ``registry.json`` (and/or
+``bert_registry.json``), :func:`import_legacy_if_present` imports it once. The
+same code imports any file on demand (:func:`import_registry_json`) and restores
+plain ``registry.json`` backups.
+
+Every file is read by :func:`read_json_strict` (size limit before reading,
+duplicate keys refused, parser errors of every kind turned into
+:class:`ImportFormatError`), then checked field by field. Quirks of the original
+files are tolerated:
+
+* ``current_best`` may be a dict, a bare model id string (written by the
+  original deploy script), or null;
+* bare ``NaN``/``Infinity`` tokens: non-finite metric values are skipped with a
+  warning, non-finite numbers elsewhere are dropped (dict values) or become null
+  (list items); nothing non-finite is ever stored;
+* ``created_at`` with or without microseconds; naive times are taken as UTC;
+* unknown top-level keys and unknown entry fields are kept in the ``extra``
+  columns and written back on export;
+* a ``bert_embeddings`` map inside ``registry.json`` (registry_version 1.1/1.2).
+
+All rows and one ``IMPORT`` audit event commit in one transaction: a file with
+any error stores nothing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from . import audit, export
+from .errors import ImportFormatError, InvalidArgumentError, ModelExistsError
+from .models import (
+    AB_TEST_STATUSES,
+    ABTest,
+    ArtifactFile,
+    AuditEvent,
+    BertEmbedding,
+    EmbeddingLink,
+    Model,
+    ModelMetric,
+    Selection,
+    Settings,
+    utcnow,
+)
+from .validation import (
+    MODEL_STATUS,
+    json_payload,
+    optional_text,
+    to_jsonable,
+    validate_identifier,
+    validate_metric_name,
+)
 
 if TYPE_CHECKING:
     from .context import RegistryContext
 
+logger = logging.getLogger(__name__)
+
+MAX_IMPORT_BYTES = 16 << 20
+# Top-level keys of registry.json that map to tables; every other key is kept in settings.extra.
+REGISTRY_KEYS = ("current_best", "models", "metadata", "ab_test", "bert_embeddings")
+# Keys of our own JSON backups: never carried into settings.extra by a plain import.
+BACKUP_KEYS = ("backup", "tables")
+BACKUP_FORMAT = "cf-model-registry-backup"
+MODEL_FIELDS = (
+    "model_id", "model_type", "version", "path", "created_at", "data_version", "git_commit", "hyperparameters",
+    "metrics", "training_info", "baseline_comparison", "bert_integration", "status",
+)
+EMBEDDING_FIELDS = (
+    "version", "path", "created_at", "model_name", "num_items", "embedding_dim", "data_version", "git_commit",
+    "generation_config", "text_fields_used", "linked_models",
+)
+# Derived values of the documents' metadata (recomputed on export, not imported).
+DERIVED_METADATA = ("registry_version", "last_updated", "num_models", "num_embeddings", "generation", "selection_criteria")
+SELECTED_BY_LENGTH = 32
+
+
+# --------------------------------------------------------------------------- strict JSON
+
+
+def read_json_strict(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_IMPORT_BYTES, allow_non_finite: bool = True
+) -> Any:
+    """Parse a JSON file the registry did not write itself, refusing anything odd.
+
+    Args:
+        path: the file.
+        max_bytes: files larger than this are refused before being read.
+        allow_non_finite: accept bare ``NaN``/``Infinity`` tokens (the original
+            registry wrote them); the schema checks then drop those values.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImportFormatError: too large, not UTF-8, not JSON, nested too deeply,
+            duplicate keys, or numbers too long to convert.
+    """
+    file_path = Path(path)
+    size = file_path.stat().st_size
+    if size > max_bytes:
+        raise ImportFormatError(
+            f"{file_path}: {size} bytes exceeds the import limit of {max_bytes} bytes; "
+            "this is not a registry file (or split it before importing)"
+        )
+    try:
+        with open(file_path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ImportFormatError(f"{file_path}: grew beyond the import limit of {max_bytes} bytes while reading")
+        return json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_refuse_duplicate_keys,
+            parse_constant=_non_finite if allow_non_finite else _refuse_non_finite,
+        )
+    except ImportFormatError:
+        raise
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        # RecursionError is not a ValueError: deep nesting must not escape as a crash.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ImportFormatError(
+            f"{file_path}: not a valid JSON registry file ({reason}); fix the file or restore a backup"
+        ) from exc
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r} (which one is meant is ambiguous)")
+        result[key] = value
+    return result
+
+
+def _non_finite(token: str) -> float:
+    return float(token)  # 'NaN', 'Infinity', '-Infinity'
+
+
+def _refuse_non_finite(token: str) -> float:
+    raise ValueError(f"non-finite number {token} is not allowed")
+
+
+# --------------------------------------------------------------------------- parsed form
+
+
+@dataclass
+class ParsedRegistry:
+    """Validated rows of one import, ready to insert (no database access yet)."""
+
+    models: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    artifact_files: list[dict[str, Any]] = field(default_factory=list)
+    embeddings: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    ab_tests: list[dict[str, Any]] = field(default_factory=list)
+    current_best: dict[str, Any] | None = None
+    current_embeddings: str | None = None
+    selection_criteria: str | None = None
+    settings_extra: dict[str, Any] | None = None
+    legacy_registry_version: Any = None
+    warnings: list[str] = field(default_factory=list)
+    skipped_values: int = 0
+
+    def warn(self, message: str) -> None:
+        logger.warning("import: %s", message)
+        self.warnings.append(message)
+
+    def counts(self) -> dict[str, Any]:
+        """What the import stores, for callers and the audit event."""
+        return {
+            "models": len(self.models),
+            "metrics": len(self.metrics),
+            "artifact_files": len(self.artifact_files),
+            "embeddings": len(self.embeddings),
+            "links": len(self.links),
+            "ab_tests": len(self.ab_tests),
+            "current_best": self.current_best["model_id"] if self.current_best else None,
+            "current_embeddings": self.current_embeddings,
+            "skipped_values": self.skipped_values,
+            "warnings": list(self.warnings),
+        }
+
+
+def parse_documents(
+    registry_document: Any | None,
+    bert_document: Any | None = None,
+    *,
+    source: str = "registry.json",
+    bert_source: str = "bert_registry.json",
+) -> ParsedRegistry:
+    """Check the documents and turn them into rows.
+
+    Raises:
+        ImportFormatError: any field that cannot be imported, named with its entry.
+    """
+    parsed = ParsedRegistry()
+    bert_entries: dict[str, tuple[str, Any]] = {}
+    if registry_document is not None:
+        _parse_registry(registry_document, source, parsed, bert_entries)
+    bert_current: Any = None
+    if bert_document is not None:
+        if not isinstance(bert_document, dict):
+            raise ImportFormatError(f"{bert_source}: the top level must be a JSON object, got {type(bert_document).__name__}")
+        embeddings = bert_document.get("embeddings", {})
+        if not isinstance(embeddings, dict):
+            raise ImportFormatError(f"{bert_source}: 'embeddings' must map versions to entries, got {type(embeddings).__name__}")
+        for version, entry in embeddings.items():
+            bert_entries[version] = (bert_source, entry)  # the dedicated file wins over registry.json
+        bert_current = bert_document.get("current_best")
+        ignored = sorted(set(bert_document) - {"current_best", "embeddings", "metadata"})
+        if ignored:
+            parsed.warn(f"{bert_source}: top-level keys {ignored} have no place in the registry and are not imported")
+    model_ids = {row["model_id"] for row in parsed.models}
+    for version, (where, entry) in bert_entries.items():
+        _parse_embedding(version, entry, where, parsed, model_ids)
+    if isinstance(bert_current, dict):
+        bert_current = bert_current.get("version")
+    if bert_current not in (None, ""):
+        versions = {row["version"] for row in parsed.embeddings}
+        if not isinstance(bert_current, str) or bert_current not in versions:
+            raise ImportFormatError(
+                f"{bert_source}: current_best {bert_current!r} is not one of the embeddings in the file {sorted(versions)}"
+            )
+        parsed.current_embeddings = bert_current
+    _links_from_bert_integration(parsed)
+    return parsed
+
+
+def _parse_registry(document: Any, source: str, parsed: ParsedRegistry, bert_entries: dict[str, tuple[str, Any]]) -> None:
+    if not isinstance(document, dict):
+        raise ImportFormatError(f"{source}: the top level must be a JSON object, got {type(document).__name__}")
+    missing = [key for key in ("current_best", "models", "metadata") if key not in document]
+    if missing:
+        raise ImportFormatError(
+            f"{source}: missing top-level key(s) {missing}; a registry.json has current_best, models and metadata"
+        )
+    models, metadata = document["models"], document["metadata"]
+    if not isinstance(models, dict):
+        raise ImportFormatError(f"{source}: 'models' must map model ids to entries, got {type(models).__name__}")
+    if not isinstance(metadata, dict):
+        raise ImportFormatError(f"{source}: 'metadata' must be an object, got {type(metadata).__name__}")
+    for model_id, entry in models.items():
+        _parse_model(model_id, entry, source, parsed)
+    model_ids = {row["model_id"] for row in parsed.models}
+    parsed.current_best = _parse_current_best(document["current_best"], source, model_ids, parsed)
+    criteria = metadata.get("selection_criteria")
+    if criteria is not None:
+        parsed.selection_criteria = _checked(validate_metric_name, criteria, where=f"{source}: metadata.selection_criteria")
+    legacy_version = metadata.get("registry_version")
+    parsed.legacy_registry_version = legacy_version if isinstance(legacy_version, str) and len(legacy_version) <= 32 else None
+    ignored = sorted(set(metadata) - set(DERIVED_METADATA))
+    if ignored:
+        parsed.warn(f"{source}: metadata keys {ignored} are not imported (metadata is recomputed on export)")
+    ab_test = document.get("ab_test")
+    if ab_test is not None:
+        parsed.ab_tests.append(_parse_ab_test(ab_test, source, model_ids))
+    bert_embeddings = document.get("bert_embeddings")
+    if bert_embeddings is not None:
+        if not isinstance(bert_embeddings, dict):
+            raise ImportFormatError(
+                f"{source}: 'bert_embeddings' must map versions to entries, got {type(bert_embeddings).__name__}"
+            )
+        for version, entry in bert_embeddings.items():
+            bert_entries[version] = (f"{source} bert_embeddings", entry)
+    backup = document.get("backup")
+    skip = set(REGISTRY_KEYS)
+    if isinstance(backup, dict) and backup.get("format") == BACKUP_FORMAT:
+        parsed.warn(f"{source} is a full backup: only its registry.json part is imported (use restore_registry for the history)")
+        skip |= set(BACKUP_KEYS)
+    extra = {key: value for key, value in document.items() if key not in skip}
+    if extra:
+        cleaned = _drop_non_finite(extra, f"{source}: top level", parsed)
+        parsed.settings_extra = _checked(to_jsonable, cleaned, "extra top-level keys", where=source) or None
+
+
+def _parse_model(model_id: Any, entry: Any, source: str, parsed: ParsedRegistry) -> None:
+    where = f"{source}: model {model_id!r}"
+    _checked(validate_identifier, model_id, "model_id", where=where)
+    if not isinstance(entry, dict):
+        raise ImportFormatError(f"{where}: the entry must be an object, got {type(entry).__name__}")
+    if "model_id" in entry and entry["model_id"] != model_id:
+        raise ImportFormatError(f"{where}: the entry says model_id {entry['model_id']!r}; the key and the field must agree")
+    model_type = _checked(validate_identifier, entry.get("model_type"), "model_type", where=where)
+    version = entry.get("version")
+    if version is None and model_id.startswith(f"{model_type}_"):
+        version = model_id[len(model_type) + 1:]
+    version = _checked(validate_identifier, version, "version", where=where)
+    status = entry.get("status", "active")
+    if status not in MODEL_STATUS:
+        raise ImportFormatError(f"{where}: unknown status {status!r}; use one of {sorted(MODEL_STATUS)}")
+    row: dict[str, Any] = {
+        "model_id": model_id,
+        "model_type": model_type,
+        "version": version,
+        "path": _stored_path(entry.get("path"), where),
+        "status": status,
+        "created_at": _parse_time(entry.get("created_at"), f"{where}: created_at", parsed),
+        "data_version": _checked(optional_text, entry.get("data_version"), "data_version", where=where) or "unknown",
+        "git_commit": _checked(optional_text, entry.get("git_commit"), "git_commit", 64, where=where),
+    }
+    for name in ("hyperparameters", "training_info"):
+        row[name] = _payload(entry.get(name), f"{where}: {name}", parsed) or {}
+    for name in ("baseline_comparison", "bert_integration"):
+        row[name] = _payload(entry.get(name), f"{where}: {name}", parsed) or None
+    extra = {key: value for key, value in entry.items() if key not in MODEL_FIELDS}
+    row["extra"] = _payload(extra, f"{where}: extra fields", parsed) or None
+    parsed.models.append(row)
+    metrics = entry.get("metrics")
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict):
+        raise ImportFormatError(f"{where}: metrics must be an object of name -> number, got {metrics!r}")
+    for name, value in metrics.items():
+        _checked(validate_metric_name, name, where=f"{where}: metrics")
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise ImportFormatError(f"{where}: metric {name!r} must be a number, got {value!r}; fix or remove it")
+        if not math.isfinite(value):
+            parsed.skipped_values += 1
+            parsed.warn(f"{where}: metric {name!r} is {value!r}; skipped (only finite metrics are stored)")
+            continue
+        parsed.metrics.append({"model_id": model_id, "name": name, "value": float(value)})
+
+
+def _parse_current_best(value: Any, source: str, model_ids: set[str], parsed: ParsedRegistry) -> dict[str, Any] | None:
+    where = f"{source}: current_best"
+    if value is None or value == "":
+        return None
+    model_id: Any
+    if isinstance(value, str):
+        model_id, metric, number, selected_at, selected_by = value, None, None, None, "import"
+    elif isinstance(value, dict):
+        model_id = value.get("model_id")
+        metric = value.get("selection_metric")
+        if metric is not None:
+            _checked(validate_metric_name, metric, where=f"{where}.selection_metric")
+        number = value.get("selection_value")
+        if number is not None:
+            if isinstance(number, bool) or not isinstance(number, Real):
+                raise ImportFormatError(f"{where}: selection_value must be a number, got {number!r}")
+            if not math.isfinite(number):
+                parsed.skipped_values += 1
+                parsed.warn(f"{where}: selection_value {number!r} is not finite; stored as null")
+                number = None
+        raw_at = value.get("selected_at")
+        selected_at = None if raw_at is None else _parse_time(raw_at, f"{where}.selected_at", parsed)
+        selected_by = _checked(optional_text, value.get("selected_by"), "selected_by", SELECTED_BY_LENGTH, where=where) or "auto"
+    else:
+        raise ImportFormatError(f"{where} must be an object, a model id or null, got {type(value).__name__}")
+    if not isinstance(model_id, str) or model_id not in model_ids:
+        raise ImportFormatError(f"{where} names model {model_id!r}, which is not in 'models'; fix the pointer or add the model")
+    row = next(m for m in parsed.models if m["model_id"] == model_id)
+    if row["status"] != "active":
+        parsed.warn(f"{where}: {model_id} is {row['status']} but current; kept as it was (promote an active model)")
+    return {
+        "model_id": model_id,
+        "metric": metric,
+        "value": None if number is None else float(number),
+        "selected_at": selected_at,
+        "selected_by": selected_by,
+    }
+
+
+def _parse_ab_test(value: Any, source: str, model_ids: set[str]) -> dict[str, Any]:
+    where = f"{source}: ab_test"
+    if not isinstance(value, dict):
+        raise ImportFormatError(f"{where} must be an object, got {type(value).__name__}")
+    test_id = _checked(validate_identifier, value.get("test_id"), "test_id", where=where)
+    row: dict[str, Any] = {"test_id": test_id}
+    for name in ("control_model", "treatment_model"):
+        model_id = value.get(name)
+        if model_id not in model_ids:
+            raise ImportFormatError(f"{where}: {name} {model_id!r} is not in 'models'")
+        row[name] = model_id
+    split = value.get("traffic_split")
+    if isinstance(split, bool) or not isinstance(split, Real) or not 0 <= float(split) <= 1:
+        raise ImportFormatError(f"{where}: traffic_split must be a number between 0 and 1, got {split!r}")
+    row["traffic_split"] = float(split)
+    status = value.get("status", "running")
+    if status not in AB_TEST_STATUSES:
+        raise ImportFormatError(f"{where}: status must be one of {list(AB_TEST_STATUSES)}, got {status!r}")
+    row["status"] = status
+    row["start_time"] = _parse_time(value.get("start_time"), f"{where}.start_time", None)
+    row["end_time"] = None if value.get("end_time") is None else _parse_time(value["end_time"], f"{where}.end_time", None)
+    row["promoted"] = _checked(optional_text, value.get("promoted"), "promoted", 16, where=where)
+    return row
+
+
+def _parse_embedding(version: Any, entry: Any, source: str, parsed: ParsedRegistry, model_ids: set[str]) -> None:
+    where = f"{source}: embeddings {version!r}"
+    _checked(validate_identifier, version, "version", where=where)
+    if not isinstance(entry, dict):
+        raise ImportFormatError(f"{where}: the entry must be an object, got {type(entry).__name__}")
+    if entry.get("version", version) != version:
+        raise ImportFormatError(f"{where}: the entry says version {entry['version']!r}; the key and the field must agree")
+    row: dict[str, Any] = {
+        "version": version,
+        "path": _stored_path(entry.get("path"), where),
+        "created_at": _parse_time(entry.get("created_at"), f"{where}: created_at", parsed),
+        "model_name": _checked(optional_text, entry.get("model_name"), "model_name", 256, where=where) or "unknown",
+        "num_items": _count(entry.get("num_items"), f"{where}: num_items"),
+        "embedding_dim": _count(entry.get("embedding_dim"), f"{where}: embedding_dim"),
+        "data_version": _checked(optional_text, entry.get("data_version"), "data_version", where=where) or "unknown",
+        "git_commit": _checked(optional_text, entry.get("git_commit"), "git_commit", 64, where=where),
+        "generation_config": _payload(entry.get("generation_config"), f"{where}: generation_config", parsed) or {},
+        "file_name": None,  # filled by fingerprint_artifacts when the file exists
+        "size_bytes": None,
+        "sha256": None,
+    }
+    fields = entry.get("text_fields_used")
+    if fields is None:
+        fields = []
+    if not isinstance(fields, list) or not all(isinstance(item, str) for item in fields):
+        raise ImportFormatError(f"{where}: text_fields_used must be a list of strings, got {fields!r}")
+    row["text_fields_used"] = fields
+    extra = {key: value for key, value in entry.items() if key not in EMBEDDING_FIELDS}
+    row["extra"] = _payload(extra, f"{where}: extra fields", parsed) or None
+    parsed.embeddings.append(row)
+    linked = entry.get("linked_models") or []
+    if not isinstance(linked, list):
+        raise ImportFormatError(f"{where}: linked_models must be a list of model ids, got {linked!r}")
+    seen: set[str] = set()
+    for model_id in linked:
+        if model_id in seen:
+            continue
+        seen.add(model_id)
+        if model_id not in model_ids:
+            # The original never checked link targets; a dangling link has nothing to point to.
+            parsed.warn(f"{where}: linked model {model_id!r} is not in the registry; link skipped")
+            continue
+        parsed.links.append({"embedding_version": version, "model_id": model_id})
+
+
+def _links_from_bert_integration(parsed: ParsedRegistry) -> None:
+    versions = {row["version"] for row in parsed.embeddings}
+    existing = {(link["embedding_version"], link["model_id"]) for link in parsed.links}
+    for model in parsed.models:
+        version = (model["bert_integration"] or {}).get("embeddings_version")
+        if isinstance(version, str) and version in versions and (version, model["model_id"]) not in existing:
+            parsed.links.append({"embedding_version": version, "model_id": model["model_id"]})
+            existing.add((version, model["model_id"]))
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+def _checked(check: Any, value: Any, *args: Any, where: str) -> Any:
+    """Run a validation helper, re-raising its error as ImportFormatError naming the entry."""
+    try:
+        return check(value, *args)
+    except InvalidArgumentError as exc:
+        raise ImportFormatError(f"{where}: {exc}") from exc
+
+
+def _stored_path(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip() or any(ch in value for ch in "\x00\n\r") or len(value) > 4096:
+        raise ImportFormatError(f"{where}: path must be a non-empty single-line string, got {value!r}")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImportFormatError(f"{where} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _parse_time(value: Any, where: str, parsed: ParsedRegistry | None) -> datetime:
+    if value is None:
+        if parsed is not None:
+            parsed.warn(f"{where} is missing; the import time is used")
+        return utcnow()
+    if not isinstance(value, str):
+        raise ImportFormatError(f"{where} must be an ISO timestamp string (YYYY-MM-DDTHH:MM:SS), got {value!r}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ImportFormatError(f"{where} {value!r} is not an ISO timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff])") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)  # the original wrote naive local time; we cannot know the zone
+    return moment.astimezone(timezone.utc)
+
+
+def _payload(value: Any, where: str, parsed: ParsedRegistry) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ImportFormatError(f"{where} must be an object, got {type(value).__name__}")
+    cleaned = _drop_non_finite(value, where, parsed)
+    try:
+        return json_payload(cleaned, where)
+    except InvalidArgumentError as exc:
+        raise ImportFormatError(str(exc)) from exc
+
+
+def _drop_non_finite(value: Any, where: str, parsed: ParsedRegistry, path: str = "") -> Any:
+    """Remove NaN/Infinity: dict values are dropped, list items become null (depth is bounded by the parser)."""
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if isinstance(item, float) and not math.isfinite(item):
+                parsed.skipped_values += 1
+                parsed.warn(f"{where}: {inner} is {item!r}; dropped")
+                continue
+            result[key] = _drop_non_finite(item, where, parsed, inner)
+        return result
+    if isinstance(value, list):
+        cleaned: list[Any] = []
+        for index, item in enumerate(value):
+            if isinstance(item, float) and not math.isfinite(item):
+                parsed.skipped_values += 1
+                parsed.warn(f"{where}: {path}[{index}] is {item!r}; stored as null")
+                cleaned.append(None)
+            else:
+                cleaned.append(_drop_non_finite(item, where, parsed, f"{path}[{index}]"))
+        return cleaned
+    return value
+
+
+# --------------------------------------------------------------------------- artifact files
+
+
+def fingerprint_artifacts(parsed: ParsedRegistry, context: RegistryContext) -> None:
+    """Record size and sha256 of the files of every model/embeddings folder that exists.
+
+    Runs before the import transaction (hashing can take a while). Missing folders
+    are fine: the original registry never checked its paths.
+    """
+    from .artifacts import REQUIRED_MODEL_FILES, fingerprint, model_files
+
+    parsed.artifact_files.clear()
+    for row in parsed.models:
+        folder = context.resolve(row["path"])
+        if not folder.is_dir():
+            continue
+        if row["model_type"] not in REQUIRED_MODEL_FILES:
+            parsed.warn(f"model {row['model_id']}: unknown model type {row['model_type']!r}; its files are not fingerprinted")
+            continue
+        for name in model_files(folder, row["model_type"]):
+            file_path = folder / name
+            if file_path.is_file():
+                p = fingerprint(file_path)
+                parsed.artifact_files.append(
+                    {"model_id": row["model_id"], "file_name": p.file_name, "size_bytes": p.size_bytes,
+                     "sha256": p.sha256, "mtime_ns": p.mtime_ns}
+                )
+    if parsed.embeddings:
+        from .bert_registry import inspect_embeddings_folder
+
+        for row in parsed.embeddings:
+            embeddings_file, _, problems = inspect_embeddings_folder(context.resolve(row["path"]))
+            if embeddings_file is not None and not problems:
+                p = fingerprint(embeddings_file)
+                row.update(file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def clear_registry(session: Session, *, audit_events: bool = False) -> None:
+    """Delete every model, embedding, link, selection and A/B test (and audit rows when asked).
+
+    Runs inside the caller's write transaction; the settings row is kept with its
+    pointers cleared.
+    """
+    session.execute(
+        update(Settings).where(Settings.id == 1).values(
+            current_model_id=None, current_selection_id=None, current_embeddings_version=None
+        )
+    )
+    for table in (EmbeddingLink, ModelMetric, ArtifactFile, ABTest, Selection, Model, BertEmbedding):
+        session.execute(delete(table))
+    if audit_events:
+        session.execute(delete(AuditEvent))
+
+
+def is_registry_empty(session: Session, *, audit_events: bool = False) -> bool:
+    """True when the registry holds no model and no embeddings (and no audit row, when asked)."""
+    tables = [Model, BertEmbedding] + ([AuditEvent] if audit_events else [])
+    return all(session.scalar(select(func.count()).select_from(table)) == 0 for table in tables)
+
+
+def find_conflicts(session: Session, parsed: ParsedRegistry) -> list[str]:
+    """Ids of the parsed rows that already exist in the registry."""
+    conflicts: list[str] = []
+    checks = (
+        (Model.model_id, [row["model_id"] for row in parsed.models], "model"),
+        (BertEmbedding.version, [row["version"] for row in parsed.embeddings], "embeddings"),
+        (ABTest.test_id, [row["test_id"] for row in parsed.ab_tests], "A/B test"),
+    )
+    for column, ids, label in checks:
+        for start in range(0, len(ids), 500):
+            found = session.scalars(select(column).where(column.in_(ids[start:start + 500])))
+            conflicts.extend(f"{label} {value}" for value in found)
+    return conflicts
+
+
+def insert_parsed(session: Session, parsed: ParsedRegistry, *, merge: bool = False) -> dict[str, str | None]:
+    """Insert the parsed rows and set the pointers, inside the caller's write transaction.
+
+    With ``merge`` the registry's own current best, current embeddings, running
+    A/B test, selection criteria and extra keys win over the file's (the file's
+    are applied only where the registry has none; skipped ones become warnings).
+
+    Returns:
+        The pointers applied from the file: ``current_best``, ``current_embeddings``.
+    """
+    settings = session.get(Settings, 1)
+    assert settings is not None
+    tests = parsed.ab_tests
+    if merge and session.scalar(select(func.count()).select_from(ABTest).where(ABTest.status == "running")):
+        running = [t for t in tests if t["status"] == "running"]
+        for test in running:
+            parsed.warn(f"A/B test {test['test_id']} imported as stopped: the registry already runs a test")
+        tests = [dict(t, status="stopped", end_time=t["end_time"] or utcnow()) if t in running else t for t in tests]
+    if parsed.models:
+        session.execute(insert(Model), parsed.models)
+    if parsed.embeddings:
+        session.execute(insert(BertEmbedding), parsed.embeddings)
+    if parsed.metrics:
+        session.execute(insert(ModelMetric), parsed.metrics)
+    if parsed.artifact_files:
+        session.execute(insert(ArtifactFile), parsed.artifact_files)
+    if parsed.links:
+        # Distinct, increasing link times keep the exported linked_models order.
+        start = utcnow()
+        session.execute(
+            insert(EmbeddingLink),
+            [dict(link, linked_at=start + timedelta(microseconds=i)) for i, link in enumerate(parsed.links)],
+        )
+    if tests:
+        session.execute(insert(ABTest), tests)
+    if merge:
+        settings.extra = {**(parsed.settings_extra or {}), **(settings.extra or {})} or None
+    else:
+        settings.selection_criteria = parsed.selection_criteria or "ndcg@10"
+        settings.extra = parsed.settings_extra
+    applied: dict[str, str | None] = {"current_best": None, "current_embeddings": None}
+    if parsed.current_embeddings is not None:
+        if merge and settings.current_embeddings_version is not None:
+            parsed.warn(f"current embeddings {parsed.current_embeddings} not applied: the registry keeps "
+                        f"{settings.current_embeddings_version}")
+        else:
+            settings.current_embeddings_version = applied["current_embeddings"] = parsed.current_embeddings
+    best = parsed.current_best
+    if best is not None and merge and settings.current_model_id is not None:
+        parsed.warn(f"current best {best['model_id']} not applied: the registry keeps {settings.current_model_id}")
+    elif best is not None:
+        selection = Selection(
+            model_id=best["model_id"], metric=best["metric"], value=best["value"],
+            previous_model_id=settings.current_model_id, selected_at=best["selected_at"] or utcnow(),
+            selected_by=best["selected_by"], reason="imported",
+        )
+        session.add(selection)
+        session.flush()
+        settings.current_model_id = applied["current_best"] = best["model_id"]
+        settings.current_selection_id = selection.id
+    session.flush()
+    return applied
+
+
+def import_registry_json(
+    context: RegistryContext,
+    json_path: str | os.PathLike[str] | None,
+    bert_json_path: str | os.PathLike[str] | None = None,
+    *,
+    replace: bool = False,
+) -> dict[str, Any]:
+    """Import a ``registry.json`` (and optionally a ``bert_registry.json``) into the registry.
+
+    Args:
+        context: the opened registry (``ModelRegistry(...).context``).
+        json_path: the ``registry.json`` to import (None: only the BERT file).
+        bert_json_path: a ``bert_registry.json`` to import with it.
+        replace: replace every model, embedding, selection and A/B test of the
+            registry (the audit trail is kept). Without it the file's content is
+            added: an id that already exists is an error, and the registry's own
+            current best, current embeddings, running A/B test and settings win.
+
+    Returns:
+        Counts: ``models``, ``metrics``, ``artifact_files``, ``embeddings``,
+        ``links``, ``ab_tests``, ``current_best``, ``current_embeddings``,
+        ``skipped_values``, the ``warnings`` list and ``imported`` (True).
+
+    Raises:
+        FileNotFoundError: a named file does not exist.
+        ImportFormatError: the file cannot be parsed or a field is invalid
+            (nothing is stored).
+        ModelExistsError: without ``replace``, a model, embeddings version or A/B
+            test id of the file already exists (nothing is stored).
+    """
+    if json_path is None and bert_json_path is None:
+        raise InvalidArgumentError("nothing to import: give json_path and/or bert_json_path")
+    return _import(context, json_path, bert_json_path, replace=replace, only_if_fresh=False)
+
+
+def _import(
+    context: RegistryContext,
+    json_path: str | os.PathLike[str] | None,
+    bert_json_path: str | os.PathLike[str] | None,
+    *,
+    replace: bool,
+    only_if_fresh: bool,
+) -> dict[str, Any]:
+    document = read_json_strict(json_path) if json_path is not None else None
+    bert_document = read_json_strict(bert_json_path) if bert_json_path is not None else None
+    parsed = parse_documents(
+        document, bert_document,
+        source=Path(json_path).name if json_path is not None else "registry.json",
+        bert_source=Path(bert_json_path).name if bert_json_path is not None else "bert_registry.json",
+    )
+    fingerprint_artifacts(parsed, context)
+    sources = [str(Path(p).absolute()) for p in (json_path, bert_json_path) if p is not None]
+    counts = parsed.counts()
+    target = Path(json_path if json_path is not None else bert_json_path).name  # type: ignore[arg-type]
+
+    def work(session: Session) -> bool:
+        if only_if_fresh and not is_registry_empty(session, audit_events=True):
+            logger.warning("the new registry already has content (another process was faster); %s not imported: "
+                           "import it with import_registry_json (`cfreg import-json`) if needed", sources)
+            return False
+        merge = False
+        if replace:
+            clear_registry(session)
+        elif not is_registry_empty(session):
+            conflicts = find_conflicts(session, parsed)
+            if conflicts:
+                raise ModelExistsError(
+                    f"the registry already holds {', '.join(conflicts[:10])}{' ...' if len(conflicts) > 10 else ''}; "
+                    "import with replace=True to replace the registry's content (the audit trail is kept)"
+                )
+            merge = True
+        counts.update(insert_parsed(session, parsed, merge=merge))
+        counts["warnings"] = list(dict.fromkeys(parsed.warnings))  # a retried transaction warns twice
+        audit.record(
+            session, "IMPORT", target,
+            f"models={counts['models']} embeddings={counts['embeddings']} current_best={counts['current_best'] or 'none'}",
+            {"sources": sources, "replace": bool(replace), "legacy_registry_version": parsed.legacy_registry_version,
+             **{k: v for k, v in counts.items() if k != "warnings"}, "warnings": counts["warnings"][:50]},
+        )
+        return True
+
+    counts["imported"] = bool(context.mutate(work))
+    return counts
+
 
 def import_legacy_if_present(context: RegistryContext) -> bool:
-    """Import the legacy JSON files beside a newly created database; True if something was imported."""
-    return False
+    """Import the JSON files found beside a newly created database; True if something was imported.
+
+    Called by ``RegistryContext.open`` when it created the database. Each file
+    with content is first preserved as ``{stem}_backup_{timestamp}.json`` (listed by
+    ``list_backups`` and restorable), because the next export rewrites it in the
+    registry's own format.
+
+    Raises:
+        ImportFormatError: the file is not importable; the registry stays empty and
+            the message names the preserved copy to fix and import by hand.
+    """
+    # A generation sidecar beside the files belongs to the database that wrote them, not this new one.
+    for path in (context.json_path, context.bert_json_path):
+        export.forget_generation(path)
+    sources = [p if p.is_file() else None for p in (context.json_path, context.bert_json_path)]
+    if not any(sources):
+        return False
+    json_path, bert_path = sources
+    try:
+        document = read_json_strict(json_path) if json_path else None
+        bert_document = read_json_strict(bert_path) if bert_path else None
+        if not _has_content(document, "models") and not _has_content(bert_document, "embeddings"):
+            return False
+    except ImportFormatError as exc:
+        copies = _preserve(sources)
+        raise ImportFormatError(f"{exc} (the file was kept as {copies}; fix it and import it with replace=True)") from exc
+    copies = _preserve(sources)
+    try:
+        counts = _import(context, json_path, bert_path, replace=False, only_if_fresh=True)
+    except ImportFormatError as exc:
+        raise ImportFormatError(
+            f"legacy import failed: {exc}. The registry was created empty; the original file was kept as "
+            f"{copies}: fix it and import it with replace=True"
+        ) from exc
+    if counts["imported"]:
+        logger.info("imported legacy registry %s: %s", [str(p) for p in sources if p], counts)
+    return bool(counts["imported"])
+
+
+def _has_content(document: Any, key: str) -> bool:
+    if not isinstance(document, dict):
+        return document is not None  # not a registry at all: let the import report it
+    return bool(document.get(key)) or bool(document.get("current_best")) or bool(document.get("bert_embeddings"))
+
+
+def _preserve(sources: list[Path | None]) -> list[str]:
+    from .utils.backup import copy_to_backup
+
+    return [copy_to_backup(path) for path in sources if path is not None]

@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "NoModelLoadedError": "errors",
     "ExportError": "errors",
     "ImportFormatError": "errors",
+    "ReadOnlyQueryError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,628 @@
+"""Operator tasks shared by ``cfreg`` and the automation scripts in ``tools/``.
+
+* :func:`read_model_folder` / :func:`update_registry_from_folder`: register a
+  trained model from its artifact folder alone (``tools/update_registry.py``,
+  ``cfreg register``), optionally promoting it when it beats the current best.
+* :func:`plan_cleanup` / :func:`cleanup_old_models`: keep the newest models per
+  type and archive or delete the rest (``tools/cleanup_old_models.py``,
+  ``cfreg cleanup``), never touching the current best or a model in a running
+  A/B test.
+* :func:`run_readonly_query`: one SQL statement on a connection that cannot
+  write (``cfreg sql``).
+
+Everything here goes through the public registry API, so validation, audit and
+the JSON export happen exactly as for any other caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .abtest import running_test
+from .artifacts import REQUIRED_MODEL_FILES, read_json_file
+from .errors import (
+    InvalidArgumentError,
+    InvalidArtifactsError,
+    ModelInUseError,
+    ModelNotFoundError,
+    ReadOnlyQueryError,
+)
+from .export import iso
+from .models import Model, Settings
+from .validation import validate_identifier, validate_metrics
+
+if TYPE_CHECKING:
+    from .cf_registry import ModelRegistry
+    from .context import RegistryContext
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SELECTION_METRIC = "ndcg@10"
+# Metadata keys that are registered as their own fields, not as training info.
+_RESERVED_METADATA_KEYS = frozenset(
+    {"model_type", "metrics", "data_version", "git_commit", "baseline_comparison", "bert_integration",
+     "training_info", "hyperparameters", "params", "version"}
+)
+
+__all__ = [
+    "CleanupItem",
+    "CleanupReport",
+    "ModelFolder",
+    "QueryResult",
+    "UpdateResult",
+    "cleanup_old_models",
+    "detect_model_type",
+    "metrics_from_document",
+    "plan_cleanup",
+    "read_model_folder",
+    "run_readonly_query",
+    "stored_artifacts_path",
+    "update_registry_from_folder",
+]
+
+
+# =========================================================================== model folders
+
+
+@dataclass
+class ModelFolder:
+    """What a trained model's artifact folder says about itself."""
+
+    path: str
+    model_type: str
+    version: str | None
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, Any]
+    metrics_source: str | None
+    training_info: dict[str, Any]
+    data_version: str | None = None
+    git_commit: str | None = None
+    baseline_comparison: dict[str, Any] | None = None
+    bert_integration: dict[str, Any] | None = None
+
+
+@dataclass
+class UpdateResult:
+    """Outcome of :func:`update_registry_from_folder`."""
+
+    model_id: str
+    model_type: str
+    path: str
+    metrics: dict[str, Any]
+    metrics_source: str | None
+    auto_select: bool
+    promoted: bool
+    current_best: str | None
+    decision: str
+    selection: dict[str, Any] | None = None
+    already_registered: bool = False
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect_model_type(folder: str | os.PathLike[str]) -> str:
+    """The model type of an artifact folder, from its ``{type}_U.npy`` file.
+
+    Raises:
+        InvalidArtifactsError: the folder is missing or holds no ``*_U.npy``.
+        InvalidArgumentError: several types are present (pass the type explicitly).
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise InvalidArtifactsError(f"model path {str(path)!r} is not a directory")
+    found = sorted(name[: -len("_U.npy")] for name in os.listdir(path) if name.endswith("_U.npy") and len(name) > 6)
+    if not found:
+        raise InvalidArtifactsError(
+            f"no {{type}}_U.npy file in {str(path)!r}: expected e.g. als_U.npy ({sorted(REQUIRED_MODEL_FILES)} are known types)"
+        )
+    if len(found) > 1:
+        raise InvalidArgumentError(
+            f"ambiguous model type in {str(path)!r}: found {', '.join(f + '_U.npy' for f in found)}; "
+            "pass the type explicitly (--type)"
+        )
+    return found[0]
+
+
+def _optional_json_object(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    data = read_json_file(path)
+    if not isinstance(data, dict):
+        raise InvalidArtifactsError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def metrics_from_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of a metrics file: the object itself, or its ``metrics`` object when it has one."""
+    inner = document.get("metrics")
+    return dict(inner) if isinstance(inner, dict) else dict(document)
+
+
+def read_model_folder(folder: str | os.PathLike[str], model_type: str | None = None, *, base: Path | None = None) -> ModelFolder:
+    """Read type, params, metrics, training info and provenance from an artifact folder.
+
+    Rules:
+        * type: ``model_type`` when given, else the ``{type}`` of the single ``{type}_U.npy``.
+        * hyperparameters: ``{type}_params.json``.
+        * metrics: ``{type}_metrics.json`` when present (a JSON object of name -> number, or
+          one with a ``metrics`` object inside), else the ``metrics`` object of
+          ``{type}_metadata.json``, else none.
+        * training info: ``{type}_metadata.json``'s ``training_info`` object merged over its
+          other keys, except the ones registered as their own fields (``metrics``,
+          ``data_version``, ``git_commit``, ``baseline_comparison``, ``bert_integration``,
+          ``model_type``, ``version``, ``hyperparameters``/``params``).
+        * ``data_version``, ``git_commit``, ``baseline_comparison``, ``bert_integration``:
+          the metadata keys of those names, when present.
+        * version: the folder's name when it is a valid version id (``v2_20250116_141500``),
+          else None (the registry then generates one).
+
+    Args:
+        folder: the artifact folder (absolute, or relative to ``base``).
+        model_type: skip detection.
+        base: directory relative paths are resolved against (default: working directory).
+    """
+    stored = os.fspath(folder)
+    path = Path(stored) if Path(stored).is_absolute() or base is None else base / stored
+    if model_type is None:
+        model_type = detect_model_type(path)
+    else:
+        validate_identifier(model_type, "model_type")
+    if not path.is_dir():
+        raise InvalidArtifactsError(f"model path {str(path)!r} is not a directory")
+    params = _optional_json_object(path / f"{model_type}_params.json") or {}
+    metadata = _optional_json_object(path / f"{model_type}_metadata.json") or {}
+    metrics_file = path / f"{model_type}_metrics.json"
+    metrics_doc = _optional_json_object(metrics_file)
+    if metrics_doc is not None:
+        metrics, source = metrics_from_document(metrics_doc), metrics_file.name
+    elif isinstance(metadata.get("metrics"), dict):
+        metrics, source = metadata["metrics"], f"{model_type}_metadata.json:metrics"
+    else:
+        metrics, source = {}, None
+    training_info = {k: v for k, v in metadata.items() if k not in _RESERVED_METADATA_KEYS}
+    if isinstance(metadata.get("training_info"), dict):
+        training_info.update(metadata["training_info"])
+    name = Path(os.path.normpath(path)).name
+    try:
+        version = validate_identifier(name, "version")
+    except InvalidArgumentError:
+        version = None
+
+    def text(key: str) -> str | None:
+        value = metadata.get(key)
+        return value if isinstance(value, str) and value else None
+
+    def mapping(key: str) -> dict[str, Any] | None:
+        value = metadata.get(key)
+        return value if isinstance(value, dict) and value else None
+
+    return ModelFolder(
+        path=stored,
+        model_type=model_type,
+        version=version,
+        hyperparameters=params,
+        metrics=dict(metrics),
+        metrics_source=source,
+        training_info=training_info,
+        data_version=text("data_version"),
+        git_commit=text("git_commit"),
+        baseline_comparison=mapping("baseline_comparison"),
+        bert_integration=mapping("bert_integration"),
+    )
+
+
+def stored_artifacts_path(root: str | os.PathLike[str], user_path: str | os.PathLike[str], cwd: Path | None = None) -> str:
+    """The path to store for a folder the user named relative to their working directory.
+
+    Registered relative paths are resolved against the registry's ``root``, not the
+    working directory, so a folder under the root is stored relative to it (the doc's
+    ``artifacts/cf/als/v2_...`` form) and any other folder as an absolute path.
+
+    Args:
+        root: the registry's root (``ModelRegistry.root``).
+        user_path: the folder as the user typed it.
+        cwd: what ``user_path`` is relative to (default: the working directory).
+    """
+    given = Path(user_path).expanduser()
+    absolute = Path(os.path.abspath(given if given.is_absolute() else (cwd or Path.cwd()) / given))
+    root = Path(os.path.abspath(root))
+    if absolute.is_relative_to(root) and absolute != root:
+        return absolute.relative_to(root).as_posix()
+    return str(absolute)
+
+
+def update_registry_from_folder(
+    registry: ModelRegistry,
+    model_path: str | os.PathLike[str],
+    *,
+    model_type: str | None = None,
+    version: str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    training_info: dict[str, Any] | None = None,
+    data_version: str | None = None,
+    git_commit: str | None = None,
+    overwrite: bool = False,
+    auto_select: bool = False,
+    metric: str = DEFAULT_SELECTION_METRIC,
+    min_gain: float = 0.0,
+    min_improvement: float = 0.0,
+) -> UpdateResult:
+    """Register the model in ``model_path`` from its own files; optionally promote it.
+
+    ``model_path`` is stored as given (relative paths are relative to the registry's
+    root; see :func:`stored_artifacts_path`). What is read from the folder follows
+    :func:`read_model_folder`; every explicit argument replaces the value read.
+
+    With ``auto_select``, ``select_best_model(metric, min_improvement,
+    min_gain_over_current=min_gain)`` runs after registration: the current best is
+    replaced only when the best active model beats it by at least ``min_gain``
+    (relative). The decision is logged and returned.
+
+    Raises:
+        InvalidArtifactsError, InvalidArgumentError, ModelExistsError: as
+            :meth:`ModelRegistry.register_model`; nothing is registered.
+    """
+    folder = read_model_folder(model_path, model_type, base=registry.root)
+    chosen_version = version or folder.version
+    existing = (registry.get_model(f"{folder.model_type}_{chosen_version}")
+                if chosen_version is not None and not overwrite else None)
+    model_id = registry.register_model(
+        artifacts_path=folder.path,
+        model_type=folder.model_type,
+        hyperparameters=hyperparameters if hyperparameters is not None else folder.hyperparameters,
+        metrics=metrics if metrics is not None else folder.metrics,
+        training_info=training_info if training_info is not None else folder.training_info,
+        data_version=data_version or folder.data_version,
+        git_commit=git_commit or folder.git_commit,
+        baseline_comparison=folder.baseline_comparison,
+        bert_integration=folder.bert_integration,
+        version=chosen_version,
+        overwrite=overwrite,
+    )
+    used_metrics = metrics if metrics is not None else folder.metrics
+    result = UpdateResult(
+        model_id=model_id, model_type=folder.model_type, path=folder.path, metrics=dict(used_metrics),
+        metrics_source="arguments" if metrics is not None else folder.metrics_source,
+        auto_select=auto_select, promoted=False, current_best=None, decision="registered (no auto-select)",
+        already_registered=existing is not None,
+    )
+    if existing is not None:
+        # register_model treats the same folder with the same files as an idempotent re-run.
+        result.metrics = existing["metrics"]
+        result.note = f"{model_id} was already registered from these files; nothing changed"
+        if existing["metrics"] != validate_metrics(used_metrics):
+            result.note += f" (its metrics stay {existing['metrics']}; use overwrite to replace them)"
+        result.decision = result.note
+        logger.warning("%s", result.note)
+    else:
+        logger.info("registered %s from %s", model_id, folder.path)
+    if auto_select:
+        previous = (registry.get_current_best() or {}).get("model_id")
+        selection = registry.select_best_model(metric=metric, min_improvement=min_improvement,
+                                               min_gain_over_current=min_gain)
+        result.selection = selection
+        result.current_best = (registry.get_current_best() or {}).get("model_id")
+        if selection is None and previous == model_id:
+            result.decision = f"{model_id} is already the current best"
+        elif selection is not None and selection["model_id"] == model_id:
+            result.promoted = True
+            result.decision = f"promoted {model_id}: {metric}={selection['value']} beats " + (
+                f"the previous best {previous}" if previous else "no previous best"
+            )
+        elif selection is not None:
+            result.decision = (
+                f"{model_id} is not the best by {metric}; selected {selection['model_id']} "
+                f"({metric}={selection['value']}) instead"
+            )
+        elif metric not in result.metrics:
+            result.decision = f"not promoted: {model_id} has no {metric} metric; current best stays {previous}"
+        else:
+            result.decision = (
+                f"not promoted: {model_id} ({metric}={result.metrics[metric]}) does not beat the current best "
+                f"{previous} by at least {min_gain:.1%}; current best stays {result.current_best}"
+            )
+    else:
+        result.current_best = (registry.get_current_best() or {}).get("model_id")
+    logger.info("%s", result.decision)
+    return result
+
+
+# =========================================================================== cleanup
+
+
+@dataclass
+class CleanupItem:
+    """One model's fate in a cleanup: ``keep``, ``archive``, ``delete``, ``skip`` or ``none``."""
+
+    model_id: str
+    model_type: str
+    created_at: str | None
+    status: str
+    action: str
+    reason: str
+    done: bool = False
+
+
+@dataclass
+class CleanupReport:
+    """Outcome (or, with ``dry_run``, the plan) of :func:`cleanup_old_models`."""
+
+    keep_last: int
+    archive_old: bool
+    delete_files: bool
+    dry_run: bool
+    items: list[CleanupItem] = field(default_factory=list)
+
+    def ids(self, action: str) -> list[str]:
+        """Model ids whose action is ``action``."""
+        return [item.model_id for item in self.items if item.action == action]
+
+    @property
+    def kept(self) -> list[str]:
+        return self.ids("keep")
+
+    @property
+    def archived(self) -> list[str]:
+        return [item.model_id for item in self.items if item.action == "archive" and item.done]
+
+    @property
+    def deleted(self) -> list[str]:
+        return [item.model_id for item in self.items if item.action == "delete" and item.done]
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return [{"model_id": item.model_id, "reason": item.reason} for item in self.items if item.action == "skip"]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(kept=self.kept, archived=self.archived, deleted=self.deleted, skipped=self.skipped)
+        return data
+
+
+def plan_cleanup(registry: ModelRegistry, keep_last: int, *, archive_old: bool = False,
+                 delete_files: bool = False) -> CleanupReport:
+    """What :func:`cleanup_old_models` would do now, without changing anything.
+
+    Per model type, models (any status) are ranked by ``created_at``, newest first
+    (ties by id); the first ``keep_last`` are kept. Of the rest, the current best and
+    the two models of a running A/B test are skipped; the others are archived
+    (``archive_old``; already archived ones are left as they are) or deleted.
+    """
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+        raise InvalidArgumentError(f"keep_last must be an integer >= 0, got {keep_last!r}")
+
+    def work(session: Session) -> tuple[list[tuple[str, str, Any, str]], str | None, tuple[str, str, str] | None]:
+        rows = session.execute(
+            select(Model.model_id, Model.model_type, Model.created_at, Model.status)
+            .order_by(Model.model_type, Model.created_at.desc(), Model.model_id.desc())
+        ).all()
+        current = session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
+        test = running_test(session)
+        running = (test.test_id, test.control_model, test.treatment_model) if test is not None else None
+        return [tuple(row) for row in rows], current, running
+
+    rows, current, running = registry.context.read(work)
+    report = CleanupReport(keep_last=keep_last, archive_old=archive_old, delete_files=delete_files, dry_run=True)
+    rank: dict[str, int] = {}
+    for model_id, model_type, created_at, status in rows:
+        rank[model_type] = rank.get(model_type, 0) + 1
+        item = CleanupItem(model_id, model_type, iso(created_at), status, "keep", "")
+        if rank[model_type] <= keep_last:
+            item.reason = f"among the {keep_last} newest {model_type} models"
+        elif model_id == current:
+            item.action, item.reason = "skip", "current best"
+        elif running is not None and model_id in running[1:]:
+            item.action, item.reason = "skip", f"in running A/B test {running[0]}"
+        elif archive_old and status == "archived":
+            item.action, item.reason = "none", "already archived"
+        else:
+            item.action = "archive" if archive_old else "delete"
+            item.reason = f"older than the {keep_last} newest {model_type} models"
+        report.items.append(item)
+    return report
+
+
+def cleanup_old_models(
+    registry: ModelRegistry,
+    keep_last: int,
+    *,
+    archive_old: bool = False,
+    dry_run: bool = False,
+    delete_files: bool = False,
+    on_item: Callable[[CleanupItem, int, int], None] | None = None,
+) -> CleanupReport:
+    """Keep the ``keep_last`` newest models per type; archive or delete the others.
+
+    See :func:`plan_cleanup` for who is kept and who is spared. Each change goes
+    through :meth:`ModelRegistry.archive_model` / :meth:`ModelRegistry.delete_model`
+    (audited; files removed only with ``delete_files`` and only inside the artifacts
+    root), so a model that became the current best or entered an A/B test after the
+    plan was made is still refused; such refusals, and shared or unsafe folders,
+    turn the item into a ``skip`` with the reason instead of stopping the run.
+
+    Args:
+        registry: the registry to clean.
+        keep_last: models kept per type (>= 0).
+        archive_old: archive instead of delete.
+        dry_run: only plan; nothing changes.
+        delete_files: with deletion, also remove the model folders.
+        on_item: called as ``on_item(item, done, total)`` after each model is handled (progress display).
+    """
+    if archive_old and delete_files:
+        raise InvalidArgumentError("delete_files applies to deletion; drop it or drop archive_old")
+    report = plan_cleanup(registry, keep_last, archive_old=archive_old, delete_files=delete_files)
+    report.dry_run = dry_run
+    if dry_run:
+        return report
+    total = len(report.items)
+    for done, item in enumerate(report.items, start=1):
+        if item.action in ("archive", "delete"):
+            try:
+                if item.action == "archive":
+                    item.done = registry.archive_model(item.model_id)
+                    if not item.done:
+                        item.action, item.reason = "skip", "current best"
+                else:
+                    item.done = registry.delete_model(item.model_id, delete_files=delete_files)
+            except (ModelInUseError, InvalidArgumentError) as exc:
+                item.action, item.reason = "skip", str(exc)
+            except ModelNotFoundError:  # removed meanwhile by another process
+                item.action, item.reason = "none", "already gone"
+            logger.info("cleanup %s: %s (%s)", item.model_id, item.action, item.reason)
+        if on_item is not None:
+            on_item(item, done, total)
+    return report
+
+
+# =========================================================================== read-only SQL
+
+
+@dataclass
+class QueryResult:
+    """Rows of a read-only query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool = False
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as ``{column: value}`` dicts."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+# Authorizer actions a read-only statement may need; everything else (writes, ATTACH,
+# transactions, most pragmas) is denied before it runs.
+_SQLITE_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+_SQLITE_READ_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+
+
+def run_readonly_query(context: RegistryContext, query: str, *, limit: int | None = 1000) -> QueryResult:
+    """Run one SQL statement on a connection that cannot write.
+
+    SQLite: the file is opened with ``mode=ro``, ``PRAGMA query_only=ON``, inside a
+    transaction, with an authorizer that only permits reads. PostgreSQL: a
+    ``SET TRANSACTION READ ONLY`` transaction and a prepared statement (so exactly one
+    statement runs), rolled back at the end.
+
+    Args:
+        context: the opened registry.
+        query: one SQL statement.
+        limit: at most this many rows are returned (``truncated`` tells whether more existed).
+
+    Raises:
+        ReadOnlyQueryError: the statement tried to write.
+        InvalidArgumentError: empty, several statements, or the database rejected it.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidArgumentError("the SQL query is empty; give one SELECT statement")
+    if limit is not None and limit < 1:
+        raise InvalidArgumentError(f"limit must be >= 1, got {limit}")
+    from .db import sqlite_file
+
+    db_file = sqlite_file(context.database.url)
+    if db_file is not None:
+        return _sqlite_readonly(db_file, query, limit)
+    if context.database.dialect == "postgresql":
+        return _postgres_readonly(context, query, limit)
+    raise InvalidArgumentError(f"read-only queries are supported on SQLite and PostgreSQL, not {context.database.dialect}")
+
+
+def _fetch(cursor: Any, limit: int | None) -> QueryResult:
+    columns = [str(d[0]) for d in (cursor.description or [])]
+    if not columns:
+        return QueryResult(columns, [])
+    rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit + 1)
+    truncated = limit is not None and len(rows) > limit
+    return QueryResult(columns, [tuple(r) for r in rows[:limit]], truncated)
+
+
+def _sqlite_readonly(db_file: Path, query: str, limit: int | None) -> QueryResult:
+    denied: list[str] = []
+
+    def authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+        if action in _SQLITE_ALLOWED:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _SQLITE_READ_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        denied.append(" ".join(str(a) for a in (_SQLITE_ACTIONS.get(action, action), arg1, arg2) if a))
+        return sqlite3.SQLITE_DENY
+
+    uri = f"{db_file.resolve().as_uri()}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+    except sqlite3.Error as exc:
+        raise InvalidArgumentError(f"cannot open {db_file} read-only: {exc}") from exc
+    try:
+        connection.execute("PRAGMA query_only=ON")
+        connection.execute("BEGIN")
+        connection.set_authorizer(authorizer)
+        try:
+            cursor = connection.execute(query)
+            return _fetch(cursor, limit)
+        except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:  # several statements
+            raise InvalidArgumentError(f"give exactly one SQL statement ({exc})") from exc
+        except sqlite3.Error as exc:
+            if denied or "readonly" in str(exc).lower():
+                what = denied[0] if denied else str(exc)
+                raise ReadOnlyQueryError(f"refused: the query tries to write or change the database ({what}); `cfreg sql` is read-only") from exc
+            raise InvalidArgumentError(f"query failed: {exc}") from exc
+    finally:
+        connection.set_authorizer(None)
+        connection.close()
+
+
+_SQLITE_ACTIONS = {
+    getattr(sqlite3, f"SQLITE_{name}"): name
+    for name in (
+        "ALTER_TABLE", "ANALYZE", "ATTACH", "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
+        "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "CREATE_VTABLE", "DELETE",
+        "DETACH", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
+        "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "DROP_VTABLE", "INSERT", "PRAGMA", "REINDEX", "SAVEPOINT",
+        "TRANSACTION", "UPDATE",
+    )
+    if hasattr(sqlite3, f"SQLITE_{name}")
+}
+
+
+def _postgres_readonly(context: RegistryContext, query: str, limit: int | None) -> QueryResult:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    # A private, unpooled connection: nothing the query does can leak into the registry's pool.
+    engine = create_engine(context.database.url, poolclass=NullPool)
+    if engine.dialect.driver != "psycopg":
+        engine.dispose()
+        raise InvalidArgumentError(f"`cfreg sql` on PostgreSQL needs the psycopg (3) driver, not {engine.dialect.driver}")
+    try:
+        with engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            cursor = raw.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute("SET TRANSACTION READ ONLY")
+                cursor.execute(query, prepare=True)
+                return _fetch(cursor, limit)
+            except Exception as exc:
+                sqlstate = getattr(exc, "sqlstate", None)
+                if sqlstate is None:
+                    raise
+                if sqlstate == "25006":  # read_only_sql_transaction
+                    raise ReadOnlyQueryError(f"refused: the query tries to write ({str(exc).strip()}); `cfreg sql` is read-only") from exc
+                if sqlstate == "42601" and "multiple commands" in str(exc):
+                    raise InvalidArgumentError("give exactly one SQL statement") from exc
+                raise InvalidArgumentError(f"query failed: {str(exc).strip()}") from exc
+            finally:
+                raw.rollback()  # type: ignore[union-attr]
+    finally:
+        engine.dispose()

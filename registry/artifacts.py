@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +95,6 @@ def read_npy_header(path: Path) -> NpyHeader:
     Refuses object/non-numeric dtypes and files whose size disagrees with the
     header (truncated files, headers claiming terabytes).
     """
-    import numpy as np
     from numpy.lib import format as npformat
 
     try:
@@ -113,7 +114,10 @@ def read_npy_header(path: Path) -> NpyHeader:
         raise InvalidArtifactsError(f"{path}: not a readable .npy file ({exc})") from exc
     if dtype.hasobject or dtype.kind not in NUMERIC_DTYPE_KINDS:
         raise InvalidArtifactsError(f"{path}: dtype {dtype} refused (numeric arrays only, never pickled objects)")
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+    if any(n < 0 for n in shape):
+        raise InvalidArtifactsError(f"{path}: header claims negative dimensions {shape} (forged or corrupt file)")
+    # Python ints: np.prod in int64 wraps, so a forged (2**32, 2**32) header would "match" an empty file.
+    nbytes = math.prod(shape) * dtype.itemsize
     if offset + nbytes != size:
         raise InvalidArtifactsError(
             f"{path}: header describes {nbytes} data bytes but the file holds {size - offset} (truncated or forged)"
@@ -173,6 +177,25 @@ def read_json_file(path: Path, *, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
     except InvalidArtifactsError:
         raise
     except (ValueError, RecursionError, UnicodeDecodeError, OSError) as exc:
+        raise InvalidArtifactsError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def read_json_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
+    """:func:`read_json_file` that also checks the file's sha256, reading it once."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                raise InvalidArtifactsError(f"{path}: {size} bytes of JSON exceeds the limit of {max_bytes}")
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected_sha256:
+        raise ChecksumMismatchError(f"{path}: sha256 {digest} differs from the {expected_sha256} recorded at registration")
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise InvalidArtifactsError(f"{path}: unreadable JSON ({exc})") from exc
 
 
@@ -279,10 +302,12 @@ class FileFingerprint:
     file_name: str
     size_bytes: int
     sha256: str
-    mtime_ns: int
+    mtime_ns: int  # -1: too recent to trust for skipping a re-hash (see fingerprint)
 
 
 _hash_cache: dict[tuple[str, int, int, int], str] = {}
+# Coarse filesystem clocks (ext4 ticks, FAT's 2 s) can give a rewritten file its old mtime.
+RACY_WINDOW_NS = 2_000_000_000
 _hash_cache_lock = threading.Lock()
 
 
@@ -297,21 +322,29 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> 
 
     A file whose (size, mtime_ns) equal a ``known`` fingerprint of the same name,
     or whose (real path, inode, size, mtime_ns) was hashed earlier in this process,
-    is not hashed again.
+    is not hashed again. A file modified less than ``RACY_WINDOW_NS`` before it
+    was hashed is never trusted later: its ``mtime_ns`` is reported as -1 and it
+    is not cached, because a rewrite within the filesystem's timestamp
+    granularity would keep the same (size, mtime) with other content.
     """
     info = path.stat()
     previous = (known or {}).get(path.name)
-    if previous is not None and previous.size_bytes == info.st_size and previous.mtime_ns == info.st_mtime_ns:
+    if (previous is not None and previous.mtime_ns >= 0
+            and previous.size_bytes == info.st_size and previous.mtime_ns == info.st_mtime_ns):
         return previous
     key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns)
     with _hash_cache_lock:
         digest = _hash_cache.get(key)
-    if digest is None:
-        digest = sha256_file(path)
-        with _hash_cache_lock:
-            if len(_hash_cache) > 4096:
-                _hash_cache.clear()
-            _hash_cache[key] = digest
+    if digest is not None:
+        return FileFingerprint(path.name, info.st_size, digest, info.st_mtime_ns)
+    started = time.time_ns()
+    digest = sha256_file(path)
+    if info.st_mtime_ns >= started - RACY_WINDOW_NS:
+        return FileFingerprint(path.name, info.st_size, digest, -1)
+    with _hash_cache_lock:
+        if len(_hash_cache) > 4096:
+            _hash_cache.clear()
+        _hash_cache[key] = digest
     return FileFingerprint(path.name, info.st_size, digest, info.st_mtime_ns)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from numbers import Real
@@ -53,7 +54,11 @@ def metric_value(name: str, value: object) -> float:
         raise InvalidArgumentError(f"metric {name!r} must be a real number, got {value!r}")
     itemsize = getattr(getattr(value, "dtype", None), "itemsize", 8)
     # np.float32(0.195) -> 0.195, not 0.19499999284744263: keep the value the user saw.
-    number = float(str(value)) if itemsize < 8 and getattr(value, "dtype", None) is not None and value.dtype.kind == "f" else float(value)
+    narrow_float = itemsize < 8 and getattr(value, "dtype", None) is not None and value.dtype.kind == "f"
+    try:
+        number = float(str(value)) if narrow_float else float(value)
+    except OverflowError:  # float(10**400)
+        raise InvalidArgumentError(f"metric {name!r} must be finite, got an integer too large for a float") from None
     if not math.isfinite(number):
         raise InvalidArgumentError(f"metric {name!r} must be finite, got {number!r}")
     return number
@@ -69,7 +74,7 @@ def validate_metrics(metrics: object) -> dict[str, float]:
 
 
 def validate_status(status: object) -> str:
-    if status not in MODEL_STATUS:
+    if not isinstance(status, str) or status not in MODEL_STATUS:
         raise InvalidArgumentError(f"Invalid status {status!r}: use one of {sorted(MODEL_STATUS)}")
     return str(status)
 
@@ -78,7 +83,9 @@ def to_jsonable(value: Any, field: str, _depth: int = 0) -> Any:
     """Convert numpy scalars/arrays and tuples to JSON types; refuse anything else unsafe."""
     if _depth > MAX_JSON_DEPTH:
         raise InvalidArgumentError(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return _encodable(value, field)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -91,6 +98,7 @@ def to_jsonable(value: Any, field: str, _depth: int = 0) -> Any:
                 raise InvalidArgumentError(f"{field} has a non-string key {key!r}")
             if "\x00" in key:
                 raise InvalidArgumentError(f"{field} has a key containing NUL: {key!r}")
+            _encodable(key, field)
             converted[key] = to_jsonable(item, field, _depth + 1)
         return converted
     if isinstance(value, (list, tuple)):
@@ -108,7 +116,10 @@ def json_payload(value: object, field: str, *, allow_none: bool = False) -> dict
     if not isinstance(value, Mapping):
         raise InvalidArgumentError(f"{field} must be a dict, got {type(value).__name__}")
     converted = to_jsonable(value, field)
-    size = len(json.dumps(converted, allow_nan=False))
+    try:
+        size = len(json.dumps(converted, allow_nan=False))
+    except ValueError as exc:  # e.g. an int beyond Python's 4300-digit str conversion limit
+        raise InvalidArgumentError(f"{field} cannot be stored as JSON: {exc}") from None
     if size > MAX_JSON_BYTES:
         raise InvalidArgumentError(f"{field} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES}")
     return converted
@@ -122,4 +133,24 @@ def optional_text(value: object, field: str, max_length: int = 256) -> str | Non
         raise InvalidArgumentError(
             f"{field} must be a single-line string of at most {max_length} characters without '|', got {value!r}"
         )
-    return value
+    return _encodable(value, field)
+
+
+def _encodable(text: str, field: str) -> str:
+    # Lone surrogates (e.g. from os.fsdecode of undecodable bytes) would be stored,
+    # then break the UTF-8 registry.json export after the change committed.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{field} contains text that is not valid Unicode: {text!r}") from None
+    return text
+
+
+def path_text(value: object, field: str) -> str:
+    """A path as the registry stores it: a ``str``/``PathLike``, single line, at most 4096 characters."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidArgumentError(f"{field} must be a path (str or os.PathLike), got {type(value).__name__} {value!r}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip() or any(ch in text for ch in "\x00\n\r") or len(text) > 4096:
+        raise InvalidArgumentError(f"invalid {field} {text!r}: give a non-empty single-line path of at most 4096 characters")
+    return _encodable(text, field)

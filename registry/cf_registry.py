@@ -321,7 +321,6 @@ class ModelRegistry:
                         )
                     session.execute(delete(ModelMetric).where(ModelMetric.model_id == model_id))
                     session.execute(delete(ArtifactFile).where(ArtifactFile.model_id == model_id))
-                    session.execute(delete(EmbeddingLink).where(EmbeddingLink.model_id == model_id))
             fields: dict[str, Any] = {
                 "model_type": model_type,
                 "version": model_version,
@@ -347,7 +346,8 @@ class ModelRegistry:
                 ArtifactFile(model_id=model_id, file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256, mtime_ns=p.mtime_ns)
                 for p in prints
             )
-            if embeddings_version is not None:
+            # Links made with link_to_model survive an overwrite; bert_integration adds its own.
+            if embeddings_version is not None and session.get(EmbeddingLink, (embeddings_version, model_id)) is None:
                 session.add(EmbeddingLink(embedding_version=embeddings_version, model_id=model_id))
             settings = session.get(Settings, 1)
             assert settings is not None

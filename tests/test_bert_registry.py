@@ -660,3 +660,17 @@ def test_bert_and_cf_registries_share_one_database(bert: BERTEmbeddingsRegistry,
     assert registry.context.read(lambda s: s.get(BertEmbedding, version)) is not None
     assert bert.registry_path.parent == registry.registry_path.parent
     assert json.loads(registry.registry_path.read_text())["metadata"]["generation"] == bert.get_stats()["generation"]
+
+
+def test_overwriting_a_cf_model_keeps_its_manual_links(registry, registry_path, database_url, tmp_path, model_dir, embeddings_dir):
+    from registry import BERTEmbeddingsRegistry
+
+    bert = BERTEmbeddingsRegistry(registry_path.parent / "bert_registry.json", database_url=database_url, root=tmp_path)
+    version = bert.register_embeddings(embeddings_dir("bert/v1"), "vinai/phobert-base", 25, 16, version="bert_v1")
+    path = model_dir("als/v1", seed=1)
+    model_id = registry.register_model(path, "als", {}, {"ndcg@10": 0.1}, {}, version="v1")
+    bert.link_to_model(version, model_id)
+    model_dir("als/v1", seed=2)  # retrained in place
+    registry.register_model(path, "als", {}, {"ndcg@10": 0.2}, {}, version="v1", overwrite=True)
+    listed = {e["version"]: e["linked_models"] for e in bert.list_embeddings()}
+    assert listed[version] == [model_id]

@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "register_model": "cf_registry",
     "select_best_model": "cf_registry",
     "generate_model_id": "cf_registry",
-    "baseline_improvement": "cf_registry",
+    "baseline_improvement": "selection",
     "DEFAULT_REGISTRY_PATH": "cf_registry",
     "MODEL_STATUS": "validation",
     "REQUIRED_MODEL_FILES": "artifacts",
@@ -91,7 +91,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cf_registry import (
         DEFAULT_REGISTRY_PATH,
         ModelRegistry,
-        baseline_improvement,
         generate_model_id,
         get_registry,
         register_model,
@@ -99,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         select_best_model,
     )
     from .errors import *  # noqa: F403
+    from .selection import baseline_improvement
     from .export import create_empty_registry, validate_registry_schema
     from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
     from .utils.versioning import generate_version_id

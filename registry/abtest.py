@@ -29,10 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, selection
 from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, NoModelLoadedError
 from .export import ab_test_info
-from .models import ABTest, Model, ModelMetric, Settings, utcnow
+from .models import ABTest, Model, utcnow
 from .validation import ID_MAX_LENGTH, validate_identifier
 
 if TYPE_CHECKING:
@@ -161,18 +161,15 @@ def _default_test_id(session: Session, treatment_model: str, now: datetime) -> s
 
 def _make_current(session: Session, test: ABTest, arm: str) -> bool:
     """Make ``arm``'s model the current best (``selected_by='ab_test'``); False if it already is."""
-    from .cf_registry import _set_current  # cf_registry imports this module's helpers lazily too
-
     model_id = test.control_model if arm == "control" else test.treatment_model
-    settings = session.get(Settings, 1)
-    assert settings is not None
+    settings = selection.settings_row(session)
     if settings.current_model_id == model_id:
         return False
     model = _require_active_model(session, model_id, arm)
     metric = settings.selection_criteria
-    value = session.scalar(select(ModelMetric.value).where(ModelMetric.model_id == model_id, ModelMetric.name == metric))
+    value = selection.metric_value(session, model_id, metric)
     previous = settings.current_model_id
-    _set_current(session, settings, model.model_id, metric, value, SELECTED_BY, f"A/B test {test.test_id}: {arm}")
+    selection.set_current(session, settings, model.model_id, metric, value, SELECTED_BY, f"A/B test {test.test_id}: {arm}")
     audit.record(
         session, "AB_PROMOTE", model_id, f"test={test.test_id} arm={arm} from={previous or 'none'}",
         {"test_id": test.test_id, "arm": arm, "previous_model_id": previous, "metric": metric, "value": value},
@@ -389,7 +386,7 @@ def route_user(context: RegistryContext, user_id: Any) -> str:
     """
     def work(session: Session) -> tuple[dict[str, Any] | None, str | None]:
         test = running_test(session)
-        current = session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
+        current = selection.current_model_id(session)
         return (None if test is None else ab_test_info(test)), current
 
     config, current = context.read(work)

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, export
+from . import audit, export, usage
 from .artifacts import (
     MAX_NPY_BYTES,
     NUMERIC_DTYPE_KINDS,
@@ -447,7 +447,7 @@ class BERTEmbeddingsRegistry:
             if delete_files:
                 folder = self._ctx.resolve(row.path)
                 to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
-                _refuse_if_shared(session, self._ctx, version, folder)
+                usage.refuse_if_folder_shared(session, self._ctx, folder, f"embeddings {version!r}", skip_embeddings=version)
             session.delete(row)
             audit.record(session, "DELETE_EMBEDDINGS", version, f"delete_files={bool(delete_files)}",
                          {"path": row.path, "delete_files": bool(delete_files)})
@@ -620,21 +620,6 @@ def _allocate_version(session: Session) -> str:
         counter += 1
         version = f"{base}_{counter}"
     return version
-
-
-def _refuse_if_shared(session: Session, ctx: RegistryContext, version: str, folder: Path) -> None:
-    real = Path(os.path.realpath(folder))
-
-    def overlaps(stored: str) -> bool:
-        other = Path(os.path.realpath(ctx.resolve(stored)))
-        return other == real or other.is_relative_to(real) or real.is_relative_to(other)
-
-    for other_version, path in session.execute(select(BertEmbedding.version, BertEmbedding.path).where(BertEmbedding.version != version)):
-        if overlaps(path):
-            raise ModelInUseError(f"cannot delete the files of embeddings {version!r}: {str(folder)!r} is also used by embeddings {other_version!r}")
-    for model_id, path in session.execute(select(Model.model_id, Model.path)):
-        if overlaps(path):
-            raise ModelInUseError(f"cannot delete the files of embeddings {version!r}: {str(folder)!r} overlaps CF model {model_id!r}")
 
 
 # ---------------------------------------------------------------------- argument checks

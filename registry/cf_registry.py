@@ -14,18 +14,16 @@ plain dicts or DataFrames; ORM rows never leave the transaction.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
-from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, selection, usage
 from .artifacts import (
     REQUIRED_MODEL_FILES,
     FileFingerprint,
@@ -49,7 +47,6 @@ from .errors import (
 from .export import (
     build_registry_document,
     create_empty_registry,
-    current_best_info,
     iso,
     metrics_by_model,
     model_info,
@@ -57,13 +54,11 @@ from .export import (
 )
 from .models import (
     ID_LENGTH,
-    ABTest,
     ArtifactFile,
     BertEmbedding,
     EmbeddingLink,
     Model,
     ModelMetric,
-    Selection,
     Settings,
     utcnow,
 )
@@ -102,51 +97,6 @@ __all__ = [
     "select_best_model",
     "validate_registry_schema",
 ]
-
-
-def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: float) -> float | None:
-    """A model's relative improvement over its baseline on ``metric``, as a fraction.
-
-    Reads ``improvement_<metric>`` or ``improvement_<metric without @>`` (fractions),
-    the same keys with ``_pct`` (percent), or computes it from ``baseline_<metric>``.
-    None when no figure is available (the model is then not eligible).
-    """
-    if not baseline:
-        return None
-    plain = metric.replace("@", "")
-    for key in (f"improvement_{metric}", f"improvement_{plain}"):
-        figure = _finite(baseline.get(key))
-        if figure is not None:
-            return figure
-    for key in (f"improvement_{metric}_pct", f"improvement_{plain}_pct"):
-        figure = _finite(baseline.get(key))
-        if figure is not None:
-            return figure / 100.0
-    for key in (f"baseline_{metric}", f"baseline_{plain}"):
-        base = _finite(baseline.get(key))
-        if base is not None and base > 0:
-            return (value - base) / base
-    return None
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _fraction(value: object, name: str) -> float:
-    number = _finite(value)
-    if number is None or number < 0:
-        raise InvalidArgumentError(f"{name} must be a finite number >= 0, got {value!r}")
-    return number
-
-
-def _improvement_text(value: float, previous: float | None) -> str:
-    if previous is None or previous == 0:
-        return ""
-    return f" improvement={(value - previous) / abs(previous) * 100:+.1f}%"
 
 
 class ModelRegistry:
@@ -355,7 +305,7 @@ class ModelRegistry:
             value = metric_values.get(criteria)
             summary = f"{criteria}={value if value is not None else 'N/A'}"
             if overwrite and version is not None and settings.current_model_id == model_id:
-                _refresh_current_selection(session, settings, model_id, metric_values)
+                selection.refresh_current_selection(session, settings, model_id, metric_values)
                 summary += " overwrite=True"
             audit.record(
                 session, "REGISTER", model_id, summary,
@@ -380,7 +330,7 @@ class ModelRegistry:
         Candidates are active models (of ``model_type``) that have the metric; a
         missing metric is never treated as 0. With ``min_improvement > 0`` a
         candidate must also beat its own baseline by that fraction (see
-        :func:`baseline_improvement`). Ties go to the earliest registered model.
+        :func:`registry.selection.baseline_improvement`). Ties go to the earliest registered model.
         With ``min_gain_over_current`` the current best is replaced only when the
         winner beats it by that relative fraction, and None is returned otherwise.
 
@@ -390,44 +340,14 @@ class ModelRegistry:
             by the same metric writes nothing.
         """
         validate_metric_name(metric)
-        min_improvement = _fraction(min_improvement, "min_improvement")
+        min_improvement = selection.non_negative_fraction(min_improvement, "min_improvement")
         if model_type is not None:
             validate_identifier(model_type, "model_type")
         if min_gain_over_current is not None:
-            min_gain_over_current = _fraction(min_gain_over_current, "min_gain_over_current")
-
-        def work(session: Session) -> dict[str, Any] | None:
-            winner = _best_candidate(session, metric, min_improvement, model_type)
-            if winner is None:
-                logger.warning("no active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
-                return None
-            model, value = winner
-            settings = session.get(Settings, 1)
-            assert settings is not None
-            previous_id = settings.current_model_id
-            previous_value = _metric_value(session, previous_id, metric) if previous_id else None
-            if previous_id == model.model_id:
-                if min_gain_over_current is not None:
-                    return None
-                current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
-                if current is not None and current.metric == metric:
-                    return _selection_result(session, model, metric, value)
-            elif min_gain_over_current is not None and previous_value is not None:
-                gain = (value - previous_value) / abs(previous_value) if previous_value else math.inf
-                if value <= previous_value or gain < min_gain_over_current:
-                    logger.info("best %s (%.6g) does not beat current %s (%.6g) by %.1f%%",
-                                model.model_id, value, previous_id, previous_value, min_gain_over_current * 100)
-                    return None
-            _set_current(session, settings, model.model_id, metric, value, "auto", None)
-            audit.record(
-                session, "SELECT_BEST", model.model_id,
-                f"{metric}={value:.4f}{_improvement_text(value, previous_value)}",
-                {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,
-                 "min_improvement": min_improvement, "model_type": model_type},
-            )
-            return _selection_result(session, model, metric, value)
-
-        return self._ctx.mutate(work)
+            min_gain_over_current = selection.non_negative_fraction(min_gain_over_current, "min_gain_over_current")
+        return self._ctx.mutate(
+            lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current)
+        )
 
     def promote_model(self, model_id: str, reason: str | None = None, *, metric: str | None = None) -> dict[str, Any]:
         """Make ``model_id`` the current best by hand (``selected_by='manual'``).
@@ -440,23 +360,7 @@ class ModelRegistry:
         if metric is not None:
             validate_metric_name(metric)
         reason = optional_text(reason, "reason", 1024)
-
-        def work(session: Session) -> dict[str, Any]:
-            model = _require_model(session, model_id)
-            if model.status != "active":
-                raise ModelInUseError(f"Model {model_id!r} is {model.status}; only active models can become the current best")
-            settings = session.get(Settings, 1)
-            assert settings is not None
-            chosen = metric or settings.selection_criteria
-            value = _metric_value(session, model_id, chosen)
-            if settings.current_model_id != model_id:
-                previous = settings.current_model_id
-                _set_current(session, settings, model_id, chosen, value, "manual", reason)
-                audit.record(session, "PROMOTE", model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
-                             {"previous_model_id": previous, "reason": reason, "metric": chosen})
-            return _selection_result(session, model, chosen, value)
-
-        return self._ctx.mutate(work)
+        return self._ctx.mutate(lambda session: selection.promote(session, model_id, reason, metric))
 
     def rollback(self, to: str | None = None, reason: str | None = None) -> dict[str, Any]:
         """Restore the previous current best (or make ``to`` current); audit ``ROLLBACK``.
@@ -468,60 +372,15 @@ class ModelRegistry:
         if to is not None:
             validate_identifier(to, "model_id")
         reason = optional_text(reason, "reason", 1024)
-
-        def work(session: Session) -> dict[str, Any]:
-            settings = session.get(Settings, 1)
-            assert settings is not None
-            current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
-            target_id = to or _previous_best(session, settings.current_model_id)
-            if target_id is None:
-                raise InvalidArgumentError("nothing to roll back to: the registry has no previous current best")
-            target = _require_model(session, target_id)
-            if target.status != "active":
-                raise ModelInUseError(f"cannot roll back to {target_id!r}: it is {target.status}")
-            chosen = current.metric if current and current.metric else settings.selection_criteria
-            value = _metric_value(session, target_id, chosen)
-            previous = settings.current_model_id
-            if previous != target_id:
-                _set_current(session, settings, target_id, chosen, value, "rollback", reason)
-                audit.record(session, "ROLLBACK", target_id, f"from={previous or 'none'}",
-                             {"previous_model_id": previous, "reason": reason})
-            return _selection_result(session, target, chosen, value)
-
-        return self._ctx.mutate(work)
+        return self._ctx.mutate(lambda session: selection.rollback(session, to, reason))
 
     def get_selection_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Current-best changes, newest first (``is_current`` marks the one in force)."""
-        def work(session: Session) -> list[dict[str, Any]]:
-            current_id = session.scalar(select(Settings.current_selection_id).where(Settings.id == 1))
-            statement = select(Selection).order_by(Selection.id.desc())
-            if limit:
-                statement = statement.limit(limit)
-            return [
-                {
-                    "id": row.id, "model_id": row.model_id, "metric": row.metric, "value": row.value,
-                    "previous_model_id": row.previous_model_id, "selected_at": iso(row.selected_at),
-                    "selected_by": row.selected_by, "reason": row.reason, "is_current": row.id == current_id,
-                }
-                for row in session.scalars(statement)
-            ]
-
-        return self._ctx.read(work)
+        return self._ctx.read(lambda session: selection.history(session, limit))
 
     def get_current_best(self) -> dict[str, Any] | None:
         """The current best: ``model_id``, ``model_info`` and the ``current_best`` fields; None if unset."""
-        def work(session: Session) -> dict[str, Any] | None:
-            settings = session.get(Settings, 1)
-            assert settings is not None
-            if settings.current_model_id is None:
-                return None
-            model = _require_model(session, settings.current_model_id)
-            selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
-            result = current_best_info(model, selection)
-            result["model_info"] = model_info(model, _metrics_of(session, model.model_id))
-            return result
-
-        return self._ctx.read(work)
+        return self._ctx.read(selection.current_best)
 
     # ------------------------------------------------------------------ queries
 
@@ -531,7 +390,7 @@ class ModelRegistry:
 
         def work(session: Session) -> dict[str, Any] | None:
             model = session.get(Model, model_id)
-            return None if model is None else model_info(model, _metrics_of(session, model_id))
+            return None if model is None else model_info(model, selection.metrics_of(session, model_id))
 
         return self._ctx.read(work)
 
@@ -540,7 +399,7 @@ class ModelRegistry:
         validate_identifier(model_id, "model_id")
 
         def work(session: Session) -> list[dict[str, Any]]:
-            _require_model(session, model_id)
+            selection.require_model(session, model_id)
             rows = session.scalars(select(ArtifactFile).where(ArtifactFile.model_id == model_id).order_by(ArtifactFile.file_name))
             return [{"file_name": r.file_name, "size_bytes": r.size_bytes, "sha256": r.sha256} for r in rows]
 
@@ -611,7 +470,7 @@ class ModelRegistry:
                 "status": [m[3] for m in models],
                 "created_at": [iso(m[4]) for m in models],
                 "_created": [m[4] for m in models],
-                "training_time": [_finite((m[5] or {}).get("training_time_seconds")) for m in models],
+                "training_time": [selection.finite_number((m[5] or {}).get("training_time_seconds")) for m in models],
             }
         )
         frame["training_time"] = frame["training_time"].astype(float)
@@ -656,7 +515,7 @@ class ModelRegistry:
                     "factors": (model.hyperparameters or {}).get("factors", "N/A"),
                 }
                 row.update({name: values.get(model_id, {}).get(name) for name in wanted})
-                row["training_time"] = _finite((model.training_info or {}).get("training_time_seconds"))
+                row["training_time"] = selection.finite_number((model.training_info or {}).get("training_time_seconds"))
                 rows.append(row)
             return rows
 
@@ -697,11 +556,11 @@ class ModelRegistry:
         validate_identifier(model_id, "model_id")
 
         def work(session: Session) -> bool:
-            model = _require_model(session, model_id)
-            if _current_model_id(session) == model_id:
+            model = selection.require_model(session, model_id)
+            if selection.current_model_id(session) == model_id:
                 logger.warning("Cannot archive %s: it is the current best; select or promote another model first", model_id)
                 return False
-            _refuse_if_in_running_test(session, model_id, "archive")
+            usage.refuse_if_in_running_test(session, model_id, "archive")
             if model.status == "archived":
                 return True
             previous, model.status = model.status, "archived"
@@ -721,11 +580,11 @@ class ModelRegistry:
         validate_status(status)
 
         def work(session: Session) -> bool:
-            model = _require_model(session, model_id)
+            model = selection.require_model(session, model_id)
             if status != "active":
-                if _current_model_id(session) == model_id:
+                if selection.current_model_id(session) == model_id:
                     raise ModelInUseError(f"Model {model_id!r} is the current best and cannot become {status}; promote another model first")
-                _refuse_if_in_running_test(session, model_id, f"mark {status}")
+                usage.refuse_if_in_running_test(session, model_id, f"mark {status}")
             if model.status == status:
                 return True
             previous, model.status = model.status, status
@@ -750,15 +609,15 @@ class ModelRegistry:
         to_remove: list[Path] = []
 
         def work(session: Session) -> bool:
-            model = _require_model(session, model_id)
-            if _current_model_id(session) == model_id:
+            model = selection.require_model(session, model_id)
+            if selection.current_model_id(session) == model_id:
                 raise ModelInUseError(f"Model {model_id!r} is the current best and cannot be deleted; promote another model first")
-            _refuse_if_in_running_test(session, model_id, "delete")
+            usage.refuse_if_in_running_test(session, model_id, "delete")
             to_remove.clear()
             if delete_files:
                 folder = self._ctx.resolve(model.path)
                 to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
-                _refuse_if_shared(session, self._ctx, model_id, folder)
+                usage.refuse_if_folder_shared(session, self._ctx, folder, f"model {model_id!r}", skip_model=model_id)
             session.delete(model)
             audit.record(session, "DELETE", model_id, f"delete_files={bool(delete_files)}",
                          {"path": model.path, "delete_files": bool(delete_files)})
@@ -869,114 +728,6 @@ def _same_content(session: Session, model: Model, stored_path: str, prints: list
         return False
     recorded = {row.file_name: row.sha256 for row in session.scalars(select(ArtifactFile).where(ArtifactFile.model_id == model.model_id))}
     return recorded == {p.file_name: p.sha256 for p in prints}
-
-
-def _require_model(session: Session, model_id: str) -> Model:
-    model = session.get(Model, model_id)
-    if model is None:
-        raise ModelNotFoundError(f"Model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
-    return model
-
-
-def _current_model_id(session: Session) -> str | None:
-    return session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
-
-
-def _metric_value(session: Session, model_id: str | None, metric: str) -> float | None:
-    if model_id is None:
-        return None
-    return session.scalar(select(ModelMetric.value).where(ModelMetric.model_id == model_id, ModelMetric.name == metric))
-
-
-def _metrics_of(session: Session, model_id: str) -> dict[str, float]:
-    return metrics_by_model(session, [model_id]).get(model_id, {})
-
-
-def _best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None) -> tuple[Model, float] | None:
-    statement = (
-        select(Model, ModelMetric.value)
-        .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == metric))
-        .where(Model.status == "active")
-        .order_by(ModelMetric.value.desc(), Model.created_at, Model.model_id)
-    )
-    if model_type is not None:
-        statement = statement.where(Model.model_type == model_type)
-    if min_improvement <= 0:
-        row = session.execute(statement.limit(1)).first()
-        return (row[0], row[1]) if row else None
-    for model, value in session.execute(statement.execution_options(yield_per=256)):
-        improvement = baseline_improvement(model.baseline_comparison, metric, value)
-        if improvement is not None and improvement >= min_improvement:
-            return model, value
-    return None
-
-
-def _set_current(session: Session, settings: Settings, model_id: str, metric: str | None, value: float | None,
-                 selected_by: str, reason: str | None) -> None:
-    selection = Selection(
-        model_id=model_id, metric=metric, value=value, previous_model_id=settings.current_model_id,
-        selected_by=selected_by, reason=reason,
-    )
-    session.add(selection)
-    session.flush()
-    settings.current_model_id = model_id
-    settings.current_selection_id = selection.id
-    if metric and selected_by == "auto":
-        settings.selection_criteria = metric
-
-
-def _refresh_current_selection(session: Session, settings: Settings, model_id: str, metrics: dict[str, float]) -> None:
-    current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
-    metric = current.metric if current else settings.selection_criteria
-    selection = Selection(
-        model_id=model_id, metric=metric, value=metrics.get(metric) if metric else None,
-        previous_model_id=current.previous_model_id if current else None,
-        selected_by=current.selected_by if current else "auto",
-        reason="re-registered with overwrite=True",
-    )
-    session.add(selection)
-    session.flush()
-    settings.current_model_id = model_id
-    settings.current_selection_id = selection.id
-
-
-def _previous_best(session: Session, current_model_id: str | None) -> str | None:
-    """The model that was current before the current one.
-
-    The newest selection that moved the pointer away from another model; rows that
-    re-selected the same model (another metric, overwrite refresh) are skipped.
-    """
-    statement = select(Selection.previous_model_id).where(Selection.previous_model_id.is_not(None))
-    if current_model_id is not None:
-        statement = statement.where(Selection.previous_model_id != current_model_id)
-    return session.scalar(statement.order_by(Selection.id.desc()).limit(1))
-
-
-def _selection_result(session: Session, model: Model, metric: str, value: float | None) -> dict[str, Any]:
-    return {
-        "model_id": model.model_id,
-        "model_info": model_info(model, _metrics_of(session, model.model_id)),
-        "metric": metric,
-        "value": value,
-    }
-
-
-def _refuse_if_in_running_test(session: Session, model_id: str, verb: str) -> None:
-    test = session.scalars(select(ABTest).where(ABTest.status == "running")).first()
-    if test is not None and model_id in (test.control_model, test.treatment_model):
-        raise ModelInUseError(f"cannot {verb} {model_id!r}: it is in the running A/B test {test.test_id!r}; stop the test first")
-
-
-def _refuse_if_shared(session: Session, context: RegistryContext, model_id: str, folder: Path) -> None:
-    real = Path(os.path.realpath(folder))
-    for other_id, other_path in session.execute(select(Model.model_id, Model.path).where(Model.model_id != model_id)):
-        other = Path(os.path.realpath(context.resolve(other_path)))
-        if other == real or other.is_relative_to(real):
-            raise ModelInUseError(f"cannot delete the files of {model_id!r}: {str(folder)!r} is also used by model {other_id!r}")
-    for version, path in session.execute(select(BertEmbedding.version, BertEmbedding.path)):
-        other = Path(os.path.realpath(context.resolve(path)))
-        if other == real or other.is_relative_to(real) or real.is_relative_to(other):
-            raise ModelInUseError(f"cannot delete the files of {model_id!r}: {str(folder)!r} overlaps embeddings {version!r}")
 
 
 # ---------------------------------------------------------------------- module-level API

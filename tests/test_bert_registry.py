@@ -497,7 +497,7 @@ def test_delete_refusals_keep_row_and_files(
         bert.delete_embeddings(linked, delete_files=True)
     with pytest.raises(InvalidArgumentError, match="does not resolve inside the artifacts root"):
         bert.delete_embeddings(outside, delete_files=True)
-    with pytest.raises(ModelInUseError, match="also used by embeddings 'bert_current'"):
+    with pytest.raises(ModelInUseError, match="overlaps embeddings 'bert_current'"):
         bert.delete_embeddings(shared, delete_files=True)
     with pytest.raises(ModelNotFoundError):
         bert.delete_embeddings("bert_missing")
@@ -509,7 +509,7 @@ def test_delete_refusals_keep_row_and_files(
     inside_model = bert.register_embeddings(
         make_embeddings_dir(tmp_path / "artifacts/cf/als/v1/bert"), "m", 25, 16, version="bert_in_model"
     )
-    with pytest.raises(ModelInUseError, match="overlaps CF model"):
+    with pytest.raises(ModelInUseError, match="overlaps model"):
         bert.delete_embeddings(inside_model, delete_files=True)
 
     # Without delete_files the shared and outside versions can go; files stay.

@@ -78,7 +78,7 @@ class RegistryContext:
     ) -> RegistryContext:
         """Open (creating if allowed) the registry whose JSON lives at ``registry_path``."""
         json_path, bert_json_path = json_locations(registry_path)
-        url = resolve_database_url(registry_path if Path(registry_path).suffix.lower() in (".db", ".sqlite", ".sqlite3") else json_path, database_url)
+        url = resolve_database_url(registry_path, database_url)
         db_file = sqlite_file(url)
         if db_file is not None and not db_file.exists() and not auto_create:
             raise RegistryNotFoundError(

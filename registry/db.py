@@ -56,8 +56,8 @@ def resolve_database_url(registry_path: str | os.PathLike[str] | None, database_
     """Return the database URL for a registry.
 
     Order: explicit ``database_url``, then ``$CFREG_DATABASE_URL``, then a SQLite
-    file: the path itself when it ends in ``.db``/``.sqlite``, else ``registry.db``
-    beside ``registry_path`` (the ``registry.json`` location).
+    file: the path itself when it ends in ``.db``/``.sqlite``, ``registry.db`` beside
+    a ``registry.json``/``bert_registry.json`` path, or inside a registry folder.
     """
     url = database_url or os.environ.get(ENV_DATABASE_URL)
     if url:
@@ -65,7 +65,12 @@ def resolve_database_url(registry_path: str | os.PathLike[str] | None, database_
     if registry_path is None:
         raise RegistryError("no registry path and no database URL given")
     path = Path(registry_path).expanduser()
-    db_file = path if path.suffix.lower() in SQLITE_SUFFIXES else path.parent / DEFAULT_DATABASE_NAME
+    if path.suffix.lower() in SQLITE_SUFFIXES:
+        db_file = path
+    elif path.suffix:  # registry.json, bert_registry.json: the database sits beside it
+        db_file = path.parent / DEFAULT_DATABASE_NAME
+    else:  # a registry folder
+        db_file = path / DEFAULT_DATABASE_NAME
     return f"sqlite:///{db_file.resolve()}"
 
 

@@ -162,3 +162,7 @@ def test_engine_is_replaced_in_a_forked_child(tmp_path: Path) -> None:
     assert database.read(lambda s: s.get(Settings, 1).generation) == 3
     with database.engine.connect() as connection:
         assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_a_registry_folder_holds_its_database(tmp_path: Path) -> None:
+    assert db.resolve_database_url(tmp_path / "cf") == f"sqlite:///{tmp_path / 'cf' / 'registry.db'}"

@@ -730,3 +730,19 @@ def test_cli_reference_in_docs_matches_help() -> None:
     if os.environ.get("CFREG_UPDATE_DOCS") == "1":
         path.write_text(fresh, encoding="utf-8")
     assert docs == fresh, "docs/cli.md is out of date: run CFREG_UPDATE_DOCS=1 pytest tests/test_cli.py -k reference"
+
+
+def test_bert_commands_use_the_database_named_by_a_db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--registry pointing at a .db file: the bert group opens that same database and writes no stray files."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    database = tmp_path / "reg" / "x.db"
+    assert runner.invoke(app, ["--registry", str(database), "init"]).exit_code == 0
+    make_embeddings_dir(tmp_path / "reg" / "bert" / "v1", num_items=5, dim=4)
+    registered = runner.invoke(app, ["--registry", str(database), "--json", "bert", "register", "reg/bert/v1",
+                                     "--model-name", "m", "--num-items", "5", "--dim", "4"])
+    assert registered.exit_code == 0, registered.output
+    listed = runner.invoke(app, ["--registry", str(database), "--json", "bert", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert [entry["model_name"] for entry in json.loads(listed.stdout)] == ["m"]
+    assert sorted(p.name for p in (tmp_path / "reg").glob("*.db")) == ["x.db"]

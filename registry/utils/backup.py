@@ -158,8 +158,7 @@ def restore_registry(
         raise FileNotFoundError(f"backup {source} does not exist; list_backups() shows the available ones")
     tables, parsed = _read_backup(source)
     json_path, _ = json_locations(registry_path)
-    is_db_path = Path(registry_path).suffix.lower() in SQLITE_SUFFIXES
-    db_file = sqlite_file(resolve_database_url(registry_path if is_db_path else json_path, database_url))
+    db_file = sqlite_file(resolve_database_url(registry_path, database_url))
     exists = db_file is None or db_file.exists()
     current_backup: str | None = None
     if create_current_backup and exists:

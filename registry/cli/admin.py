@@ -1,0 +1,122 @@
+"""Registry administration commands: create, migrate, statistics, audit trail and read-only SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import emit, mapping_table, records_table, state_of
+
+
+def init(
+    ctx: typer.Context,
+    root: Annotated[Path | None, typer.Option(help="Base directory of relative artifact paths (default: the current directory).")] = None,
+) -> None:
+    """Create the registry (database, schema, empty registry.json); harmless when it exists.
+
+    Example: cfreg init --root /data/project
+    """
+    state = state_of(ctx)
+    registry = state.registry(create=True, root=root)
+    data = {
+        "registry_path": str(registry.registry_path),
+        "database_url": registry.database_url,
+        "root": str(registry.root),
+        "created": registry.context.created,
+    }
+    emit(state, data, lambda: state.out.print(
+        f"{'Created' if data['created'] else 'Registry already exists:'} {data['registry_path']} "
+        f"(database {data['database_url']}, root {data['root']})"
+    ))
+
+
+def upgrade(ctx: typer.Context) -> None:
+    """Migrate the database schema to the version this code needs.
+
+    Example: cfreg --database-url postgresql+psycopg://me@db/registry upgrade
+    """
+    from ..db import Database, ensure_schema, make_engine, resolve_database_url, schema_state, sqlite_file
+    from ..errors import RegistryNotFoundError
+
+    state = state_of(ctx)
+    url = resolve_database_url(state.registry_path, state.database_url)
+    db_file = sqlite_file(url)
+    if db_file is not None and not db_file.exists():
+        raise RegistryNotFoundError(f"no registry database at {db_file}; create one with `cfreg init`")
+    # Not open_database(): it would migrate before the revisions could be read, and cache the engine.
+    database = Database(url=url, engine=make_engine(url))
+    try:
+        before, current_before, _heads = schema_state(database)
+        ensure_schema(database, create=False)
+        _after, current_after, heads = schema_state(database)
+    finally:
+        database.dispose()
+    data = {"database_url": database.describe(), "state_before": before, "revisions_before": sorted(current_before),
+            "revisions_after": sorted(current_after), "head": sorted(heads), "upgraded": before != "current"}
+    emit(state, data, lambda: state.out.print(
+        f"Upgraded {data['database_url']} from {data['revisions_before']} to {data['revisions_after']}"
+        if data["upgraded"] else f"{data['database_url']} is up to date ({data['revisions_after']})"
+    ))
+
+
+def stats(ctx: typer.Context) -> None:
+    """Registry statistics.
+
+    Example: cfreg stats
+    """
+    state = state_of(ctx)
+    result = state.registry().get_registry_stats()
+    emit(state, result, lambda: state.out.print(mapping_table(result, title="registry")))
+
+
+def audit(
+    ctx: typer.Context,
+    action: Annotated[str | None, typer.Option(help="Only this action (REGISTER, SELECT_BEST, ...).")] = None,
+    model: Annotated[str | None, typer.Option(help="Only events about this model/target.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="From this UTC time (YYYY-MM-DD[THH:MM:SS]).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Up to this UTC time.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the newest N events.")] = None,
+) -> None:
+    """The audit trail, oldest first.
+
+    Example: cfreg audit --action SELECT_BEST --since 2025-01-16
+    """
+    from ..audit import query_events
+
+    state = state_of(ctx)
+    events = state.registry().context.read(
+        lambda session: query_events(session, action=action.upper() if action else None, target=model,
+                                     since=since, until=until, limit=limit)
+    )
+    emit(state, events, lambda: state.out.print(
+        records_table(events, ["at", "action", "target", "summary", "actor"], title="audit") if events else "No events."
+    ))
+
+
+def sql(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="One SQL statement (read-only).")],
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 1000,
+) -> None:
+    """Run a read-only SQL query and print the rows.
+
+    The connection cannot write (SQLite: read-only file and query_only; PostgreSQL: a
+    READ ONLY transaction); a write attempt fails with exit code 1.
+
+    Example: cfreg sql "SELECT model_id, value FROM model_metrics WHERE name = 'ndcg@10' ORDER BY value DESC"
+    """
+    from ..maintenance import run_readonly_query
+
+    state = state_of(ctx)
+    result = run_readonly_query(state.registry().context, query, limit=limit)
+    records = result.records()
+
+    def render() -> None:
+        state.out.print(records_table(records, result.columns))
+        if result.truncated:
+            state.err.print(f"(only the first {limit} rows; use --limit)")
+
+    emit(state, records, render)

@@ -1,0 +1,253 @@
+"""Model commands: register, select and promote, roll back, read, archive and delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import ModelInUseError, ModelNotFoundError
+from .common import (
+    Yes,
+    busy,
+    cell,
+    confirm_delete,
+    emit,
+    frame_records,
+    mapping_table,
+    read_json_object,
+    records_table,
+    split_list,
+    state_of,
+)
+
+ModelId = Annotated[str, typer.Argument(help="Model id.")]
+
+
+def register(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="The model's artifact folder ({type}_U.npy, _V.npy, _params.json, _metadata.json).")],
+    model_type: Annotated[str | None, typer.Option("--type", "-t", help="Model type (als, bpr, bert_als); default: from the {type}_U.npy file.")] = None,
+    version: Annotated[str | None, typer.Option(help="Version id; default: the folder name when valid, else v_YYYYMMDD_HHMMSS.")] = None,
+    metrics_file: Annotated[Path | None, typer.Option("--metrics-file", exists=True, dir_okay=False, help="JSON object of metric name -> value.")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="A metric as name=value (repeatable).")] = None,
+    params_file: Annotated[Path | None, typer.Option("--params-file", exists=True, dir_okay=False, help="JSON object of hyperparameters (default: {type}_params.json).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model with the same id.")] = False,
+    data_version: Annotated[str | None, typer.Option(help="Hash of the training data.")] = None,
+    git_commit: Annotated[str | None, typer.Option(help="Code commit (default: metadata, else detected).")] = None,
+    auto_select: Annotated[bool, typer.Option(help="Afterwards, make the best model current if it beats the current best.")] = False,
+    select_by: Annotated[str, typer.Option("--select-by", help="Metric for --auto-select.")] = "ndcg@10",
+    min_gain: Annotated[float, typer.Option(help="With --auto-select: relative gain over the current best required (0.02 = 2%).")] = 0.0,
+) -> None:
+    """Register a trained model from its artifact folder.
+
+    Metrics come from --metrics-file/--metric, else {type}_metrics.json, else the
+    "metrics" key of {type}_metadata.json. Training info, data_version, git_commit
+    and baseline_comparison come from the metadata when present.
+
+    Example: cfreg register artifacts/cf/als/v2_20250116_141500 --auto-select
+    """
+    from .. import maintenance
+
+    state = state_of(ctx)
+    if metrics_file is not None and metric:
+        raise typer.BadParameter("give --metrics-file or --metric, not both", param_hint="--metric")
+    metrics: dict[str, Any] | None = None
+    if metrics_file is not None:
+        metrics = maintenance.metrics_from_document(read_json_object(metrics_file, "metrics file"))
+    elif metric:
+        metrics = _parse_metric_pairs(metric)
+    hyperparameters = read_json_object(params_file, "params file") if params_file is not None else None
+    registry = state.registry(create=True)
+    with busy(state, "Registering (checksumming artifacts)..."):
+        result = maintenance.update_registry_from_folder(
+            registry, maintenance.stored_artifacts_path(registry.root, path), model_type=model_type, version=version,
+            hyperparameters=hyperparameters, metrics=metrics, data_version=data_version, git_commit=git_commit,
+            overwrite=overwrite, auto_select=auto_select, metric=select_by, min_gain=min_gain,
+        )
+
+    def render() -> None:
+        if result.note:
+            state.out.print(f"Note: {result.note}")
+        else:
+            state.out.print(f"Registered {result.model_id} ({result.path})")
+        if result.auto_select:
+            state.out.print(result.decision)
+
+    emit(state, result, render)
+
+
+def _parse_metric_pairs(pairs: list[str]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{pair!r} is not name=value (e.g. ndcg@10=0.195)", param_hint="--metric")
+        try:
+            metrics[name.strip()] = float(raw)
+        except ValueError:
+            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number", param_hint="--metric") from None
+    return metrics
+
+
+def select_best(
+    ctx: typer.Context,
+    metric: Annotated[str, typer.Option(help="Metric to rank by.")] = "ndcg@10",
+    min_improvement: Annotated[float, typer.Option(help="Required improvement over each model's own baseline (0.1 = 10%).")] = 0.0,
+    model_type: Annotated[str | None, typer.Option("--type", "-t", help="Only models of this type.")] = None,
+    min_gain_over_current: Annotated[float | None, typer.Option(help="Replace the current best only when beaten by this relative gain.")] = None,
+) -> None:
+    """Make the active model with the highest metric the current best.
+
+    Example: cfreg select-best --metric ndcg@10 --min-improvement 0.05
+    """
+    state = state_of(ctx)
+    result = state.registry().select_best_model(
+        metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current
+    )
+
+    def render() -> None:
+        if result is None:
+            state.out.print(f"No change: no eligible active model with {metric} (that beats the current best)")
+        else:
+            state.out.print(f"Best model: {result['model_id']}, {metric}: {cell(result['value'])}")
+
+    emit(state, result, render)
+
+
+def promote(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="Model to make current.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the selection history and audit).")] = None,
+) -> None:
+    """Make a model the current best by hand.
+
+    Example: cfreg promote als_v2_20250116_141500 --reason "hotfix"
+    """
+    state = state_of(ctx)
+    result = state.registry().promote_model(model_id, reason=reason)
+    emit(state, result, lambda: state.out.print(f"Current best: {result['model_id']}"))
+
+
+def rollback(
+    ctx: typer.Context,
+    to: Annotated[str | None, typer.Option(help="Model to go back to (default: the previous current best).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Restore the previous current best (or the one given with --to).
+
+    Example: cfreg rollback
+    """
+    state = state_of(ctx)
+    result = state.registry().rollback(to=to, reason=reason)
+    emit(state, result, lambda: state.out.print(f"Current best: {result['model_id']}"))
+
+
+def list_models(
+    ctx: typer.Context,
+    model_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this model type.")] = None,
+    status: Annotated[str | None, typer.Option(help="active, archived or failed.")] = None,
+    sort_by: Annotated[str, typer.Option(help="A column or metric name.")] = "created_at",
+    ascending: Annotated[bool, typer.Option(help="Sort ascending.")] = False,
+) -> None:
+    """List models with their metrics.
+
+    Example: cfreg list --type als --sort-by ndcg@10
+    """
+    state = state_of(ctx)
+    frame = state.registry().list_models(model_type=model_type, status=status, sort_by=sort_by, ascending=ascending)
+    records, columns = frame_records(frame)
+    emit(state, records, lambda: state.out.print(
+        records_table(records, columns, title=f"{len(records)} model(s)") if records else "No models."
+    ))
+
+
+def show(ctx: typer.Context, model_id: ModelId) -> None:
+    """Show one model's registry entry (and its recorded files).
+
+    Example: cfreg show als_v2_20250116_141500
+    """
+    state = state_of(ctx)
+    registry = state.registry()
+    info = registry.get_model(model_id)
+    if info is None:
+        raise ModelNotFoundError(f"Model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
+
+    def render() -> None:
+        state.out.print(mapping_table({"model_id": model_id, **info}, title=model_id))
+        files = registry.get_model_files(model_id)
+        if files:
+            state.out.print(records_table(files, title="files"))
+
+    emit(state, info, render)
+
+
+def compare(
+    ctx: typer.Context,
+    model_ids: Annotated[list[str], typer.Argument(help="Models to compare.")],
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics (default: recall@10,ndcg@10,coverage).")] = None,
+) -> None:
+    """Compare models side by side.
+
+    Example: cfreg compare als_v1 als_v2 --metrics recall@10,ndcg@10
+    """
+    state = state_of(ctx)
+    frame = state.registry().compare_models(model_ids, metrics=split_list(metrics))
+    records, columns = frame_records(frame)
+    emit(state, records, lambda: state.out.print(records_table(records, columns)))
+
+
+def archive(ctx: typer.Context, model_id: ModelId) -> None:
+    """Archive a model (kept, no longer selectable). The current best cannot be archived.
+
+    Example: cfreg archive als_v1_20250115_103000
+    """
+    state = state_of(ctx)
+    if not state.registry().archive_model(model_id):
+        raise ModelInUseError(f"cannot archive {model_id!r}: it is the current best; promote or select another model first")
+    emit(state, True, lambda: state.out.print(f"Archived {model_id}"))
+
+
+def delete(
+    ctx: typer.Context,
+    model_id: ModelId,
+    delete_files: Annotated[bool, typer.Option(help="Also delete the artifact folder (only inside the artifacts root).")] = False,
+    yes: Yes = False,
+) -> None:
+    """Delete a model from the registry (prefer archive).
+
+    Example: cfreg delete als_v1_20250115_103000 --delete-files --yes
+    """
+    state = state_of(ctx)
+    registry = state.registry()
+    confirm_delete(model_id, delete_files=delete_files, yes=yes)
+    result = registry.delete_model(model_id, delete_files=delete_files)
+    emit(state, result, lambda: state.out.print(f"Deleted {model_id}{' and its files' if delete_files else ''}"))
+
+
+def set_status(
+    ctx: typer.Context,
+    model_id: ModelId,
+    status: Annotated[str, typer.Argument(help="active, archived or failed.")],
+) -> None:
+    """Set a model's status.
+
+    Example: cfreg set-status bpr_v1_20250115_120000 failed
+    """
+    state = state_of(ctx)
+    result = state.registry().update_model_status(model_id, status)
+    emit(state, result, lambda: state.out.print(f"{model_id}: {status}"))
+
+
+def history(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the newest N changes.")] = None,
+) -> None:
+    """History of current-best changes, newest first.
+
+    Example: cfreg history --limit 10
+    """
+    state = state_of(ctx)
+    result = state.registry().get_selection_history(limit=limit)
+    emit(state, result, lambda: state.out.print(records_table(result, title="selections") if result else "No selections yet."))

@@ -19,16 +19,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import ChecksumMismatchError, InvalidArgumentError, InvalidArtifactsError
 
 logger = logging.getLogger(__name__)
 
+
+def standard_model_files(model_type: str) -> list[str]:
+    """The doc's four files of a type: ``{type}_U.npy``, ``_V.npy``, ``_params.json``, ``_metadata.json``."""
+    return [f"{model_type}_U.npy", f"{model_type}_V.npy", f"{model_type}_params.json", f"{model_type}_metadata.json"]
+
+
 # The doc's three model types; extend with register_model_type().
 REQUIRED_MODEL_FILES: dict[str, list[str]] = {
-    model_type: [f"{model_type}_U.npy", f"{model_type}_V.npy", f"{model_type}_params.json", f"{model_type}_metadata.json"]
-    for model_type in ("als", "bpr", "bert_als")
+    model_type: standard_model_files(model_type) for model_type in ("als", "bpr", "bert_als")
 }
 ID_MAP_SUFFIXES = ("user_ids", "item_ids")
 MAX_NPY_BYTES = int(os.environ.get("CFREG_MAX_NPY_BYTES", 8 << 30))
@@ -52,9 +57,7 @@ def register_model_type(model_type: str, required_files: list[str] | None = None
     from .validation import validate_identifier
 
     validate_identifier(model_type, "model_type")
-    files = list(required_files) if required_files else [
-        f"{model_type}_U.npy", f"{model_type}_V.npy", f"{model_type}_params.json", f"{model_type}_metadata.json"
-    ]
+    files = list(required_files) if required_files else standard_model_files(model_type)
     if f"{model_type}_U.npy" not in files or f"{model_type}_V.npy" not in files:
         raise InvalidArgumentError(f"required files of {model_type!r} must include {model_type}_U.npy and {model_type}_V.npy")
     REQUIRED_MODEL_FILES[model_type] = files
@@ -95,19 +98,68 @@ def read_npy_header(path: Path) -> NpyHeader:
     Refuses object/non-numeric dtypes and files whose size disagrees with the
     header (truncated files, headers claiming terabytes).
     """
+    with _open_npy(path) as handle:
+        return _read_npy_header(handle, path)
+
+
+def load_npy(path: Path, *, mmap: bool = False, max_bytes: int = MAX_NPY_BYTES) -> Any:
+    """Load a validated numeric ``.npy``: header checked first, data never unpickled.
+
+    The header is parsed once; the data is then read from the same open file
+    into a preallocated array, or mapped read-only (``mmap=True``).
+    """
+    import numpy as np
+
+    with _open_npy(path) as handle:
+        header = _read_npy_header(handle, path, max_bytes)
+        try:
+            if mmap:
+                # The open handle, not the path: the mapping is of the file whose header was checked.
+                return np.memmap(handle, dtype=header.dtype, mode="r", offset=header.data_offset,
+                                 shape=header.shape, order="F" if header.fortran_order else "C")
+            return _read_npy_data(handle, header, path)
+        except InvalidArtifactsError:
+            raise
+        except (ValueError, EOFError, OSError, MemoryError) as exc:
+            raise InvalidArtifactsError(f"{path}: could not be loaded ({exc})") from exc
+
+
+def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_NPY_BYTES, chunk: int = 1 << 24) -> Any:
+    """Read a ``.npy`` and check its sha256 in one pass (no second read of the file)."""
+    with _open_npy(path) as handle:
+        header = _read_npy_header(handle, path, max_bytes)
+        try:
+            handle.seek(0)
+            digest = hashlib.sha256(handle.read(header.data_offset))
+            array = _read_npy_data(handle, header, path, digest, chunk)
+        except OSError as exc:
+            raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    if digest.hexdigest() != expected_sha256:
+        raise _checksum_mismatch(path, digest.hexdigest(), expected_sha256)
+    return array
+
+
+def _open_npy(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: not a readable .npy file ({exc})") from exc
+
+
+def _read_npy_header(handle: BinaryIO, path: Path, max_bytes: int | None = None) -> NpyHeader:
+    """The checked header of an open ``.npy``; leaves ``handle`` at the first data byte."""
     from numpy.lib import format as npformat
 
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            version = npformat.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = npformat.read_array_header_1_0(handle)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = npformat.read_array_header_2_0(handle)
-            else:
-                raise InvalidArtifactsError(f"{path}: unsupported .npy format version {version}")
-            offset = handle.tell()
+        size = os.fstat(handle.fileno()).st_size
+        version = npformat.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npformat.read_array_header_2_0(handle)
+        else:
+            raise InvalidArtifactsError(f"{path}: unsupported .npy format version {version}")
+        offset = handle.tell()
     except InvalidArtifactsError:
         raise
     except (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError) as exc:
@@ -122,48 +174,25 @@ def read_npy_header(path: Path) -> NpyHeader:
         raise InvalidArtifactsError(
             f"{path}: header describes {nbytes} data bytes but the file holds {size - offset} (truncated or forged)"
         )
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidArtifactsError(f"{path}: {size} bytes exceeds the limit of {max_bytes}")
     return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran), offset, size)
 
 
-def load_npy(path: Path, *, mmap: bool = False, max_bytes: int = MAX_NPY_BYTES) -> Any:
-    """Load a validated numeric ``.npy`` (header checked first; ``allow_pickle`` always False)."""
+def _read_npy_data(handle: BinaryIO, header: NpyHeader, path: Path, digest: Any = None, chunk: int = 1 << 24) -> Any:
+    """The data after a checked header, read into a new array (and fed to ``digest`` when given)."""
     import numpy as np
 
-    header = read_npy_header(path)
-    if header.file_size > max_bytes:
-        raise InvalidArtifactsError(f"{path}: {header.file_size} bytes exceeds the limit of {max_bytes}")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, EOFError, OSError, MemoryError) as exc:
-        raise InvalidArtifactsError(f"{path}: could not be loaded ({exc})") from exc
-
-
-def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_NPY_BYTES, chunk: int = 1 << 24) -> Any:
-    """Read a ``.npy`` and check its sha256 in one pass (no second read of the file)."""
-    import numpy as np
-
-    header = read_npy_header(path)
-    if header.file_size > max_bytes:
-        raise InvalidArtifactsError(f"{path}: {header.file_size} bytes exceeds the limit of {max_bytes}")
-    digest = hashlib.sha256()
     array = np.empty(header.shape, dtype=header.dtype, order="F" if header.fortran_order else "C")
     view = memoryview(array.reshape(-1, order="A").view(np.uint8)) if array.size else memoryview(b"")
-    try:
-        with open(path, "rb") as handle:
-            digest.update(handle.read(header.data_offset))
-            done = 0
-            while done < len(view):
-                count = handle.readinto(view[done:done + chunk])
-                if not count:
-                    raise InvalidArtifactsError(f"{path}: file shrank while reading")
-                digest.update(view[done:done + count])
-                done += count
-    except OSError as exc:
-        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
-    if digest.hexdigest() != expected_sha256:
-        raise ChecksumMismatchError(
-            f"{path}: sha256 {digest.hexdigest()} differs from the {expected_sha256} recorded at registration"
-        )
+    done = 0
+    while done < len(view):
+        count = handle.readinto(view[done:done + chunk])
+        if not count:
+            raise InvalidArtifactsError(f"{path}: file shrank while reading")
+        if digest is not None:
+            digest.update(view[done:done + count])
+        done += count
     return array
 
 
@@ -192,7 +221,7 @@ def read_json_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX
         raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected_sha256:
-        raise ChecksumMismatchError(f"{path}: sha256 {digest} differs from the {expected_sha256} recorded at registration")
+        raise _checksum_mismatch(path, digest, expected_sha256)
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -315,6 +344,25 @@ def sha256_file(path: Path) -> str:
     """sha256 hex digest of a file, streamed."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def verify_sha256(path: Path, expected_sha256: str) -> None:
+    """Check a file against the sha256 recorded at registration.
+
+    Raises:
+        ChecksumMismatchError: the file's sha256 differs.
+        InvalidArtifactsError: the file cannot be read.
+    """
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    if digest != expected_sha256:
+        raise _checksum_mismatch(path, digest, expected_sha256)
+
+
+def _checksum_mismatch(path: Path, digest: str, expected_sha256: str) -> ChecksumMismatchError:
+    return ChecksumMismatchError(f"{path}: sha256 {digest} differs from the {expected_sha256} recorded at registration")
 
 
 def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> FileFingerprint:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import threading
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from .artifacts import (
     sha256_file,
 )
 from .context import RegistryContext
+from .instances import SharedInstances
 from .errors import (
     ChecksumMismatchError,
     InvalidArgumentError,
@@ -656,8 +656,7 @@ def _text_fields(value: object) -> list[str]:
 # ---------------------------------------------------------------------- module-level API
 
 
-_registries: dict[tuple[str, str | None, int], BERTEmbeddingsRegistry] = {}
-_registries_lock = threading.Lock()
+_shared = SharedInstances(BERTEmbeddingsRegistry)
 
 
 def get_bert_registry(registry_path: str | os.PathLike[str] = DEFAULT_BERT_REGISTRY_PATH, **kwargs: Any) -> BERTEmbeddingsRegistry:
@@ -665,19 +664,12 @@ def get_bert_registry(registry_path: str | os.PathLike[str] = DEFAULT_BERT_REGIS
 
     Keyword arguments are used when the instance is first created.
     """
-    key = (str(Path(registry_path).expanduser().absolute()), kwargs.get("database_url") or os.environ.get("CFREG_DATABASE_URL"), os.getpid())
-    with _registries_lock:
-        registry = _registries.get(key)
-        if registry is None:
-            registry = BERTEmbeddingsRegistry(registry_path, **kwargs)
-            _registries[key] = registry
-        return registry
+    return _shared.get(registry_path, **kwargs)
 
 
 def reset_bert_registries() -> None:
     """Forget the shared BERT registry instances (tests)."""
-    with _registries_lock:
-        _registries.clear()
+    _shared.clear()
 
 
 def load_bert_embeddings(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
+from .instances import SharedInstances
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -738,8 +738,7 @@ def generate_model_id(model_type: str, version: str) -> str:
     return ModelRegistry.generate_model_id(model_type, version)
 
 
-_registries: dict[tuple[str, str | None, int], ModelRegistry] = {}
-_registries_lock = threading.Lock()
+_shared = SharedInstances(ModelRegistry)
 
 
 def get_registry(registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, **kwargs: Any) -> ModelRegistry:
@@ -747,19 +746,12 @@ def get_registry(registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, 
 
     Keyword arguments are used when the instance is first created.
     """
-    key = (str(Path(registry_path).expanduser().absolute()), kwargs.get("database_url") or os.environ.get("CFREG_DATABASE_URL"), os.getpid())
-    with _registries_lock:
-        registry = _registries.get(key)
-        if registry is None:
-            registry = ModelRegistry(registry_path, **kwargs)
-            _registries[key] = registry
-        return registry
+    return _shared.get(registry_path, **kwargs)
 
 
 def reset_registries() -> None:
     """Forget the shared registry instances (tests)."""
-    with _registries_lock:
-        _registries.clear()
+    _shared.clear()
 
 
 def register_model(

@@ -34,7 +34,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +42,7 @@ from . import abtest
 from .auto_reload import AutoReloader, ReloadCallback
 from .cf_registry import DEFAULT_REGISTRY_PATH
 from .context import RegistryContext
-from .db import ENV_DATABASE_URL
+from .instances import SharedInstances
 from .errors import (
     ChecksumMismatchError,
     InvalidArgumentError,
@@ -579,8 +578,7 @@ class ModelLoader:
 
 # --------------------------------------------------------------------------- shared loaders
 
-_loaders: dict[tuple[str, str | None, int], ModelLoader] = {}
-_loaders_lock = threading.Lock()
+_shared = SharedInstances(ModelLoader)
 
 
 def get_loader(registry_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> ModelLoader:
@@ -590,22 +588,12 @@ def get_loader(registry_path: str | os.PathLike[str] | None = None, **kwargs: An
         registry_path: the registry (default ``artifacts/cf/registry.json``).
         **kwargs: :class:`ModelLoader` options, used when the loader is first created.
     """
-    path = DEFAULT_REGISTRY_PATH if registry_path is None else registry_path
-    key = (str(Path(path).expanduser().absolute()), kwargs.get("database_url") or os.environ.get(ENV_DATABASE_URL), os.getpid())
-    with _loaders_lock:
-        loader = _loaders.get(key)
-        if loader is None:
-            loader = ModelLoader(path, **kwargs)
-            _loaders[key] = loader
-        return loader
+    return _shared.get(DEFAULT_REGISTRY_PATH if registry_path is None else registry_path, **kwargs)
 
 
 def reset_loader() -> None:
     """Stop and forget every shared loader (their auto-reload threads and connections too)."""
-    with _loaders_lock:
-        loaders = list(_loaders.values())
-        _loaders.clear()
-    for loader in loaders:
+    for loader in _shared.clear():
         loader.close()
 
 

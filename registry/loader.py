@@ -175,7 +175,6 @@ class ModelLoader:
         self._routing: _Routing | None = None  # None until load_for_user is first used
         self._failure: tuple[CacheKey, tuple[FileStamp, ...], ChecksumMismatchError] | None = None
         self._stats = LoaderStats()
-        self._last_reload_at: float | None = None
         self._auto = AutoReloader(self.reload_model, self._served_id, f"cfreg-auto-reload-{self.registry_path.parent.name}")
         if auto_load:
             try:
@@ -317,7 +316,7 @@ class ModelLoader:
             finally:
                 with self._lock:
                     self._stats.reload_count += 1
-                    self._last_reload_at = time.time()
+                    self._stats.last_reload_at = datetime.now(timezone.utc).strftime(TIME_FORMAT)
 
     # ------------------------------------------------------------------ A/B routing
 
@@ -395,7 +394,6 @@ class ModelLoader:
         with self._lock:
             stats = self._stats
             lookups = stats.cache_hits + stats.cache_misses
-            reloaded = self._last_reload_at
             return {
                 "total_loads": stats.total_loads,
                 "cache_hits": stats.cache_hits,
@@ -403,7 +401,7 @@ class ModelLoader:
                 "cache_hit_rate": stats.cache_hits / max(1, lookups),
                 "reload_count": stats.reload_count,
                 "last_load_time_ms": stats.last_load_time_ms,
-                "last_reload_at": None if reloaded is None else datetime.fromtimestamp(reloaded, timezone.utc).strftime(TIME_FORMAT),
+                "last_reload_at": stats.last_reload_at,
                 "cached_models": self._cache.model_ids(),
                 "cache_bytes": self._cache.nbytes,
                 "max_cache_bytes": self.max_cache_bytes,

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from datetime import datetime
-from numbers import Real
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
@@ -30,10 +28,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit, selection
-from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, NoModelLoadedError
+from .errors import (
+    InvalidArgumentError,
+    ModelInUseError,
+    ModelNotFoundError,
+    NoModelLoadedError,
+)
 from .export import ab_test_info
 from .models import ABTest, Model, utcnow
-from .validation import ID_MAX_LENGTH, validate_identifier
+from .validation import ID_MAX_LENGTH, finite_real, validate_identifier
 
 if TYPE_CHECKING:
     from .context import RegistryContext
@@ -112,10 +115,10 @@ def routing_config(context: RegistryContext) -> dict[str, Any] | None:
 
 def validate_traffic_split(value: object) -> float:
     """A finite real number in ``[0, 1]`` (numpy scalars accepted) as a float."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    number = finite_real(value)
+    if number is None:
         raise InvalidArgumentError(f"traffic_split must be a number between 0 and 1 (the treatment's share), got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+    if not 0.0 <= number <= 1.0:
         raise InvalidArgumentError(f"traffic_split must be between 0 and 1 (e.g. 0.1 for 10% treatment), got {value!r}")
     return number
 

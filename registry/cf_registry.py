@@ -35,7 +35,6 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
-from .instances import SharedInstances
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -52,6 +51,7 @@ from .export import (
     model_info,
     validate_registry_schema,
 )
+from .instances import SharedInstances
 from .models import (
     ID_LENGTH,
     ArtifactFile,
@@ -66,6 +66,7 @@ from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
     MODEL_STATUS,
+    finite_real,
     json_payload,
     optional_text,
     path_text,
@@ -470,7 +471,7 @@ class ModelRegistry:
                 "status": [m[3] for m in models],
                 "created_at": [iso(m[4]) for m in models],
                 "_created": [m[4] for m in models],
-                "training_time": [selection.finite_number((m[5] or {}).get("training_time_seconds")) for m in models],
+                "training_time": [finite_real((m[5] or {}).get("training_time_seconds")) for m in models],
             }
         )
         frame["training_time"] = frame["training_time"].astype(float)
@@ -515,7 +516,7 @@ class ModelRegistry:
                     "factors": (model.hyperparameters or {}).get("factors", "N/A"),
                 }
                 row.update({name: values.get(model_id, {}).get(name) for name in wanted})
-                row["training_time"] = selection.finite_number((model.training_info or {}).get("training_time_seconds"))
+                row["training_time"] = finite_real((model.training_info or {}).get("training_time_seconds"))
                 rows.append(row)
             return rows
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from numbers import Real
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -20,6 +19,7 @@ from . import audit
 from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError
 from .export import current_best_info, iso, metrics_by_model, model_info
 from .models import Model, ModelMetric, Selection, Settings
+from .validation import finite_real
 
 logger = logging.getLogger(__name__)
 
@@ -35,31 +35,23 @@ def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: fl
         return None
     plain = metric.replace("@", "")
     for key in (f"improvement_{metric}", f"improvement_{plain}"):
-        figure = finite_number(baseline.get(key))
+        figure = finite_real(baseline.get(key))
         if figure is not None:
             return figure
     for key in (f"improvement_{metric}_pct", f"improvement_{plain}_pct"):
-        figure = finite_number(baseline.get(key))
+        figure = finite_real(baseline.get(key))
         if figure is not None:
             return figure / 100.0
     for key in (f"baseline_{metric}", f"baseline_{plain}"):
-        base = finite_number(baseline.get(key))
+        base = finite_real(baseline.get(key))
         if base is not None and base > 0:
             return (value - base) / base
     return None
 
 
-def finite_number(value: object) -> float | None:
-    """``value`` as a float when it is a finite real number (bools excluded), else None."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def non_negative_fraction(value: object, name: str) -> float:
     """A finite number >= 0, or InvalidArgumentError naming ``name``."""
-    number = finite_number(value)
+    number = finite_real(value)
     if number is None or number < 0:
         raise InvalidArgumentError(f"{name} must be a finite number >= 0, got {value!r}")
     return number

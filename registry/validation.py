@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 from .errors import InvalidArgumentError
@@ -48,19 +48,36 @@ def validate_metric_name(name: object) -> str:
     return name
 
 
-def metric_value(name: str, value: object) -> float:
-    """A finite float from a metric value (numpy scalars accepted; NaN, inf, bool, str refused)."""
+def finite_real(value: object) -> float | None:
+    """``value`` as a float when it is a finite real number, else None.
+
+    Accepts ints, floats and numpy scalars; refuses bools, strings, NaN, inf and
+    integers too large for a float. ``np.float32(0.195)`` gives ``0.195`` (the value
+    the user saw), not ``0.19499999284744263``.
+    """
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise InvalidArgumentError(f"metric {name!r} must be a real number, got {value!r}")
-    itemsize = getattr(getattr(value, "dtype", None), "itemsize", 8)
-    # np.float32(0.195) -> 0.195, not 0.19499999284744263: keep the value the user saw.
-    narrow_float = itemsize < 8 and getattr(value, "dtype", None) is not None and value.dtype.kind == "f"
+        return None
+    dtype = getattr(value, "dtype", None)
+    narrow_float = dtype is not None and dtype.kind == "f" and dtype.itemsize < 8
     try:
         number = float(str(value)) if narrow_float else float(value)
     except OverflowError:  # float(10**400)
-        raise InvalidArgumentError(f"metric {name!r} must be finite, got an integer too large for a float") from None
-    if not math.isfinite(number):
-        raise InvalidArgumentError(f"metric {name!r} must be finite, got {number!r}")
+        return None
+    return number if math.isfinite(number) else None
+
+
+def positive_int(value: object, field: str) -> int:
+    """A positive integer (numpy integers accepted; bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) <= 0:
+        raise InvalidArgumentError(f"{field} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def metric_value(name: str, value: object) -> float:
+    """A finite float from a metric value (numpy scalars accepted; NaN, inf, bool, str refused)."""
+    number = finite_real(value)
+    if number is None:
+        raise InvalidArgumentError(f"metric {name!r} must be a finite real number, got {value!r}")
     return number
 
 

@@ -54,9 +54,9 @@ def register_model_type(model_type: str, required_files: list[str] | None = None
     Returns:
         The required file list now in force for that type.
     """
-    from .validation import validate_identifier
+    from .validation import MODEL_TYPE_MAX_LENGTH, validate_identifier
 
-    validate_identifier(model_type, "model_type")
+    validate_identifier(model_type, "model_type", MODEL_TYPE_MAX_LENGTH)
     files = list(required_files) if required_files else standard_model_files(model_type)
     if f"{model_type}_U.npy" not in files or f"{model_type}_V.npy" not in files:
         raise InvalidArgumentError(f"required files of {model_type!r} must include {model_type}_U.npy and {model_type}_V.npy")
@@ -397,20 +397,6 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> 
 
 
 # --------------------------------------------------------------------------- paths
-
-
-def resolve_path(root: Path, stored: str) -> Path:
-    """Where a stored artifact path lives: absolute paths as they are, relative ones under ``root``."""
-    path = Path(stored)
-    return path if path.is_absolute() else root / path
-
-
-def is_inside(path: Path, root: Path) -> bool:
-    """True when ``path`` (symlinks resolved) is ``root`` or inside it."""
-    try:
-        return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root)))
-    except (OSError, ValueError):
-        return False
 
 
 def check_deletable(target: Path, root: Path) -> Path:

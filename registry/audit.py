@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .models import ID_LENGTH as TARGET_LENGTH
 from .models import AuditEvent, utcnow
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,11 @@ def format_line(at: datetime, action: str, target: str, summary: str) -> str:
 
 
 def record(session: Session, action: str, target: str, summary: str = "", details: dict[str, Any] | None = None) -> None:
-    """Add an audit row to the current transaction and queue its log line for after commit."""
+    """Add an audit row to the current transaction and queue its log line for after commit.
+
+    ``target`` is cut to the column's width (file names of imports and restores can be long).
+    """
+    target = target[:TARGET_LENGTH]
     event = AuditEvent(
         at=utcnow(), action=action, target=target, summary=summary, details=details or {}, actor=current_actor()
     )
@@ -82,6 +87,7 @@ def append_lines(path: Path, lines: list[str]) -> None:
 
 
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:
+    """An audit row as a plain dict (``at`` in ISO format with microseconds, UTC)."""
     return {
         "id": event.id,
         "at": event.at.strftime("%Y-%m-%dT%H:%M:%S.%f"),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from . import audit, selection, usage
+from . import abtest, audit, selection, usage
 from .artifacts import (
     REQUIRED_MODEL_FILES,
     FileFingerprint,
@@ -53,23 +53,25 @@ from .export import (
 )
 from .instances import SharedInstances
 from .models import (
-    ID_LENGTH,
     ArtifactFile,
     BertEmbedding,
     EmbeddingLink,
     Model,
     ModelMetric,
-    Settings,
     utcnow,
 )
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
+    MODEL_TYPE_MAX_LENGTH,
+    ID_MAX_LENGTH,
     MODEL_STATUS,
     finite_real,
     json_payload,
     optional_text,
     path_text,
+    positive_int,
+    validate_flag,
     validate_identifier,
     validate_metric_name,
     validate_metrics,
@@ -226,12 +228,14 @@ class ModelRegistry:
             ModelExistsError: the explicit version exists with other content.
             ModelNotFoundError: ``bert_integration`` names an unknown embeddings version.
         """
-        validate_identifier(model_type, "model_type")
+        validate_identifier(model_type, "model_type", MODEL_TYPE_MAX_LENGTH)
         required_files(model_type)
         if version is not None:
             validate_identifier(version, "version")
-            if len(self.generate_model_id(model_type, version)) > ID_LENGTH:
-                raise InvalidArgumentError(f"model id {model_type}_{version} is longer than {ID_LENGTH} characters")
+            if len(self.generate_model_id(model_type, version)) > ID_MAX_LENGTH:
+                raise InvalidArgumentError(
+                    f"model id {model_type}_{version} is longer than {ID_MAX_LENGTH} characters; use a shorter version"
+                )
         metric_values = validate_metrics(metrics)
         hyperparameters = json_payload(hyperparameters, "hyperparameters")
         training_info = json_payload(training_info, "training_info")
@@ -242,7 +246,8 @@ class ModelRegistry:
         embeddings_version = (bert_integration or {}).get("embeddings_version")
         if embeddings_version is not None:
             validate_identifier(embeddings_version, "bert_integration.embeddings_version")
-        stored_path = _stored_path(artifacts_path)
+        overwrite = validate_flag(overwrite, "overwrite")
+        stored_path = path_text(artifacts_path, "artifacts_path")
         folder = self._ctx.resolve(stored_path)
         _, problems = check_model_folder(folder, model_type)
         if problems:
@@ -300,8 +305,7 @@ class ModelRegistry:
             # Links made with link_to_model survive an overwrite; bert_integration adds its own.
             if embeddings_version is not None and session.get(EmbeddingLink, (embeddings_version, model_id)) is None:
                 session.add(EmbeddingLink(embedding_version=embeddings_version, model_id=model_id))
-            settings = session.get(Settings, 1)
-            assert settings is not None
+            settings = selection.settings_row(session)
             criteria = settings.selection_criteria
             value = metric_values.get(criteria)
             summary = f"{criteria}={value if value is not None else 'N/A'}"
@@ -310,7 +314,7 @@ class ModelRegistry:
                 summary += " overwrite=True"
             audit.record(
                 session, "REGISTER", model_id, summary,
-                {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": bool(overwrite)},
+                {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": overwrite},
             )
             return model_id
 
@@ -377,6 +381,8 @@ class ModelRegistry:
 
     def get_selection_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Current-best changes, newest first (``is_current`` marks the one in force)."""
+        if limit is not None:
+            limit = positive_int(limit, "limit")
         return self._ctx.read(lambda session: selection.history(session, limit))
 
     def get_current_best(self) -> dict[str, Any] | None:
@@ -498,6 +504,10 @@ class ModelRegistry:
         """
         import pandas as pd
 
+        if isinstance(model_ids, str) or not isinstance(model_ids, (list, tuple)):
+            raise InvalidArgumentError(f"model_ids must be a list of model ids, got {model_ids!r}")
+        if metrics is not None and (isinstance(metrics, str) or not isinstance(metrics, (list, tuple))):
+            raise InvalidArgumentError(f"metrics must be a list of metric names, got {metrics!r}")
         ids = [validate_identifier(model_id, "model_id") for model_id in model_ids]
         wanted = [validate_metric_name(m) for m in (metrics if metrics is not None else DEFAULT_COMPARE_METRICS)]
 
@@ -528,8 +538,7 @@ class ModelRegistry:
         def work(session: Session) -> dict[str, Any]:
             by_status = dict(session.execute(select(Model.status, func.count()).group_by(Model.status)).all())
             by_type = dict(session.execute(select(Model.model_type, func.count()).group_by(Model.model_type).order_by(Model.model_type)).all())
-            settings = session.get(Settings, 1)
-            assert settings is not None
+            settings = selection.settings_row(session)
             return {
                 "total_models": sum(by_status.values()),
                 "active_models": by_status.get("active", 0),
@@ -607,6 +616,7 @@ class ModelRegistry:
             InvalidArgumentError: the folder escapes the artifacts root.
         """
         validate_identifier(model_id, "model_id")
+        delete_files = validate_flag(delete_files, "delete_files")
         to_remove: list[Path] = []
 
         def work(session: Session) -> bool:
@@ -620,8 +630,8 @@ class ModelRegistry:
                 to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
                 usage.refuse_if_folder_shared(session, self._ctx, folder, f"model {model_id!r}", skip_model=model_id)
             session.delete(model)
-            audit.record(session, "DELETE", model_id, f"delete_files={bool(delete_files)}",
-                         {"path": model.path, "delete_files": bool(delete_files)})
+            audit.record(session, "DELETE", model_id, f"delete_files={delete_files}",
+                         {"path": model.path, "delete_files": delete_files})
             return True
 
         result = self._ctx.mutate(work)
@@ -632,53 +642,45 @@ class ModelRegistry:
                 raise RegistryError(f"model {model_id} was deleted from the registry but its files remain in {folder}: {exc}") from exc
         return result
 
-    # ------------------------------------------------------------------ A/B tests (registry/abtest.py)
+    # ------------------------------------------------------------------ A/B tests
     # Thin delegations only; the behaviour and its documentation live in registry.abtest.
 
     def start_ab_test(self, control_model: str, treatment_model: str, traffic_split: float,
                       test_id: str | None = None) -> dict[str, Any]:
         """Start an A/B test (see :func:`registry.abtest.start_ab_test`); returns the ``ab_test`` dict."""
-        from . import abtest
 
         return abtest.start_ab_test(self._ctx, control_model, treatment_model, traffic_split, test_id)
 
     def get_ab_test(self, test_id: str | None = None) -> dict[str, Any] | None:
         """The running test (or ``test_id``) as the ``ab_test`` dict; None when none runs."""
-        from . import abtest
 
         return abtest.get_ab_test(self._ctx, test_id)
 
     def list_ab_tests(self) -> list[dict[str, Any]]:
         """Every A/B test, newest first."""
-        from . import abtest
 
         return abtest.list_ab_tests(self._ctx)
 
     def update_traffic_split(self, test_id: str | None, traffic_split: float) -> dict[str, Any]:
         """Change a running test's treatment share (see :func:`registry.abtest.update_traffic_split`)."""
-        from . import abtest
 
         return abtest.update_traffic_split(self._ctx, test_id, traffic_split)
 
     def stop_ab_test(self, test_id: str | None = None, promote: str | None = None) -> dict[str, Any]:
         """Stop a test, optionally promoting ``'control'`` or ``'treatment'`` (see :func:`registry.abtest.stop_ab_test`)."""
-        from . import abtest
 
         return abtest.stop_ab_test(self._ctx, test_id, promote)  # type: ignore[arg-type]
 
     def rollback_ab_test(self, test_id: str | None = None) -> dict[str, Any]:
         """Split to 0, stop, current best back to control, in one transaction."""
-        from . import abtest
 
         return abtest.rollback_ab_test(self._ctx, test_id)
 
     def route_user(self, user_id: Any) -> str:
         """The model id serving ``user_id``: the running test's arm, else the current best."""
-        from . import abtest
 
         return abtest.route_user(self._ctx, user_id)
 
-    # ------------------------------------------------------------------ end of A/B tests block
 
     def export_registry_json(self, *, force: bool = True) -> Path:
         """Write ``registry.json`` (and ``bert_registry.json``) now; returns the registry.json path."""
@@ -687,13 +689,6 @@ class ModelRegistry:
 
 
 # ---------------------------------------------------------------------- transaction helpers
-
-
-def _stored_path(artifacts_path: object) -> str:
-    text = path_text(artifacts_path, "artifacts_path")
-    if len(text) > 1024:
-        raise InvalidArgumentError(f"artifacts_path is {len(text)} characters long; the limit is 1024")
-    return text
 
 
 def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, export
 from .db import Database, HeldReader, open_database, resolve_database_url, sqlite_file
-from .errors import RegistryNotFoundError
+from .errors import ExportError, RegistryNotFoundError
 from .models import Settings
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,12 @@ class RegistryContext:
         if lines:
             audit.append_lines(self.audit_log_path, lines)
             if self.export_json:
-                self.export()
+                try:
+                    self.export()
+                except ExportError as exc:
+                    # The change is committed and `result` is true; raising here would make a
+                    # caller retry (a second auto-versioned model). The next export heals the file.
+                    logger.error("%s; the change is committed, run `cfreg export-json` to rewrite the file", exc)
         return result
 
     def export(self, *, force: bool = False) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,12 +29,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
-from .errors import RegistryBusyError, RegistryError, RegistryNotFoundError, SchemaVersionError
+from .errors import InvalidArgumentError, RegistryBusyError, RegistryError, RegistryNotFoundError, SchemaVersionError
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +75,19 @@ def resolve_database_url(registry_path: str | os.PathLike[str] | None, database_
     return f"sqlite:///{db_file.resolve()}"
 
 
+def parse_url(url: str) -> URL:
+    """The parsed URL, or InvalidArgumentError for text that is not a database URL."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise InvalidArgumentError(
+            f"{url!r} is not a database URL (e.g. sqlite:////path/registry.db or postgresql+psycopg://user@host/db)"
+        ) from None
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL, or None for other backends and in-memory SQLite."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
@@ -84,7 +95,7 @@ def sqlite_file(url: str) -> Path | None:
 
 def redact(url: str) -> str:
     """The URL with any password hidden, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
+    return parse_url(url).render_as_string(hide_password=True)
 
 
 # --------------------------------------------------------------------------- engines
@@ -139,7 +150,9 @@ def _ensure_wal(cursor) -> None:  # type: ignore[no-untyped-def]
             return
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
-        except Exception as exc:  # sqlite3.OperationalError: database is locked
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                raise
             logger.debug("journal_mode=WAL attempt %d failed: %s", attempt, exc)
             time.sleep(0.02 + random.random() * 0.05)
     raise RegistryBusyError("could not switch the SQLite database to WAL mode (it stayed locked)")
@@ -180,11 +193,8 @@ class Database:
 
     @property
     def dialect(self) -> str:
+        """The SQLAlchemy dialect name: ``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
 
     def describe(self) -> str:
         """The URL without password, for messages."""
@@ -222,7 +232,7 @@ class Database:
                     return work(session)
             except DBAPIError as exc:
                 if not _is_transient(exc):
-                    raise
+                    raise RegistryError(f"database error in {self.describe()}: {exc.orig}") from exc
                 if attempt == MAX_ATTEMPTS:
                     raise RegistryBusyError(
                         f"database {self.describe()} stayed busy after {attempt} attempts "
@@ -243,6 +253,7 @@ class Database:
         return self.run(work, write=False)
 
     def dispose(self) -> None:
+        """Close the engine's pooled connections."""
         self.engine.dispose()
 
 
@@ -346,19 +357,41 @@ def open_database(url: str, *, create: bool = True) -> Database:
         database = _databases.get(key)
         if database is not None:
             return database
-        db_file = sqlite_file(url)
-        if db_file is not None and not db_file.exists():
-            if not create:
-                raise RegistryNotFoundError(f"registry database {db_file} does not exist")
-            db_file.parent.mkdir(parents=True, exist_ok=True)
-        database = Database(url=url, engine=make_engine(url))
+        try:
+            db_file = sqlite_file(url)
+            if db_file is not None and not db_file.exists():
+                if not create:
+                    raise RegistryNotFoundError(f"registry database {db_file} does not exist")
+                db_file.parent.mkdir(parents=True, exist_ok=True)
+            database = Database(url=url, engine=make_engine(url))
+        except RegistryError:
+            raise
+        except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
+            raise _open_error(url, exc) from exc
         try:
             ensure_schema(database, create=create)
+        except DBAPIError as exc:
+            database.dispose()
+            raise _open_error(url, exc) from exc
         except BaseException:
             database.dispose()
             raise
         _databases[key] = database
         return database
+
+
+def _open_error(url: str, exc: BaseException) -> RegistryError:
+    """A typed, readable error for a database that cannot be opened."""
+    if isinstance(exc, ArgumentError):
+        return InvalidArgumentError(f"cannot use database URL {url!r}: {exc}")
+    where = redact(url)
+    if isinstance(exc, (NoSuchModuleError, ImportError)):
+        return RegistryError(f"no driver for {where}: install it (PostgreSQL: pip install 'cf-model-registry[postgres]'): {exc}")
+    if isinstance(exc, DBAPIError) and "not a database" in str(exc.orig):
+        return SchemaVersionError(f"{where} is not a registry database (the file is not SQLite): {exc.orig}")
+    if isinstance(exc, DBAPIError):
+        return RegistryError(f"cannot open {where}: {exc.orig}")
+    return InvalidArgumentError(f"cannot create the registry database for {where}: {exc}")
 
 
 def forget_databases() -> None:

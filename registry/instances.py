@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .db import ENV_DATABASE_URL
+from .context import json_locations
+from .db import resolve_database_url
 
 T = TypeVar("T")
 
@@ -23,14 +23,15 @@ class SharedInstances(Generic[T]):
 
     def __init__(self, factory: Callable[..., T]) -> None:
         self._factory = factory
-        self._instances: dict[tuple[str, str | None, int], T] = {}
+        self._instances: dict[tuple[str, str, int], T] = {}
         self._lock = threading.Lock()
 
     def get(self, registry_path: str | os.PathLike[str], **kwargs: Any) -> T:
         """The instance for ``registry_path``; ``kwargs`` are used only when it is first built."""
+        # Every spelling of one registry (folder, registry.json, registry.db) is one key.
         key = (
-            str(Path(registry_path).expanduser().absolute()),
-            kwargs.get("database_url") or os.environ.get(ENV_DATABASE_URL),
+            str(json_locations(registry_path)[0]),
+            resolve_database_url(registry_path, kwargs.get("database_url")),
             os.getpid(),
         )
         with self._lock:

@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from .validation import ID_MAX_LENGTH, MODEL_STATUS, MODEL_TYPE_MAX_LENGTH
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -39,11 +41,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-MODEL_STATUSES = ("active", "archived", "failed")
+MODEL_STATUSES = tuple(MODEL_STATUS)
 AB_TEST_STATUSES = ("running", "stopped")
 
+# Model ids are validated to ID_MAX_LENGTH; the columns keep some headroom.
 ID_LENGTH = 160
-VERSION_LENGTH = 128
+VERSION_LENGTH = ID_MAX_LENGTH
 
 
 def utcnow() -> datetime:
@@ -94,7 +97,7 @@ class Model(Base):
     )
 
     model_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    model_type: Mapped[str] = mapped_column(String(64))
+    model_type: Mapped[str] = mapped_column(String(MODEL_TYPE_MAX_LENGTH))
     version: Mapped[str] = mapped_column(String(VERSION_LENGTH))
     path: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="active")

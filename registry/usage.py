@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 
 from .context import RegistryContext
 from .errors import ModelInUseError
-from .models import ABTest, BertEmbedding, Model
+from .abtest import running_test
+from .models import BertEmbedding, Model
 
 
 def refuse_if_in_running_test(session: Session, model_id: str, verb: str) -> None:
     """ModelInUseError when ``model_id`` is an arm of the running A/B test."""
-    test = session.scalars(select(ABTest).where(ABTest.status == "running")).first()
+    test = running_test(session)
     if test is not None and model_id in (test.control_model, test.treatment_model):
         raise ModelInUseError(f"cannot {verb} {model_id!r}: it is in the running A/B test {test.test_id!r}; stop the test first")
 

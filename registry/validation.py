@@ -18,24 +18,33 @@ from .errors import InvalidArgumentError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ID_MAX_LENGTH = 128
+MODEL_TYPE_MAX_LENGTH = 64
+MAX_PATH_LENGTH = 1024
 METRIC_NAME_PATTERN = re.compile(r"[A-Za-z0-9@._:/-]{1,64}")
 # Bounds for JSON payloads (hyperparameters, training_info, ...): deep or huge
 # blobs are a mistake or an attack, never a model description.
 MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 
-MODEL_STATUS = {"active": "active", "archived": "archived", "failed": "failed"}
+MODEL_STATUS = {"active": "active", "archived": "archived", "failed": "failed"}  # the original's constant
 
 
-def validate_identifier(value: object, field: str) -> str:
+def validate_identifier(value: object, field: str, max_length: int = ID_MAX_LENGTH) -> str:
     """Check a model type, version, model id, test id or embeddings version."""
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{field} must be a string, got {type(value).__name__} {value!r}")
-    if len(value) > ID_MAX_LENGTH or not ID_PATTERN.fullmatch(value):
+    if len(value) > max_length or not ID_PATTERN.fullmatch(value):
         raise InvalidArgumentError(
-            f"invalid {field} {value!r}: use 1-{ID_MAX_LENGTH} characters of letters, digits, "
+            f"invalid {field} {value!r}: use 1-{max_length} characters of letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
         )
+    return value
+
+
+def validate_flag(value: object, field: str) -> bool:
+    """A real bool: ``overwrite='no'`` must not mean yes."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{field} must be True or False, got {value!r}")
     return value
 
 
@@ -164,10 +173,13 @@ def _encodable(text: str, field: str) -> str:
 
 
 def path_text(value: object, field: str) -> str:
-    """A path as the registry stores it: a ``str``/``PathLike``, single line, at most 4096 characters."""
+    """A path as the registry stores it: a ``str``/``PathLike``, single line, at most 1024 characters.
+
+    (1024 keeps every stored path within PostgreSQL's btree limit for the ``models.path`` index.)
+    """
     if not isinstance(value, (str, os.PathLike)):
         raise InvalidArgumentError(f"{field} must be a path (str or os.PathLike), got {type(value).__name__} {value!r}")
     text = os.fspath(value)
-    if not isinstance(text, str) or not text.strip() or any(ch in text for ch in "\x00\n\r") or len(text) > 4096:
-        raise InvalidArgumentError(f"invalid {field} {text!r}: give a non-empty single-line path of at most 4096 characters")
+    if not isinstance(text, str) or not text.strip() or any(ch in text for ch in "\x00\n\r") or len(text) > MAX_PATH_LENGTH:
+        raise InvalidArgumentError(f"invalid {field} {text!r}: give a non-empty single-line path of at most {MAX_PATH_LENGTH} characters")
     return _encodable(text, field)

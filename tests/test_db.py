@@ -166,3 +166,13 @@ def test_engine_is_replaced_in_a_forked_child(tmp_path: Path) -> None:
 
 def test_a_registry_folder_holds_its_database(tmp_path: Path) -> None:
     assert db.resolve_database_url(tmp_path / "cf") == f"sqlite:///{tmp_path / 'cf' / 'registry.db'}"
+
+
+def test_every_spelling_of_a_registry_shares_one_instance(tmp_path: Path) -> None:
+    from registry import get_registry
+
+    folder = tmp_path / "cf"
+    first = get_registry(folder / "registry.json")
+    assert get_registry(folder) is first
+    assert get_registry(folder / "registry.db") is first
+    assert get_registry(tmp_path / "other" / "registry.json") is not first

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,7 +36,7 @@ from .errors import (
     NoModelLoadedError,
 )
 from .export import ab_test_info
-from .models import ABTest, Model, utcnow
+from .models import ABTest, AuditEvent, Model, utcnow
 from .validation import ID_MAX_LENGTH, finite_real, validate_identifier
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def user_bucket(user_id: Any) -> int:
     return int(hashlib.md5(str(user_id).encode()).hexdigest(), 16) % 100
 
 
-def get_model_for_user(user_id: Any, ab_config: dict[str, Any]) -> str:
+def get_model_for_user(user_id: Any, ab_config: Mapping[str, Any]) -> str:
     """Route a user to the control or treatment model (the doc's function).
 
     The md5 of ``str(user_id)`` modulo 100 is compared with ``traffic_split * 100``:
@@ -347,12 +348,17 @@ def stop_ab_test(
 def rollback_ab_test(context: RegistryContext, test_id: str | None = None) -> dict[str, Any]:
     """The doc's rollback steps as one transaction: split to 0, stop, current best back to control.
 
-    Works on a running test, and on a stopped one whose treatment was promoted
-    (the control becomes the current best again). Audited as ``AB_ROLLBACK``
-    (plus ``AB_PROMOTE`` when the current best changes).
+    Works on a running test (split to 0, stop, control made the current best if it
+    is not), and on a stopped test whose treatment was promoted and is still the
+    current best (the control becomes the current best again; the test keeps its
+    recorded split and ``promoted`` becomes ``'control'``). Audited as
+    ``AB_ROLLBACK`` (plus ``AB_PROMOTE`` when the current best changes). Rolling
+    back a test that was already rolled back changes nothing and returns it.
 
     Raises:
         ModelNotFoundError: unknown test (or none running).
+        InvalidArgumentError: a stopped test whose treatment was not promoted, or is
+            no longer the current best (nothing is changed).
         ModelInUseError: the control model is no longer active.
     """
     if test_id is not None:
@@ -361,17 +367,26 @@ def rollback_ab_test(context: RegistryContext, test_id: str | None = None) -> di
     def work(session: Session) -> dict[str, Any]:
         test = _require_test(session, test_id)
         previous_split, previous_status = test.traffic_split, test.status
-        test.traffic_split = 0.0
         if test.status == "running":
-            test.status, test.end_time = "stopped", utcnow()
+            test.traffic_split, test.status, test.end_time = 0.0, "stopped", utcnow()
+        elif _rolled_back(session, test):
+            return ab_test_info(test)  # already rolled back: nothing to record
+        else:
+            current = selection.settings_row(session).current_model_id
+            if test.promoted != "treatment" or current != test.treatment_model:
+                why = ("its treatment was never promoted" if test.promoted != "treatment"
+                       else f"the current best is now {current or 'unset'}, not its treatment {test.treatment_model}")
+                raise InvalidArgumentError(
+                    f"A/B test {test.test_id!r} is stopped and {why}; rollback_ab_test only undoes a running test "
+                    "or a promoted treatment that is still the current best. Change the current best with "
+                    "promote_model() or rollback() instead"
+                )
         restored = _make_current(session, test, "control")
         if restored:
             test.promoted = "control"
-        elif previous_split == 0 and previous_status == "stopped":
-            return ab_test_info(test)  # already rolled back: nothing to record
         audit.record(
             session, "AB_ROLLBACK", test.test_id,
-            f"traffic_split={previous_split:g}->0 current_best={test.control_model}",
+            f"traffic_split={previous_split:g}->{test.traffic_split:g} current_best={test.control_model}",
             {"previous_traffic_split": previous_split, "previous_status": previous_status,
              "control_model": test.control_model, "treatment_model": test.treatment_model,
              "current_best_restored": restored},
@@ -379,6 +394,12 @@ def rollback_ab_test(context: RegistryContext, test_id: str | None = None) -> di
         return ab_test_info(test)
 
     return context.mutate(work)
+
+
+def _rolled_back(session: Session, test: ABTest) -> bool:
+    """True when ``test`` was already rolled back (it has an ``AB_ROLLBACK`` audit row)."""
+    statement = select(AuditEvent.id).where(AuditEvent.action == "AB_ROLLBACK", AuditEvent.target == test.test_id)
+    return session.scalars(statement.limit(1)).first() is not None
 
 
 def route_user(context: RegistryContext, user_id: Any) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,11 @@ from .artifacts import (
     load_npy_verified,
     read_npy_header,
     safe_delete_tree,
-    sha256_file,
+    verify_sha256,
 )
 from .context import RegistryContext
 from .instances import SharedInstances
 from .errors import (
-    ChecksumMismatchError,
     InvalidArgumentError,
     InvalidArtifactsError,
     ModelExistsError,
@@ -53,7 +51,7 @@ from .export import embedding_info, iso
 from .models import BertEmbedding, EmbeddingLink, Model, Settings
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
-from .validation import json_payload, optional_text, path_text, validate_identifier
+from .validation import json_payload, optional_text, path_text, positive_int, validate_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +201,8 @@ class BERTEmbeddingsRegistry:
         """
         stored = path_text(embedding_path, "embedding_path")
         model_name = _model_name(model_name)
-        num_items = _positive_int(num_items, "num_items")
-        embedding_dim = _positive_int(embedding_dim, "embedding_dim")
+        num_items = positive_int(num_items, "num_items")
+        embedding_dim = positive_int(embedding_dim, "embedding_dim")
         generation_config = json_payload(generation_config, "generation_config")
         fields = _text_fields(text_fields_used)
         data_version = optional_text(data_version, "data_version") or "unknown"
@@ -518,12 +516,15 @@ def inspect_embeddings_folder(folder: Path) -> tuple[Path | None, tuple[int, ...
 
 def _load_torch(path: Path) -> Any:
     """A ``.pt`` tensor as a numpy array; ``weights_only=True`` so no pickled code runs."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    if size > MAX_NPY_BYTES:
+        raise InvalidArtifactsError(f"{path}: {size} bytes exceeds the limit of {MAX_NPY_BYTES}")
     import numpy as np
     import torch
 
-    size = path.stat().st_size
-    if size > MAX_NPY_BYTES:
-        raise InvalidArtifactsError(f"{path}: {size} bytes exceeds the limit of {MAX_NPY_BYTES}")
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/runtime errors of many types for bad files
@@ -568,8 +569,8 @@ def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any
     else:
         if not torch_available():
             raise InvalidArtifactsError(f"{file_path}: loading .pt embeddings needs torch, which is not installed")
-        if sha256 and sha256_file(file_path) != sha256:
-            raise ChecksumMismatchError(f"{file_path}: sha256 differs from the one recorded at registration")
+        if sha256:
+            verify_sha256(file_path, sha256)  # hashed first: torch.load reads the file its own way
         array = _load_torch(file_path)
     if sha256 is None:
         logger.warning("embeddings %s have no recorded checksum; loaded %s unverified", info["version"], file_path)
@@ -632,12 +633,6 @@ def _model_name(value: object) -> str:
     return text
 
 
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) <= 0:
-        raise InvalidArgumentError(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _text_fields(value: object) -> list[str]:
     if value is None:
         return list(DEFAULT_TEXT_FIELDS)
@@ -681,9 +676,10 @@ def load_bert_embeddings(
 ) -> tuple[Any, dict[str, Any]]:
     """Load embeddings (default: the current version) as ``(ndarray, info)``.
 
-    Opens the registry read-only in spirit: it is never created and no JSON is
-    written. The file's sha256 is checked against the one recorded at
-    registration while it is read. ``.npy`` files never import torch.
+    The registry is never created and no JSON is written; opening it may store
+    the resolved root when none is stored yet and deletes orphan ``.*.tmp`` files
+    of killed exporters (see ``docs/bert.md``). The file's sha256 is checked
+    against the one recorded at registration. ``.npy`` files never import torch.
 
     Raises:
         RegistryNotFoundError: no registry at ``registry_path``.

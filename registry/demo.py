@@ -1,9 +1,10 @@
 """The main job end to end: train, evaluate, register, select, A/B test, load, recommend.
 
-``cfreg demo`` and ``python tools/demo.py`` call :func:`run_demo`, then
-:func:`render_demo_result` to print what happened. The training and the
-metrics live in :mod:`registry.recsys_train`; this module only orchestrates the
-registry workflow of the doc's "Integration with Training" section:
+``cfreg demo`` and ``python tools/demo.py`` call :func:`run_demo` and print its
+result with :func:`registry.cli.run.render_demo_result` (library code never
+prints). The training and the metrics live in :mod:`registry.recsys_train`;
+this module only orchestrates the registry workflow of the doc's "Integration
+with Training" section:
 
 1. generate a deterministic implicit-feedback data set and write it under
    ``<workdir>/data/demo`` (its ``compute_data_version`` becomes each model's
@@ -23,7 +24,7 @@ Running it again in the same workdir adds new versions next to the old ones.
 Usage::
 
     result = run_demo(Path("demo-run"), quick=True)
-    render_demo_result(result, rich.console.Console())
+    result.best_model_id, result.leaderboard      # what happened; `cfreg demo` prints it
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ MIN_IMPROVEMENT = 0.05
 TRAFFIC_SPLIT = 0.1
 TOP_K = 10
 LEADERBOARD_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "coverage")
-# What the printed leaderboard shows (it must fit 80 columns); the DataFrame has all of LEADERBOARD_METRICS.
+# What the printed leaderboard shows (registry.cli.run prints it; it must fit 80 columns);
+# the DataFrame has all of LEADERBOARD_METRICS.
 SHOWN_METRICS = {"ndcg@10": "ndcg@10", "recall@10": "rec@10", "recall@20": "rec@20", "coverage": "cov"}
 VERSION_FOLDER = re.compile(r"v(\d+)_\d{8}_\d{6}(?:_\d+)?")
 
-__all__ = ["DemoConfig", "DemoResult", "FULL_CONFIG", "QUICK_CONFIG", "render_demo_result", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "FULL_CONFIG", "QUICK_CONFIG", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ def run_demo(
         config: explicit data size and model grid (overrides ``quick``).
 
     Returns:
-        A :class:`DemoResult`; render it with :func:`render_demo_result`.
+        A :class:`DemoResult`; the CLI prints it with :func:`registry.cli.run.render_demo_result`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from threadpoolctl import threadpool_limits
@@ -533,76 +535,3 @@ def _leaderboard(
     )
     frame = pd.DataFrame(rows)
     return frame.sort_values(SELECTION_METRIC, ascending=False, kind="stable").reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_demo_result(result: DemoResult, console: Console) -> None:
-    """Print a demo run: data, leaderboard, selection, A/B test and sample recommendations.
-
-    Only the CLI and ``tools/demo.py`` call this; library code never prints.
-    """
-    from rich import box
-    from rich.table import Table
-
-    console.print(
-        f"[bold]Data[/bold]: {result.num_users} users x {result.num_items} items, "
-        f"{result.num_train_interactions} train / {result.num_holdout_interactions} holdout interactions, "
-        f"data_version [cyan]{result.data_version[:12]}[/cyan]"
-    )
-    table = Table(title=f"Leaderboard on the holdout (best first by {SELECTION_METRIC})", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("model", no_wrap=True)
-    for column in (*SHOWN_METRICS.values(), "vs pop"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True, min_width=len("treatment"))
-    for row in result.leaderboard.to_dict("records"):
-        marks = " ".join(mark for mark, on in (("best", row["current_best"]), (row["ab_arm"], bool(row["ab_arm"]))) if on)
-        improvement = row[f"improvement_{SELECTION_METRIC}"]
-        table.add_row(
-            row["model_id"],
-            *(f"{row[name]:.4f}" for name in SHOWN_METRICS),
-            "" if row["model_type"] == "popularity" else f"{improvement:+.0%}",
-            marks,
-            style="bold green" if row["current_best"] else ("dim" if row["model_type"] == "popularity" else None),
-        )
-    console.print(table)
-    if result.selection is not None:
-        console.print(f"[bold]Current best[/bold]: {result.best_model_id} ({SELECTION_METRIC}={result.selection['value']:.4f}, "
-                      f"min_improvement={MIN_IMPROVEMENT:.0%} over popularity)")
-    else:
-        console.print(f"[yellow]No model passed min_improvement={MIN_IMPROVEMENT:.0%}; current best: {result.best_model_id}[/yellow]")
-    if result.ab_test is not None:
-        test = result.ab_test
-        console.print(f"[bold]A/B test[/bold] {test['test_id']}: control {test['control_model']} vs treatment "
-                      f"{test['treatment_model']} at {test['traffic_split']:.0%} traffic")
-    if result.recommendations:
-        console.print(f"[bold]Top-{TOP_K} recommendations[/bold] from {result.served_model_id} "
-                      "(loaded with get_loader(); [green]green[/green] = in the user's holdout)")
-        recs = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        recs.add_column("rank", justify="right")
-        for user_id in result.recommendations:
-            routed = result.routing.get(user_id)
-            arm = ""
-            if result.ab_test is not None and routed is not None:
-                arm = " (treatment)" if routed == result.ab_test["treatment_model"] else " (control)"
-            recs.add_column(f"{user_id}{arm}")
-        lists = list(result.recommendations.values())
-        for rank in range(max(len(items) for items in lists)):
-            cells = []
-            for items in lists:
-                if rank >= len(items):
-                    cells.append("")
-                    continue
-                item = items[rank]
-                text = f"{item['item_id']}  {item['score']:.3f}"
-                cells.append(f"[green]{text}[/green]" if item["held_out"] else text)
-            recs.add_row(str(rank + 1), *cells)
-        console.print(recs)
-    console.print(f"Registry: {result.registry_path} ({result.database}); finished in {result.elapsed_seconds:.1f}s")
-
-
-def _isnan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-

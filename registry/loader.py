@@ -22,7 +22,8 @@ How it stays consistent and fast:
 This module coordinates; the parts live beside it: :mod:`registry.model_state`
 (the served model and its recommendations), :mod:`registry.model_files` (the
 registry's record of a model's files and reading them), :mod:`registry.model_cache`
-(the LRU) and :mod:`registry.auto_reload` (the reload thread).
+(the LRU), :mod:`registry.ab_routing` (the A/B routing table) and
+:mod:`registry.auto_reload` (the reload thread).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import abtest
+from .ab_routing import ABRouting, load_routing
 from .auto_reload import AutoReloader, ReloadCallback
 from .cf_registry import DEFAULT_REGISTRY_PATH
 from .context import RegistryContext
@@ -103,14 +105,6 @@ class LoaderStats:
     last_reload_error: str | None = None
 
 
-@dataclass(frozen=True)
-class _Routing:
-    """The running A/B test as last read (``config`` None: no test) and its loaded arms."""
-
-    config: dict[str, Any] | None
-    states: Mapping[str, ModelState]
-
-
 # --------------------------------------------------------------------------- loader
 
 
@@ -172,7 +166,7 @@ class ModelLoader:
         self._state: ModelState | None = None
         self._known: tuple[int, str | None] | None = None  # (generation, current best) of the last check
         self._index: dict[str, CacheKey] = {}  # model id -> key, valid until the generation changes
-        self._routing: _Routing | None = None  # None until load_for_user is first used
+        self._routing: ABRouting | None = None  # None until A/B routing is first used
         self._failure: tuple[CacheKey, tuple[FileStamp, ...], ChecksumMismatchError] | None = None
         self._stats = LoaderStats()
         self._auto = AutoReloader(self.reload_model, self._served_id, f"cfreg-auto-reload-{self.registry_path.parent.name}")
@@ -321,30 +315,41 @@ class ModelLoader:
     # ------------------------------------------------------------------ A/B routing
 
     def state_for_user(self, user_id: Any) -> ModelState:
-        """The model that serves ``user_id``: its A/B arm while a test runs, else the current best.
+        """The model that serves ``user_id``: its A/B arm while a test runs, else the current best."""
+        return self.route_for_user(user_id)[0]
+
+    def route_for_user(self, user_id: Any) -> tuple[ModelState, Mapping[str, Any] | None]:
+        """``(model serving user_id, the read-only A/B test it was routed with or None)``, one snapshot.
 
         The running test is read once and then refreshed by :meth:`reload_model`
         when the registry changes; both arms stay in memory, so routing never reads
-        the disk per request. An arm that cannot be loaded falls back to the
-        current best (logged when the test is read).
+        the disk. An arm that cannot be loaded falls back to the current best.
         """
-        routing = self._routing
-        if routing is None:
-            with self._load_lock:
-                if self._routing is None:
-                    self._refresh_routing()
-                routing = self._routing
-        assert routing is not None
-        if routing.config is not None:
-            state = routing.states.get(abtest.get_model_for_user(user_id, routing.config))
-            if state is not None:
-                return state
-        state = self._state
+        routing = self._routing_table()
+        state = routing.arm_state(user_id) or self._state
         if state is None:
             self.load_current_best()
             state = self._state
         assert state is not None
-        return state
+        return state, routing.config
+
+    def routing_config(self) -> dict[str, Any] | None:
+        """The running A/B test the loader routes with (the doc's ``ab_test`` dict), or None.
+
+        The loader's own copy: read with the routing table on first use, then
+        refreshed by the reload check when the registry generation changes.
+        """
+        config = self._routing_table().config
+        return None if config is None else dict(config)
+
+    def _routing_table(self) -> ABRouting:
+        if self._routing is None:
+            with self._load_lock:
+                if self._routing is None:
+                    self._refresh_routing()
+        routing = self._routing  # once set, only ever replaced by a newer table
+        assert routing is not None
+        return routing
 
     def load_for_user(self, user_id: Any) -> tuple[str, np.ndarray, np.ndarray]:
         """``(model_id, U, V)`` of the model serving ``user_id`` (see :meth:`state_for_user`)."""
@@ -456,20 +461,22 @@ class ModelLoader:
         rows = self._reader.rows(CURRENT_QUERY)
         generation, current_id = int(rows[0][0]), rows[0][1]
         record = record_from_rows([row[2:] for row in rows])
-        if record is None:
-            if served is not None and (known is None or known[1] is not None):
-                logger.warning("registry %s has no current best; still serving %s",
-                               self._ctx.database.describe(), served.model_id)
-            changed = False
-        elif served is not None and served.key == record.key and files_unchanged(served):
-            changed = False
-        else:
-            state = self._take(record, check_files=True, serve=True)
-            if served is not None:
-                logger.info("now serving %s (was %s)", state.model_id, served.model_id)
-            changed = True
-        if self._routing is not None and (known is None or generation != known[0]):
-            self._refresh_routing()
+        try:
+            if record is None:
+                if served is not None and (known is None or known[1] is not None):
+                    logger.warning("registry %s has no current best; still serving %s",
+                                   self._ctx.database.describe(), served.model_id)
+                changed = False
+            elif served is not None and served.key == record.key and files_unchanged(served):
+                changed = False
+            else:
+                state = self._take(record, check_files=True, serve=True)
+                if served is not None:
+                    logger.info("now serving %s (was %s)", state.model_id, served.model_id)
+                changed = True
+        finally:  # a stopped test must stop routing even when the new best fails to load
+            if self._routing is not None and (known is None or generation != known[0]):
+                self._refresh_routing()
         self._known = (generation, current_id)
         return changed
 
@@ -518,18 +525,11 @@ class ModelLoader:
 
     def _refresh_routing(self) -> None:
         """Re-read the running A/B test and load its arms into memory (never serves them)."""
-        config = abtest.routing_config(self._ctx)
-        states: dict[str, ModelState] = {}
-        if config is not None:
-            for arm in dict.fromkeys((config["control_model"], config["treatment_model"])):
-                try:
-                    record = self._require_record(arm)
-                    states[arm] = self._take(record, check_files=True, serve=False,
-                                             pinned=[*(s.key for s in states.values()), record.key])
-                except RegistryError as exc:
-                    logger.error("A/B test %s: model %s cannot be loaded (%s); its users get the current best",
-                                 config.get("test_id"), arm, exc)
-        self._routing = _Routing(config, states)
+        def load_arm(model_id: str, pinned: list[CacheKey]) -> ModelState:
+            record = self._require_record(model_id)
+            return self._take(record, check_files=True, serve=False, pinned=[*pinned, record.key])
+
+        self._routing = load_routing(abtest.routing_config(self._ctx), load_arm)
 
     # ------------------------------------------------------------------ internals (self._lock held)
 
@@ -545,11 +545,7 @@ class ModelLoader:
         if served is not None and served.key == key:
             return served
         routing = self._routing
-        if routing is not None:
-            for state in routing.states.values():
-                if state.key == key:
-                    return state
-        return None
+        return None if routing is None else routing.find(key)
 
     def _count(self, from_disk: bool, elapsed_ms: float = 0.0) -> None:
         stats = self._stats
@@ -569,7 +565,7 @@ class ModelLoader:
         if self.cache_enabled:
             self._cache.put(state)
         routing = self._routing
-        held = {*pinned, *(s.key for s in routing.states.values())} if routing else set(pinned)
+        held = {*pinned, *routing.keys()} if routing else set(pinned)
         # The served model is never evicted; A/B arms (and ``pinned``) only when nothing else is left.
         self._stats.evictions += self._cache.evict(self._state.key if self._state is not None else None, held)
 

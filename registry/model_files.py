@@ -74,8 +74,20 @@ def record_from_rows(rows: list[tuple[Any, ...]]) -> ModelRecord | None:
     return ModelRecord(model_id, model_type, version, path, files, key)
 
 
+def model_file_names(record: ModelRecord) -> list[str]:
+    """Every file of the model to check and watch: ``U``, ``V`` first, then the other
+    standard files and id maps, then the rest of the recorded files (e.g. the extra
+    files of a type added with :func:`registry.artifacts.register_model_type`)."""
+    prefix = record.model_type
+    names = [*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values()]
+    return names + sorted(set(record.files) - set(names))
+
+
 def stat_files(record: ModelRecord, folder: Path, verify: str) -> tuple[dict[str, Path], tuple[FileStamp, ...]]:
     """The model files present in ``folder`` and their stamps.
+
+    Every recorded file is checked (see :func:`model_file_names`); the standard
+    files and id maps that were not recorded (a legacy import) are used when present.
 
     Args:
         record: the model as registered.
@@ -89,11 +101,9 @@ def stat_files(record: ModelRecord, folder: Path, verify: str) -> tuple[dict[str
         InvalidArtifactsError: ``U``/``V`` or a recorded file is missing or unreadable.
         ChecksumMismatchError: a file's size differs from the recorded one.
     """
-    prefix = record.model_type
-    names = [*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values()]
     found: dict[str, Path] = {}
     stamps: list[FileStamp] = []
-    for position, name in enumerate(names):
+    for position, name in enumerate(model_file_names(record)):
         path = folder / name
         try:
             info = os.stat(path)
@@ -131,7 +141,8 @@ def read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], sta
 
     Raises:
         InvalidArtifactsError: a file is invalid, or the shapes disagree.
-        ChecksumMismatchError: a file's sha256 differs from the recorded one.
+        ChecksumMismatchError: a file's sha256 (``'full'``: of every recorded file)
+            differs from the recorded one.
     """
     prefix = record.model_type
     U = _load_array(found[f"{prefix}_U.npy"], record, verify, mmap)
@@ -141,6 +152,12 @@ def read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], sta
     user_ids = _load_json(found.get(f"{prefix}_user_ids.json"), record, verify, list, None)
     item_ids = _load_json(found.get(f"{prefix}_item_ids.json"), record, verify, list, None)
     _check_shapes(record, U, V, user_ids, item_ids)
+    if verify == "full":
+        # Files the loader does not read (a custom type's extras) are still part of the model.
+        read = {*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values()}
+        for name, path in found.items():
+            if name not in read and name in record.files:
+                artifacts.verify_sha256(path, record.files[name][1])
     metadata = {**metadata, "model_id": record.model_id, "model_type": record.model_type,
                 "version": record.version, "path": record.path}
     logger.info("loaded model %s from %s (%d bytes, verify=%s, mmap=%s)",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError, ModelNotFoundError
+from .validation import positive_int
 
 # (model_id, ((file_name, sha256), ...)): a model's identity including its file contents.
 CacheKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -88,7 +89,7 @@ class ModelState:
                 valid non-negative integer in range.
         """
         row = _index_argument(user_index, self.num_users, "user_index")
-        count = _positive_int(k, "k")
+        count = positive_int(k, "k")
         scores = self.V @ self.U[row]
         if scores.dtype.kind != "f":
             scores = scores.astype(np.float64)
@@ -155,12 +156,6 @@ def _index_argument(value: Any, size: int, name: str) -> int:
         raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
     if not 0 <= value < size:
         raise InvalidArgumentError(f"{name} {value} is out of range: the model has {size} rows (0..{size - 1})")
-    return int(value)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -35,7 +34,6 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .abtest import routing_config
 from .cf_registry import DEFAULT_REGISTRY_PATH
 from .errors import InvalidArgumentError, ModelNotFoundError, NoModelLoadedError, RegistryError
 from .loader import ModelLoader, ModelState, get_loader
@@ -51,27 +49,19 @@ __all__ = ["MAX_K", "create_app", "serve"]
 
 
 class RecommendationService:
-    """What the endpoints share: the loader, plus the running A/B test as of the last reload check.
+    """What the endpoints share: the loader, which also holds the A/B routing table.
 
-    The A/B test is re-read only after the loader ran a reload check (its
-    ``reload_count`` moved), so a request never reads the database.
+    The running A/B test is the loader's own copy (:meth:`ModelLoader.routing_config`),
+    refreshed by its reload check, so a request never reads the database and the
+    test a response names is always the one its model was routed with.
     """
 
     def __init__(self, loader: ModelLoader) -> None:
         self.loader = loader
-        self._lock = threading.Lock()
-        self._ab_seen_reloads: int | None = None
-        self._ab_test: dict[str, Any] | None = None
 
     def ab_test(self) -> dict[str, Any] | None:
-        """The running A/B test (the doc's ``ab_test`` dict) or None."""
-        reloads = self.loader.get_stats()["reload_count"]
-        if reloads != self._ab_seen_reloads:
-            with self._lock:
-                if reloads != self._ab_seen_reloads:
-                    self._ab_test = routing_config(self.loader.context)
-                    self._ab_seen_reloads = reloads
-        return self._ab_test
+        """The running A/B test the loader routes with (the doc's ``ab_test`` dict) or None."""
+        return self.loader.routing_config()
 
     def served(self) -> ModelState:
         """The current best being served; 503 when there is none."""
@@ -87,8 +77,7 @@ class RecommendationService:
     def recommend(self, user_id: str, k: int, exclude: list[str] | None = None) -> dict[str, Any]:
         """Top-``k`` for an external user id from the model the user is routed to, minus ``exclude``."""
         self.served()
-        state = self.loader.state_for_user(user_id)
-        test = self.ab_test()
+        state, test = self.loader.route_for_user(user_id)  # one routing snapshot: model and test agree
         arm = None
         if test is not None:
             arm = {test["control_model"]: "control", test["treatment_model"]: "treatment"}.get(state.model_id)
@@ -169,6 +158,7 @@ def create_app(
             logger.info("serving model %s", loader.get_model_info()["model_id"])
         except NoModelLoadedError as exc:
             logger.warning("starting without a model: %s", exc)
+        await run_in_threadpool(loader.routing_config)  # the A/B routing table (arms in memory) before any request
         if reload_interval:
             loader.start_auto_reload(reload_interval)
         app.state.service = RecommendationService(loader)

@@ -345,7 +345,7 @@ def test_rollback_after_promoting_the_treatment_restores_control(registry, two_m
     test_id = registry.start_ab_test(control, treatment, 0.3)["test_id"]
     registry.stop_ab_test(test_id, promote="treatment")
     rolled = registry.rollback_ab_test(test_id)
-    assert rolled["promoted"] == "control" and rolled["traffic_split"] == 0.0
+    assert rolled["promoted"] == "control" and rolled["traffic_split"] == 0.3  # a stopped test keeps its record
     best = registry.get_current_best()
     assert best["model_id"] == control and best["selected_by"] == "ab_test"
     assert {registry.route_user(u) for u in range(300)} == {control}
@@ -362,6 +362,51 @@ def test_rollback_when_control_was_not_current_makes_it_current(registry, two_mo
     registry.start_ab_test(control, treatment, 0.2)
     registry.rollback_ab_test()
     assert registry.get_current_best()["model_id"] == control
+
+
+def test_rollback_of_a_stopped_unpromoted_test_changes_nothing(registry, two_models, model_dir) -> None:
+    # Regression: rolling back an old stopped test demoted the current best to its control
+    # and rewrote the test's history (split 0, promoted 'control').
+    control, treatment = two_models
+    test_id = registry.start_ab_test(control, treatment, 0.3)["test_id"]
+    stopped = registry.stop_ab_test(test_id)
+    newer = registry.register_model(model_dir("als/v3", seed=3), "als", {}, {"ndcg@10": 0.9}, {}, version="v3")
+    registry.select_best_model()
+    assert registry.get_current_best()["model_id"] == newer
+    generation, actions = registry.context.generation()[0], audit_actions(registry)
+
+    with pytest.raises(InvalidArgumentError, match="never promoted"):
+        registry.rollback_ab_test(test_id)
+
+    assert registry.get_current_best()["model_id"] == newer
+    assert registry.get_ab_test(test_id) == stopped
+    assert registry.context.generation()[0] == generation and audit_actions(registry) == actions
+
+
+def test_rollback_of_a_promoted_treatment_that_is_no_longer_current_changes_nothing(
+        registry, two_models, model_dir) -> None:
+    control, treatment = two_models
+    test_id = registry.start_ab_test(control, treatment, 0.3)["test_id"]
+    stopped = registry.stop_ab_test(test_id, promote="treatment")
+    newer = registry.register_model(model_dir("als/v3", seed=3), "als", {}, {"ndcg@10": 0.9}, {}, version="v3")
+    registry.promote_model(newer)
+    generation = registry.context.generation()[0]
+
+    with pytest.raises(InvalidArgumentError, match=f"current best is now {newer}"):
+        registry.rollback_ab_test(test_id)
+
+    assert registry.get_current_best()["model_id"] == newer
+    assert registry.get_ab_test(test_id) == stopped
+    assert registry.context.generation()[0] == generation
+
+
+def test_second_rollback_of_a_running_test_changes_nothing(registry, two_models) -> None:
+    control, treatment = two_models
+    test_id = registry.start_ab_test(control, treatment, 0.3)["test_id"]
+    rolled = registry.rollback_ab_test(test_id)  # control was already current: nothing promoted
+    generation = registry.context.generation()[0]
+    assert registry.rollback_ab_test(test_id) == rolled
+    assert registry.context.generation()[0] == generation
 
 
 def test_route_user_without_test_or_best_raises(registry, model_dir) -> None:

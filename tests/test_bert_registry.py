@@ -31,6 +31,7 @@ from registry import (
     get_bert_registry,
     load_bert_embeddings,
 )
+from registry import artifacts as artifacts_module
 from registry import audit, bert_registry as bert_module
 from registry.models import AuditEvent, BertEmbedding, EmbeddingLink, Settings
 
@@ -180,7 +181,7 @@ def test_register_records_file_checksum_and_defaults(bert: BERTEmbeddingsRegistr
     file_path = tmp_path / path / "product_embeddings.npy"
     assert recorded["file_name"] == "product_embeddings.npy"
     assert recorded["size_bytes"] == file_path.stat().st_size
-    assert recorded["sha256"] == bert_module.sha256_file(file_path)
+    assert recorded["sha256"] == artifacts_module.sha256_file(file_path)
 
 
 def test_item_embeddings_file_is_accepted_and_product_file_preferred(bert: BERTEmbeddingsRegistry, tmp_path: Path) -> None:
@@ -363,6 +364,53 @@ def test_pt_file_is_loaded_with_weights_only(bert: BERTEmbeddingsRegistry, tmp_p
     array, info = bert.load_embeddings(version)
     np.testing.assert_array_equal(array, tensor.numpy())
     assert info["version"] == version
+
+
+@pytest.fixture
+def fake_pt_version(bert: BERTEmbeddingsRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """A registered ``.pt`` version, with torch replaced by a stub (torch need not be installed)."""
+    monkeypatch.setattr(bert_module, "torch_available", lambda: True)
+    monkeypatch.setattr(bert_module, "_load_torch", lambda path: np.zeros((10, 4), dtype=np.float32))
+    folder = tmp_path / "artifacts" / "cf" / "bert" / "pt"
+    folder.mkdir(parents=True)
+    file_path = folder / "product_embeddings.pt"
+    file_path.write_bytes(b"stub tensor bytes")
+    return bert.register_embeddings(folder, "m", 10, 4), file_path
+
+
+def test_pt_file_read_errors_are_typed(bert: BERTEmbeddingsRegistry, fake_pt_version: tuple[str, Path],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the .pt branch hashed the file itself and let OSError escape raw.
+    version, file_path = fake_pt_version
+    assert bert.load_embeddings(version)[0].shape == (10, 4)
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(artifacts_module, "sha256_file", unreadable)
+    monkeypatch.setattr(bert_module, "sha256_file", unreadable, raising=False)
+    with pytest.raises(InvalidArtifactsError, match="could not be read"):
+        bert.load_embeddings(version)
+
+
+def test_pt_file_changed_since_registration_is_a_checksum_mismatch(
+        bert: BERTEmbeddingsRegistry, fake_pt_version: tuple[str, Path]) -> None:
+    version, file_path = fake_pt_version
+    file_path.write_bytes(b"other tensor bytes")
+    with pytest.raises(ChecksumMismatchError, match="product_embeddings.pt"):
+        bert.load_embeddings(version)
+
+
+def test_load_torch_reports_a_vanished_file_as_invalid_artifacts(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArtifactsError, match="could not be read"):
+        bert_module._load_torch(tmp_path / "gone.pt")
+
+
+def test_argument_checks_use_the_shared_positive_int() -> None:
+    from registry import model_state, validation
+
+    assert not hasattr(bert_module, "_positive_int") and not hasattr(model_state, "_positive_int")
+    assert bert_module.positive_int is validation.positive_int
 
 
 # ---------------------------------------------------------------------- current version

@@ -460,12 +460,26 @@ def test_ab_group(cli: Cli, registry: ModelRegistry, trained) -> None:
     assert cli.json("ab", "status", "--all") == plain(registry.list_ab_tests())
 
     rolled = cli.json("ab", "rollback", "ab_test_1")
-    assert rolled["traffic_split"] == 0
+    assert (rolled["traffic_split"], rolled["promoted"]) == (0.25, "control")  # a stopped test keeps its split
     assert registry.get_current_best()["model_id"] == "als_v1"
     assert "not found" in cli.fails("ab", "status", "ab_missing")
 
 
 # ---------------------------------------------------------------------- BERT embeddings
+
+
+def test_bert_unlink_without_a_link_says_so(cli: Cli, registry: ModelRegistry, trained, tmp_path: Path) -> None:
+    # Regression: `cfreg bert unlink` printed "Unlinked" even when there was no link.
+    cli("register", trained("v1", 0.1))
+    make_embeddings_dir(tmp_path / "artifacts/cf/bert/e1", num_items=25, dim=16)
+    cli("bert", "register", "artifacts/cf/bert/e1", "--model-name", "m", "--version", "bert_v1")
+
+    output = cli("bert", "unlink", "bert_v1", "als_v1").stdout
+    assert "Unlinked" not in output and "No link between bert_v1 and als_v1" in output
+    assert cli.json("bert", "unlink", "bert_v1", "als_v1") is False
+
+    cli("bert", "link", "bert_v1", "als_v1")
+    assert "Unlinked bert_v1 -/- als_v1" in cli("bert", "unlink", "bert_v1", "als_v1").stdout
 
 
 def test_bert_group(cli: Cli, registry: ModelRegistry, trained, tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ import pytest
 from rich.console import Console
 
 from registry import ModelRegistry, baseline_improvement, validate_artifacts, validate_registry_schema
-from registry.demo import MIN_IMPROVEMENT, QUICK_CONFIG, render_demo_result, run_demo
+from registry import demo as demo_module
+from registry.cli.run import render_demo_result
+from registry.demo import MIN_IMPROVEMENT, QUICK_CONFIG, run_demo
 from registry.recsys_train import ALSParams, BPRParams
 from registry.utils import compute_data_version
 
@@ -194,6 +196,17 @@ def test_render_prints_leaderboard_selection_and_recommendations(quick_run) -> N
     assert list(leaderboard["ndcg@10"]) == sorted(leaderboard["ndcg@10"], reverse=True)
     assert leaderboard["current_best"].sum() == 1
     assert leaderboard.iloc[-1]["model_type"] == "popularity"
+
+
+def test_library_demo_module_never_prints() -> None:
+    # Regression: registry.demo held render_demo_result, which printed through a rich Console
+    # although library code never prints; the CLI (registry.cli.run) renders instead.
+    import inspect
+
+    source = inspect.getsource(demo_module)
+    assert not hasattr(demo_module, "render_demo_result") and "render_demo_result" not in demo_module.__all__
+    assert "print(" not in source
+    assert not hasattr(demo_module, "_isnan")
 
 
 def test_progress_display_is_optional(tmp_path: Path) -> None:

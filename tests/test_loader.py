@@ -725,6 +725,46 @@ def test_load_for_user_routes_by_the_running_ab_test_from_memory(
     assert {loader.load_for_user(user)[0] for user in range(200)} == {control}
 
 
+def test_routing_config_is_the_loaders_copy_refreshed_by_the_reload_check(
+        registry: ModelRegistry, model_dir: Any, open_loader: Any) -> None:
+    control = register(registry, model_dir, "v1", seed=1, ndcg=0.3)
+    treatment = register(registry, model_dir, "v2", seed=2, ndcg=0.1)
+    registry.select_best_model()
+    loader = open_loader()
+    assert loader.routing_config() is None
+    test = registry.start_ab_test(control, treatment, 0.5)
+    assert loader.routing_config() is None  # not before a reload check
+    loader.reload_model()
+    config = loader.routing_config()
+    assert config == test
+    config["traffic_split"] = 1.0  # a copy: the loader's table is unchanged
+    assert loader.routing_config() == test
+    model, routed_with = loader.route_for_user(0)
+    assert routed_with == test and model.model_id == get_model_for_user(0, test)
+
+
+def test_a_stopped_test_stops_routing_even_when_the_new_best_fails_to_load(
+        registry: ModelRegistry, model_dir: Any, open_loader: Any, tmp_path: Path) -> None:
+    # Regression: a failed reload check left the routing table as it was, so a stopped
+    # test kept sending users to its treatment until the new best's files were fixed.
+    control = register(registry, model_dir, "v1", seed=1, ndcg=0.3)
+    treatment = register(registry, model_dir, "v2", seed=2, ndcg=0.1)
+    registry.select_best_model()
+    test_id = registry.start_ab_test(control, treatment, 0.5)["test_id"]
+    loader = open_loader()
+    assert {loader.load_for_user(user)[0] for user in range(200)} == {control, treatment}
+
+    registry.stop_ab_test(test_id)
+    broken = register(registry, model_dir, "v3", seed=3, ndcg=0.9)
+    registry.promote_model(broken)
+    (tmp_path / "artifacts/cf/als/v3/als_V.npy").write_bytes(b"truncated")
+    with pytest.raises(InvalidArtifactsError):
+        loader.reload_model()
+
+    assert {loader.load_for_user(user)[0] for user in range(200)} == {control}
+    assert loader.routing_config() is None
+
+
 # --------------------------------------------------------------------------- recommend
 
 
@@ -811,3 +851,54 @@ def test_get_loader_is_one_loader_per_registry(
     reset_loader()
     assert not thread.is_alive()
     assert get_loader(other_path) is not second
+
+
+# --------------------------------------------------------------------------- custom model types
+
+
+@pytest.fixture
+def ease_model(registry: ModelRegistry, model_dir: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current best is an 'ease' model whose type records an extra file, ``ease_item_sim.npy``."""
+    monkeypatch.setitem(artifacts.REQUIRED_MODEL_FILES, "ease", [])  # restored after the test
+    artifacts.register_model_type("ease", [*artifacts.standard_model_files("ease"), "ease_item_sim.npy"])
+    path = model_dir("ease/v1", model_type="ease", seed=1)
+    extra = tmp_path / path / "ease_item_sim.npy"
+    np.save(extra, np.eye(25, dtype=np.float32))
+    registry.register_model(path, "ease", {}, {"ndcg@10": 0.3}, {}, version="v1")
+    registry.select_best_model()
+    return extra
+
+
+def test_full_verification_covers_every_recorded_file_of_a_custom_type(
+        ease_model: Path, open_loader: Any) -> None:
+    # Regression: only the four standard files and the id maps were checked.
+    np.save(ease_model, np.full((25, 25), 2.0, dtype=np.float32))  # same size, other content
+    with pytest.raises(ChecksumMismatchError, match="ease_item_sim.npy"):
+        open_loader(verify="full")
+
+
+def test_size_verification_covers_every_recorded_file_of_a_custom_type(
+        ease_model: Path, open_loader: Any) -> None:
+    np.save(ease_model, np.eye(30, dtype=np.float32))
+    with pytest.raises(ChecksumMismatchError, match="ease_item_sim.npy"):
+        open_loader(verify="size")
+    ease_model.unlink()
+    with pytest.raises(InvalidArtifactsError, match="ease_item_sim.npy.*missing"):
+        open_loader(verify="none")
+
+
+def test_reload_check_watches_every_recorded_file_of_a_custom_type(
+        ease_model: Path, open_loader: Any) -> None:
+    loader = open_loader(verify="full")
+    served = loader.get_current_model()
+    assert "ease_item_sim.npy" in {stamp[0] for stamp in served.file_stamps}
+    assert loader.reload_model() is False
+
+    np.save(ease_model, np.full((25, 25), 2.0, dtype=np.float32))  # same size, other content
+    with pytest.raises(ChecksumMismatchError, match="ease_item_sim.npy"):
+        loader.reload_model()
+    assert loader.get_current_model() is served
+
+    np.save(ease_model, np.eye(25, dtype=np.float32))  # the registered content again
+    assert loader.reload_model() is True
+    assert loader.get_current_model().model_id == served.model_id

@@ -163,6 +163,34 @@ def test_ab_test_routes_users_like_get_model_for_user(client: TestClient, regist
     assert client.get("/model").json()["ab_test"] is None
 
 
+def test_responses_name_the_test_their_model_was_routed_with(client: TestClient, registry: ModelRegistry,
+                                                            two_models: tuple[str, str], model_dir, tmp_path: Path) -> None:
+    # Regression: the service re-read the running test from the database on every reload
+    # check, apart from the loader's routing table; after a failed reload the two disagreed
+    # (a treatment model answered with "arm": null and the stopped test still routing).
+    a, b = two_models
+    test = registry.start_ab_test(a, b, traffic_split=0.5)
+    client.post("/reload_model")
+    assert {client.get(f"/recommend/{user}").json()["arm"] for user in USERS} == {"control", "treatment"}
+
+    registry.stop_ab_test(test["test_id"])
+    broken = registry.register_model(model_dir("als/v9", seed=9, id_maps=True), "als", {}, {"ndcg@10": 0.9}, {},
+                                     version="v9")
+    registry.promote_model(broken)
+    (tmp_path / "artifacts/cf/als/v9/als_V.npy").write_bytes(b"truncated")
+    assert client.post("/reload_model").status_code == 503  # the new best cannot load; a keeps serving
+
+    shown = client.get("/model").json()["ab_test"]
+    for user in USERS:
+        body = client.get(f"/recommend/{user}").json()
+        if body["arm"] is None:
+            assert (body["model_id"], body["ab_test_id"]) == (a, None), user
+        else:
+            assert body["ab_test_id"] == shown["test_id"], user
+            assert body["model_id"] == shown[f"{body['arm']}_model"], user
+    assert shown is None  # the stopped test no longer routes, even though the reload failed
+
+
 def test_without_a_current_best_the_service_starts_and_answers_503(registry: ModelRegistry, database_url: str,
                                                                    model_dir) -> None:  # type: ignore[no-untyped-def]
     with TestClient(create_app(registry.registry_path, database_url=database_url)) as client:

@@ -7,7 +7,8 @@ Usage::
     python tools/demo.py --workdir /tmp/demo   # elsewhere; re-running adds new versions
     python tools/demo.py --quick               # small data set, a few seconds
 
-The logic lives in :mod:`registry.demo`; this script only parses arguments and prints.
+The logic lives in :mod:`registry.demo` and the printing in :mod:`registry.cli.run`;
+this script only parses arguments.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from registry.demo import render_demo_result, run_demo
+    from registry.cli.run import render_demo_result
+    from registry.demo import run_demo
     from registry.errors import RegistryError
 
     console = Console()

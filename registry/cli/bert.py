@@ -112,7 +112,8 @@ def unlink(ctx: typer.Context, version: Version, model_id: CfModelId) -> None:
     """
     state = state_of(ctx)
     result = state.bert_registry().unlink_model(version, model_id)
-    emit(state, result, lambda: state.out.print(f"Unlinked {version} -/- {model_id}"))
+    message = f"Unlinked {version} -/- {model_id}" if result else f"No link between {version} and {model_id}; nothing to unlink"
+    emit(state, result, lambda: state.out.print(message))
 
 
 @app.command("delete")

@@ -1,14 +1,23 @@
-"""Commands that run something: the end-to-end demo and the HTTP server."""
+"""Commands that run something: the end-to-end demo and the HTTP server.
+
+:func:`render_demo_result` prints a demo run; it lives here because the CLI is the
+only layer that prints (``tools/demo.py`` imports it from here too).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import RegistryError
 from .common import emit, state_of
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..demo import DemoResult
 
 
 def demo(
@@ -22,7 +31,7 @@ def demo(
 
     Example: cfreg demo --workdir /tmp/cfreg-demo
     """
-    from ..demo import render_demo_result, run_demo
+    from ..demo import run_demo
 
     state = state_of(ctx)
     result = run_demo(workdir, quick=quick, show_progress=state.interactive, database_url=state.database_url,
@@ -47,3 +56,67 @@ def serve(
         raise RegistryError(f"serving needs the 'serve' extra: pip install 'cf-model-registry[serve]' ({exc})") from exc
     state.registry()  # fail fast, with one line, when the registry does not exist
     run_server(state.registry_path, host, port, reload_interval or None, state.database_url)
+
+
+def render_demo_result(result: DemoResult, console: Console) -> None:
+    """Print a demo run: data, leaderboard, selection, A/B test and sample recommendations."""
+    from rich import box
+    from rich.table import Table
+
+    from ..demo import MIN_IMPROVEMENT, SELECTION_METRIC, SHOWN_METRICS, TOP_K
+
+    console.print(
+        f"[bold]Data[/bold]: {result.num_users} users x {result.num_items} items, "
+        f"{result.num_train_interactions} train / {result.num_holdout_interactions} holdout interactions, "
+        f"data_version [cyan]{result.data_version[:12]}[/cyan]"
+    )
+    table = Table(title=f"Leaderboard on the holdout (best first by {SELECTION_METRIC})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("model", no_wrap=True)
+    for column in (*SHOWN_METRICS.values(), "vs pop"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True, min_width=len("treatment"))
+    for row in result.leaderboard.to_dict("records"):
+        marks = " ".join(mark for mark, on in (("best", row["current_best"]), (row["ab_arm"], bool(row["ab_arm"]))) if on)
+        improvement = row[f"improvement_{SELECTION_METRIC}"]
+        table.add_row(
+            row["model_id"],
+            *(f"{row[name]:.4f}" for name in SHOWN_METRICS),
+            "" if row["model_type"] == "popularity" else f"{improvement:+.0%}",
+            marks,
+            style="bold green" if row["current_best"] else ("dim" if row["model_type"] == "popularity" else None),
+        )
+    console.print(table)
+    if result.selection is not None:
+        console.print(f"[bold]Current best[/bold]: {result.best_model_id} ({SELECTION_METRIC}={result.selection['value']:.4f}, "
+                      f"min_improvement={MIN_IMPROVEMENT:.0%} over popularity)")
+    else:
+        console.print(f"[yellow]No model passed min_improvement={MIN_IMPROVEMENT:.0%}; current best: {result.best_model_id}[/yellow]")
+    if result.ab_test is not None:
+        test = result.ab_test
+        console.print(f"[bold]A/B test[/bold] {test['test_id']}: control {test['control_model']} vs treatment "
+                      f"{test['treatment_model']} at {test['traffic_split']:.0%} traffic")
+    if result.recommendations:
+        console.print(f"[bold]Top-{TOP_K} recommendations[/bold] from {result.served_model_id} "
+                      "(loaded with get_loader(); [green]green[/green] = in the user's holdout)")
+        recs = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        recs.add_column("rank", justify="right")
+        for user_id in result.recommendations:
+            routed = result.routing.get(user_id)
+            arm = ""
+            if result.ab_test is not None and routed is not None:
+                arm = " (treatment)" if routed == result.ab_test["treatment_model"] else " (control)"
+            recs.add_column(f"{user_id}{arm}")
+        lists = list(result.recommendations.values())
+        for rank in range(max(len(items) for items in lists)):
+            cells = []
+            for items in lists:
+                if rank >= len(items):
+                    cells.append("")
+                    continue
+                item = items[rank]
+                text = f"{item['item_id']}  {item['score']:.3f}"
+                cells.append(f"[green]{text}[/green]" if item["held_out"] else text)
+            recs.add_row(str(rank + 1), *cells)
+        console.print(recs)
+    console.print(f"Registry: {result.registry_path} ({result.database}); finished in {result.elapsed_seconds:.1f}s")

@@ -1,0 +1,67 @@
+"""Keeps ``tools/bench.py`` working: its quick mode runs end to end and writes its reports.
+
+No timing is asserted: the bench reports figures, the tests only check it produces them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "tools" / "bench.py"
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
+    markdown, results = tmp_path / "bench.md", tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--sizes", "10,30", "--markdown", str(markdown),
+         "--json", str(results), "--workdir", str(tmp_path / "work")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    document = json.loads(results.read_text(encoding="utf-8"))
+    assert document["meta"]["quick"] is True and document["meta"]["sizes"] == [10, 30]
+    rows = {(row["op"], row["size"]): row for row in document["rows"]}
+    for op in ("register_known_files", "register_new_files", "register_with_export", "select_best_model",
+               "list_models", "get_registry_stats", "change_check_no_change"):
+        for size in (10, 30):
+            row = rows[(op, size)]
+            assert row["ours"]["n"] >= 3 and row["ours"]["median_ms"] > 0 and row["floor"]["median_ms"] > 0
+            assert row["ours"]["p95_ms"] >= row["ours"]["median_ms"]
+    assert rows[("hashing_only", 30)]["floor"]["n"] >= 3
+    assert rows[("register_known_files", 30)]["status"] in ("pass, pass", "pass, MISS", "MISS, pass", "MISS, MISS")
+    if document["meta"]["loader"]:
+        for op in ("reload_model_no_change", "cold_load", "mmap_load", "cached_load", "cold_load_full_verify"):
+            assert rows[(op, 30)]["ours"]["median_ms"] > 0
+
+    text = markdown.read_text(encoding="utf-8")
+    assert text == completed.stdout
+    assert "| operation | N | ours median / p95 |" in text
+    assert "| register (files already hashed) | 30 |" in text
+    assert "## Misses" in text
+    assert not (tmp_path / "work").exists(), "the bench left its work folder behind"
+
+    # Re-rendering a saved run keeps the table and any hand-written analysis below the marker.
+    marker = "<!-- analysis: kept when tools/bench.py rewrites this file -->"
+    markdown.write_text(text + "\n" + marker + "\nOur notes.\n", encoding="utf-8")
+    rerun = subprocess.run(
+        [sys.executable, str(BENCH), "--from-json", str(results), "--markdown", str(markdown)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rendered = markdown.read_text(encoding="utf-8")
+    assert rendered.startswith(text) and rendered.endswith(marker + "\nOur notes.\n")
+
+
+def test_bench_rejects_bad_sizes(tmp_path: Path) -> None:
+    completed = subprocess.run([sys.executable, str(BENCH), "--quick", "--sizes", "ten"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 2
+    assert "--sizes must be comma-separated integers" in completed.stderr

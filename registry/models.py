@@ -93,7 +93,7 @@ class Model(Base):
         CheckConstraint(f"status IN {MODEL_STATUSES!r}", name="status_known"),
         Index("ix_models_type_status", "model_type", "status"),
         Index("ix_models_created_at", "created_at"),
-        Index("ix_models_path", "path"),
+        Index("ix_models_path_created_at", "path", "created_at"),
     )
 
     model_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)

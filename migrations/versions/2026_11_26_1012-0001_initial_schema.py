@@ -124,7 +124,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.create_index('ix_models_created_at', ['created_at'], unique=False)
-        batch_op.create_index('ix_models_path', ['path'], unique=False)
+        batch_op.create_index('ix_models_path_created_at', ['path', 'created_at'], unique=False)
         batch_op.create_index('ix_models_type_status', ['model_type', 'status'], unique=False)
 
     op.create_table('selections',
@@ -225,7 +225,7 @@ def downgrade() -> None:
     op.drop_table('selections')
     with op.batch_alter_table('models', schema=None) as batch_op:
         batch_op.drop_index('ix_models_type_status')
-        batch_op.drop_index('ix_models_path')
+        batch_op.drop_index('ix_models_path_created_at')
         batch_op.drop_index('ix_models_created_at')
 
     op.drop_table('models')

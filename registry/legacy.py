@@ -21,8 +21,11 @@ files are tolerated:
   columns and written back on export;
 * a ``bert_embeddings`` map inside ``registry.json`` (registry_version 1.1/1.2).
 
-All rows and one ``IMPORT`` audit event commit in one transaction: a file with
-any error stores nothing.
+Whatever the file holds, reading and checking it raises nothing but
+:class:`ImportFormatError` naming the file (and ``FileNotFoundError`` for a missing
+one): builtin errors a hostile value might still provoke are converted by
+:func:`import_errors`. All rows and one ``IMPORT`` audit event commit in one
+transaction: a file with any error stores nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from numbers import Real
@@ -41,7 +46,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, export
-from .errors import ImportFormatError, InvalidArgumentError, ModelExistsError
+from .errors import ImportFormatError, InvalidArgumentError, ModelExistsError, RegistryError
 from .models import (
     AB_TEST_STATUSES,
     ABTest,
@@ -57,8 +62,11 @@ from .models import (
 )
 from .validation import (
     MODEL_STATUS,
+    finite_real,
     json_payload,
     optional_text,
+    path_text,
+    positive_int,
     to_jsonable,
     validate_identifier,
     validate_metric_name,
@@ -86,6 +94,9 @@ EMBEDDING_FIELDS = (
 # Derived values of the documents' metadata (recomputed on export, not imported).
 DERIVED_METADATA = ("registry_version", "last_updated", "num_models", "num_embeddings", "generation", "selection_criteria")
 SELECTED_BY_LENGTH = 32
+DEFAULT_SELECTION_CRITERIA = "ndcg@10"
+# num_items / embedding_dim are INTEGER columns (32-bit on PostgreSQL).
+MAX_COUNT = 2**31 - 1
 
 
 # --------------------------------------------------------------------------- strict JSON
@@ -105,10 +116,18 @@ def read_json_strict(
     Raises:
         FileNotFoundError: the file does not exist.
         ImportFormatError: too large, not UTF-8, not JSON, nested too deeply,
-            duplicate keys, or numbers too long to convert.
+            duplicate keys, numbers too long to convert, a non-finite number when
+            ``allow_non_finite`` is False (its ``__cause__`` is then a
+            :class:`NonFiniteNumberError`), or not a readable file (a directory,
+            no permission).
     """
     file_path = Path(path)
-    size = file_path.stat().st_size
+    try:
+        size = file_path.stat().st_size
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeError, ValueError) as exc:  # a path with a lone surrogate or NUL, no permission...
+        raise ImportFormatError(f"{file_path!r}: cannot read the file ({exc})") from exc
     if size > max_bytes:
         raise ImportFormatError(
             f"{file_path}: {size} bytes exceeds the import limit of {max_bytes} bytes; "
@@ -117,6 +136,11 @@ def read_json_strict(
     try:
         with open(file_path, "rb") as handle:
             data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise ImportFormatError(f"{file_path}: cannot read the file ({exc}); give a registry.json file") from exc
+    try:
         if len(data) > max_bytes:
             raise ImportFormatError(f"{file_path}: grew beyond the import limit of {max_bytes} bytes while reading")
         return json.loads(
@@ -147,8 +171,32 @@ def _non_finite(token: str) -> float:
     return float(token)  # 'NaN', 'Infinity', '-Infinity'
 
 
+class NonFiniteNumberError(ValueError):
+    """A bare ``NaN``/``Infinity`` token where they are refused (the cause of the ImportFormatError)."""
+
+
 def _refuse_non_finite(token: str) -> float:
-    raise ValueError(f"non-finite number {token} is not allowed")
+    raise NonFiniteNumberError(f"non-finite number {token} is not allowed")
+
+
+@contextmanager
+def import_errors(source: str) -> Iterator[None]:
+    """Last line of defence while reading and checking a file (never while writing the database).
+
+    The field checks raise :class:`ImportFormatError` themselves; a builtin error
+    that a hostile value still provokes (``TypeError``, ``ValueError``,
+    ``OverflowError``, ``UnicodeError``, ``RecursionError``, ``OSError``) becomes an
+    ``ImportFormatError`` naming ``source``. Registry errors and
+    ``FileNotFoundError`` pass through unchanged.
+    """
+    try:
+        yield
+    except (RegistryError, FileNotFoundError):
+        raise
+    except (TypeError, ValueError, OverflowError, UnicodeError, RecursionError, OSError) as exc:
+        raise ImportFormatError(
+            f"{source}: cannot be imported ({type(exc).__name__}: {exc}); fix the file or restore a backup"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- parsed form
@@ -207,7 +255,15 @@ def parse_documents(
     parsed = ParsedRegistry()
     bert_entries: dict[str, tuple[str, Any]] = {}
     if registry_document is not None:
-        _parse_registry(registry_document, source, parsed, bert_entries)
+        with import_errors(source):
+            _parse_registry(registry_document, source, parsed, bert_entries)
+    with import_errors(bert_source if bert_document is not None else source):
+        _parse_bert(bert_document, bert_source, parsed, bert_entries)
+    return parsed
+
+
+def _parse_bert(bert_document: Any, bert_source: str, parsed: ParsedRegistry,
+                bert_entries: dict[str, tuple[str, Any]]) -> None:
     bert_current: Any = None
     if bert_document is not None:
         if not isinstance(bert_document, dict):
@@ -234,7 +290,6 @@ def parse_documents(
             )
         parsed.current_embeddings = bert_current
     _links_from_bert_integration(parsed)
-    return parsed
 
 
 def _parse_registry(document: Any, source: str, parsed: ParsedRegistry, bert_entries: dict[str, tuple[str, Any]]) -> None:
@@ -258,7 +313,7 @@ def _parse_registry(document: Any, source: str, parsed: ParsedRegistry, bert_ent
     if criteria is not None:
         parsed.selection_criteria = _checked(validate_metric_name, criteria, where=f"{source}: metadata.selection_criteria")
     legacy_version = metadata.get("registry_version")
-    parsed.legacy_registry_version = legacy_version if isinstance(legacy_version, str) and len(legacy_version) <= 32 else None
+    parsed.legacy_registry_version = legacy_version if _short_text(legacy_version, 32) else None
     ignored = sorted(set(metadata) - set(DERIVED_METADATA))
     if ignored:
         parsed.warn(f"{source}: metadata keys {ignored} are not imported (metadata is recomputed on export)")
@@ -297,7 +352,7 @@ def _parse_model(model_id: Any, entry: Any, source: str, parsed: ParsedRegistry)
         version = model_id[len(model_type) + 1:]
     version = _checked(validate_identifier, version, "version", where=where)
     status = entry.get("status", "active")
-    if status not in MODEL_STATUS:
+    if not isinstance(status, str) or status not in MODEL_STATUS:
         raise ImportFormatError(f"{where}: unknown status {status!r}; use one of {sorted(MODEL_STATUS)}")
     row: dict[str, Any] = {
         "model_id": model_id,
@@ -324,12 +379,13 @@ def _parse_model(model_id: Any, entry: Any, source: str, parsed: ParsedRegistry)
     for name, value in metrics.items():
         _checked(validate_metric_name, name, where=f"{where}: metrics")
         if isinstance(value, bool) or not isinstance(value, Real):
-            raise ImportFormatError(f"{where}: metric {name!r} must be a number, got {value!r}; fix or remove it")
-        if not math.isfinite(value):
+            raise ImportFormatError(f"{where}: metric {name!r} must be a number, got {short_repr(value)}; fix or remove it")
+        number = finite_real(value)
+        if number is None:  # NaN, Infinity, or an integer too large for a float
             parsed.skipped_values += 1
-            parsed.warn(f"{where}: metric {name!r} is {value!r}; skipped (only finite metrics are stored)")
+            parsed.warn(f"{where}: metric {name!r} is {short_repr(value)}; skipped (only finite metrics are stored)")
             continue
-        parsed.metrics.append({"model_id": model_id, "name": name, "value": float(value)})
+        parsed.metrics.append({"model_id": model_id, "name": name, "value": number})
 
 
 def _parse_current_best(value: Any, source: str, model_ids: set[str], parsed: ParsedRegistry) -> dict[str, Any] | None:
@@ -347,10 +403,10 @@ def _parse_current_best(value: Any, source: str, model_ids: set[str], parsed: Pa
         number = value.get("selection_value")
         if number is not None:
             if isinstance(number, bool) or not isinstance(number, Real):
-                raise ImportFormatError(f"{where}: selection_value must be a number, got {number!r}")
-            if not math.isfinite(number):
+                raise ImportFormatError(f"{where}: selection_value must be a number, got {short_repr(number)}")
+            if finite_real(number) is None:
                 parsed.skipped_values += 1
-                parsed.warn(f"{where}: selection_value {number!r} is not finite; stored as null")
+                parsed.warn(f"{where}: selection_value {short_repr(number)} is not finite; stored as null")
                 number = None
         raw_at = value.get("selected_at")
         selected_at = None if raw_at is None else _parse_time(raw_at, f"{where}.selected_at", parsed)
@@ -365,7 +421,7 @@ def _parse_current_best(value: Any, source: str, model_ids: set[str], parsed: Pa
     return {
         "model_id": model_id,
         "metric": metric,
-        "value": None if number is None else float(number),
+        "value": finite_real(number),
         "selected_at": selected_at,
         "selected_by": selected_by,
     }
@@ -379,15 +435,17 @@ def _parse_ab_test(value: Any, source: str, model_ids: set[str]) -> dict[str, An
     row: dict[str, Any] = {"test_id": test_id}
     for name in ("control_model", "treatment_model"):
         model_id = value.get(name)
-        if model_id not in model_ids:
-            raise ImportFormatError(f"{where}: {name} {model_id!r} is not in 'models'")
+        if not isinstance(model_id, str) or model_id not in model_ids:
+            raise ImportFormatError(f"{where}: {name} {short_repr(model_id)} is not in 'models'")
         row[name] = model_id
-    split = value.get("traffic_split")
-    if isinstance(split, bool) or not isinstance(split, Real) or not 0 <= float(split) <= 1:
-        raise ImportFormatError(f"{where}: traffic_split must be a number between 0 and 1, got {split!r}")
-    row["traffic_split"] = float(split)
+    split = finite_real(value.get("traffic_split"))
+    if split is None or not 0 <= split <= 1:
+        raise ImportFormatError(
+            f"{where}: traffic_split must be a number between 0 and 1, got {short_repr(value.get('traffic_split'))}"
+        )
+    row["traffic_split"] = split
     status = value.get("status", "running")
-    if status not in AB_TEST_STATUSES:
+    if not isinstance(status, str) or status not in AB_TEST_STATUSES:
         raise ImportFormatError(f"{where}: status must be one of {list(AB_TEST_STATUSES)}, got {status!r}")
     row["status"] = status
     row["start_time"] = _parse_time(value.get("start_time"), f"{where}.start_time", None)
@@ -408,8 +466,8 @@ def _parse_embedding(version: Any, entry: Any, source: str, parsed: ParsedRegist
         "path": _stored_path(entry.get("path"), where),
         "created_at": _parse_time(entry.get("created_at"), f"{where}: created_at", parsed),
         "model_name": _checked(optional_text, entry.get("model_name"), "model_name", 256, where=where) or "unknown",
-        "num_items": _count(entry.get("num_items"), f"{where}: num_items"),
-        "embedding_dim": _count(entry.get("embedding_dim"), f"{where}: embedding_dim"),
+        "num_items": _count(entry.get("num_items"), "num_items", where),
+        "embedding_dim": _count(entry.get("embedding_dim"), "embedding_dim", where),
         "data_version": _checked(optional_text, entry.get("data_version"), "data_version", where=where) or "unknown",
         "git_commit": _checked(optional_text, entry.get("git_commit"), "git_commit", 64, where=where),
         "generation_config": _payload(entry.get("generation_config"), f"{where}: generation_config", parsed) or {},
@@ -421,8 +479,8 @@ def _parse_embedding(version: Any, entry: Any, source: str, parsed: ParsedRegist
     if fields is None:
         fields = []
     if not isinstance(fields, list) or not all(isinstance(item, str) for item in fields):
-        raise ImportFormatError(f"{where}: text_fields_used must be a list of strings, got {fields!r}")
-    row["text_fields_used"] = fields
+        raise ImportFormatError(f"{where}: text_fields_used must be a list of strings, got {short_repr(fields)}")
+    row["text_fields_used"] = _checked(to_jsonable, fields, "text_fields_used", where=where)
     extra = {key: value for key, value in entry.items() if key not in EMBEDDING_FIELDS}
     row["extra"] = _payload(extra, f"{where}: extra fields", parsed) or None
     parsed.embeddings.append(row)
@@ -431,6 +489,8 @@ def _parse_embedding(version: Any, entry: Any, source: str, parsed: ParsedRegist
         raise ImportFormatError(f"{where}: linked_models must be a list of model ids, got {linked!r}")
     seen: set[str] = set()
     for model_id in linked:
+        if not isinstance(model_id, str):
+            raise ImportFormatError(f"{where}: linked_models must be a list of model ids, got the item {short_repr(model_id)}")
         if model_id in seen:
             continue
         seen.add(model_id)
@@ -463,15 +523,37 @@ def _checked(check: Any, value: Any, *args: Any, where: str) -> Any:
 
 
 def _stored_path(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip() or any(ch in value for ch in "\x00\n\r") or len(value) > 4096:
-        raise ImportFormatError(f"{where}: path must be a non-empty single-line string, got {value!r}")
-    return value
+    if not isinstance(value, str):  # a JSON file holds strings; path_text would also take os.PathLike
+        raise ImportFormatError(f"{where}: path must be a non-empty single-line string, got {short_repr(value)}")
+    return str(_checked(path_text, value, "path", where=where))
 
 
-def _count(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ImportFormatError(f"{where} must be a non-negative integer, got {value!r}")
-    return value
+def _count(value: Any, field: str, where: str) -> int:
+    """A positive count (as ``register_embeddings`` requires) that fits the INTEGER column."""
+    number = _checked(positive_int, value, field, where=where)
+    if number > MAX_COUNT:
+        raise ImportFormatError(f"{where}: {field} {number} is larger than {MAX_COUNT}")
+    return int(number)
+
+
+def _short_text(value: Any, max_length: int) -> bool:
+    """A string of at most ``max_length`` characters that UTF-8 can encode."""
+    if not isinstance(value, str) or len(value) > max_length:
+        return False
+    try:
+        to_jsonable(value, "text")
+    except InvalidArgumentError:
+        return False
+    return True
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages (a 4000-digit number is not a message)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond the str conversion limit
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_time(value: Any, where: str, parsed: ParsedRegistry | None) -> datetime:
@@ -483,11 +565,13 @@ def _parse_time(value: Any, where: str, parsed: ParsedRegistry | None) -> dateti
         raise ImportFormatError(f"{where} must be an ISO timestamp string (YYYY-MM-DDTHH:MM:SS), got {value!r}")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ImportFormatError(f"{where} {value!r} is not an ISO timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff])") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)  # the original wrote naive local time; we cannot know the zone
-    return moment.astimezone(timezone.utc)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=timezone.utc)  # the original wrote naive local time; we cannot know the zone
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ImportFormatError(
+            f"{where} {short_repr(value)} is not an ISO timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff]) in years 1-9999"
+        ) from None
 
 
 def _payload(value: Any, where: str, parsed: ParsedRegistry) -> dict[str, Any] | None:
@@ -712,13 +796,13 @@ def _import(
     replace: bool,
     only_if_fresh: bool,
 ) -> dict[str, Any]:
-    document = read_json_strict(json_path) if json_path is not None else None
-    bert_document = read_json_strict(bert_json_path) if bert_json_path is not None else None
-    parsed = parse_documents(
-        document, bert_document,
-        source=Path(json_path).name if json_path is not None else "registry.json",
-        bert_source=Path(bert_json_path).name if bert_json_path is not None else "bert_registry.json",
-    )
+    source = Path(json_path).name if json_path is not None else "registry.json"
+    bert_source = Path(bert_json_path).name if bert_json_path is not None else "bert_registry.json"
+    with import_errors(source):
+        document = read_json_strict(json_path) if json_path is not None else None
+    with import_errors(bert_source):
+        bert_document = read_json_strict(bert_json_path) if bert_json_path is not None else None
+    parsed = parse_documents(document, bert_document, source=source, bert_source=bert_source)
     fingerprint_artifacts(parsed, context)
     sources = [str(Path(p).absolute()) for p in (json_path, bert_json_path) if p is not None]
     counts = parsed.counts()
@@ -758,9 +842,10 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
     """Import the JSON files found beside a newly created database; True if something was imported.
 
     Called by ``RegistryContext.open`` when it created the database. Each file
-    with content is first preserved as ``{stem}_backup_{timestamp}.json`` (listed by
-    ``list_backups`` and restorable), because the next export rewrites it in the
-    registry's own format.
+    with content (anything beyond what an empty registry exports: see
+    :func:`has_content`) is first preserved as ``{stem}_backup_{timestamp}.json``
+    (listed by ``list_backups`` and restorable), because the next export rewrites it
+    in the registry's own format.
 
     Raises:
         ImportFormatError: the file is not importable; the registry stays empty and
@@ -774,9 +859,11 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
         return False
     json_path, bert_path = sources
     try:
-        document = read_json_strict(json_path) if json_path else None
-        bert_document = read_json_strict(bert_path) if bert_path else None
-        if not _has_content(document, "models") and not _has_content(bert_document, "embeddings"):
+        with import_errors(json_path.name if json_path else "registry.json"):
+            document = read_json_strict(json_path) if json_path else None
+        with import_errors(bert_path.name if bert_path else "bert_registry.json"):
+            bert_document = read_json_strict(bert_path) if bert_path else None
+        if not has_content(document, "models") and not has_content(bert_document, "embeddings"):
             return False
     except ImportFormatError as exc:
         copies = _preserve(sources)
@@ -794,10 +881,31 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
     return bool(counts["imported"])
 
 
-def _has_content(document: Any, key: str) -> bool:
+def has_content(document: Any, entries_key: str) -> bool:
+    """False only for the shape an empty registry exports; anything else must be kept (and imported).
+
+    The empty shape: ``current_best`` null/empty, ``{entries_key}`` (``models`` or
+    ``embeddings``) empty, ``bert_embeddings`` / ``ab_test`` absent or empty, and
+    ``metadata`` holding only derived keys with the default selection criteria. Any
+    other top-level key (``reranking_config``, ``normalization_ranges``...) is
+    content: it is imported into ``settings.extra`` and must not be overwritten.
+    """
+    if document is None:
+        return False
     if not isinstance(document, dict):
-        return document is not None  # not a registry at all: let the import report it
-    return bool(document.get(key)) or bool(document.get("current_best")) or bool(document.get("bert_embeddings"))
+        return True  # not a registry at all: keep it and let the import report it
+    for key, value in document.items():
+        if key == "metadata":
+            if not isinstance(value, dict) or set(value) - set(DERIVED_METADATA):
+                return True
+            if value.get("selection_criteria") not in (None, DEFAULT_SELECTION_CRITERIA):
+                return True
+        elif key in ("current_best", entries_key, "bert_embeddings", "ab_test"):
+            if not (value is None or (isinstance(value, (str, dict, list)) and not value)):
+                return True
+        else:
+            return True
+    return False
 
 
 def _preserve(sources: list[Path | None]) -> list[str]:

@@ -5,10 +5,11 @@
   ``cfreg register``), optionally promoting it when it beats the current best.
 * :func:`plan_cleanup` / :func:`cleanup_old_models`: keep the newest models per
   type and archive or delete the rest (``tools/cleanup_old_models.py``,
-  ``cfreg cleanup``), never touching the current best or a model in a running
-  A/B test.
-* :func:`run_readonly_query`: one SQL statement on a connection that cannot
-  write (``cfreg sql``).
+  ``cfreg cleanup``), never touching the current best, a model in a running
+  A/B test or a model linked to BERT embeddings (:func:`cleanup_protection`, the
+  rule ``registry.utils.cleanup_old_artifacts`` applies too).
+
+Read-only SQL (``cfreg sql``) lives in :mod:`registry.readonly_sql`.
 
 Everything here goes through the public registry API, so validation, audit and
 the JSON export happen exactly as for any other caller.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,15 +34,15 @@ from .errors import (
     InvalidArtifactsError,
     ModelInUseError,
     ModelNotFoundError,
-    ReadOnlyQueryError,
+    RegistryError,
 )
 from .export import iso
-from .models import Model, Settings
+from .models import EmbeddingLink, Model
+from .selection import settings_row
 from .validation import validate_identifier, validate_metrics
 
 if TYPE_CHECKING:
     from .cf_registry import ModelRegistry
-    from .context import RegistryContext
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,13 @@ __all__ = [
     "CleanupItem",
     "CleanupReport",
     "ModelFolder",
-    "QueryResult",
     "UpdateResult",
     "cleanup_old_models",
+    "cleanup_protection",
     "detect_model_type",
     "metrics_from_document",
     "plan_cleanup",
     "read_model_folder",
-    "run_readonly_query",
     "stored_artifacts_path",
     "update_registry_from_folder",
 ]
@@ -353,6 +352,7 @@ class CleanupItem:
     action: str
     reason: str
     done: bool = False
+    error: str | None = None  # an error after the change committed (e.g. files left behind), or the failure
 
 
 @dataclass
@@ -391,29 +391,52 @@ class CleanupReport:
         return data
 
 
+def cleanup_protection(session: Session) -> dict[str, str]:
+    """Models no cleanup may archive, delete or remove the files of: ``{model_id: reason}``.
+
+    The one rule both cleanups apply (:func:`cleanup_old_models` and
+    ``registry.utils.cleanup_old_artifacts``): the current best (``"current best"``),
+    the two models of the running A/B test (``"in running A/B test T"``) and every
+    model linked to BERT embeddings (``"linked to BERT embeddings V"``; deleting it
+    would silently drop the link).
+    """
+    protected: dict[str, str] = {}
+    current = settings_row(session).current_model_id
+    if current:
+        protected[current] = "current best"
+    test = running_test(session)
+    if test is not None:
+        for model_id in (test.control_model, test.treatment_model):
+            protected.setdefault(model_id, f"in running A/B test {test.test_id}")
+    links = select(EmbeddingLink.model_id, EmbeddingLink.embedding_version).order_by(
+        EmbeddingLink.model_id, EmbeddingLink.embedding_version
+    )
+    for model_id, version in session.execute(links):
+        protected.setdefault(model_id, f"linked to BERT embeddings {version}")
+    return protected
+
+
 def plan_cleanup(registry: ModelRegistry, keep_last: int, *, archive_old: bool = False,
                  delete_files: bool = False) -> CleanupReport:
     """What :func:`cleanup_old_models` would do now, without changing anything.
 
     Per model type, models (any status) are ranked by ``created_at``, newest first
-    (ties by id); the first ``keep_last`` are kept. Of the rest, the current best and
-    the two models of a running A/B test are skipped; the others are archived
-    (``archive_old``; already archived ones are left as they are) or deleted.
+    (ties by id); the first ``keep_last`` are kept. Of the rest, the models of
+    :func:`cleanup_protection` (current best, running A/B test, linked to BERT
+    embeddings) are skipped; the others are archived (``archive_old``; already
+    archived ones are left as they are) or deleted.
     """
     if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
         raise InvalidArgumentError(f"keep_last must be an integer >= 0, got {keep_last!r}")
 
-    def work(session: Session) -> tuple[list[tuple[str, str, Any, str]], str | None, tuple[str, str, str] | None]:
+    def work(session: Session) -> tuple[list[tuple[str, str, Any, str]], dict[str, str]]:
         rows = session.execute(
             select(Model.model_id, Model.model_type, Model.created_at, Model.status)
             .order_by(Model.model_type, Model.created_at.desc(), Model.model_id.desc())
         ).all()
-        current = session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
-        test = running_test(session)
-        running = (test.test_id, test.control_model, test.treatment_model) if test is not None else None
-        return [tuple(row) for row in rows], current, running
+        return [tuple(row) for row in rows], cleanup_protection(session)
 
-    rows, current, running = registry.context.read(work)
+    rows, protected = registry.context.read(work)
     report = CleanupReport(keep_last=keep_last, archive_old=archive_old, delete_files=delete_files, dry_run=True)
     rank: dict[str, int] = {}
     for model_id, model_type, created_at, status in rows:
@@ -421,10 +444,8 @@ def plan_cleanup(registry: ModelRegistry, keep_last: int, *, archive_old: bool =
         item = CleanupItem(model_id, model_type, iso(created_at), status, "keep", "")
         if rank[model_type] <= keep_last:
             item.reason = f"among the {keep_last} newest {model_type} models"
-        elif model_id == current:
-            item.action, item.reason = "skip", "current best"
-        elif running is not None and model_id in running[1:]:
-            item.action, item.reason = "skip", f"in running A/B test {running[0]}"
+        elif model_id in protected:
+            item.action, item.reason = "skip", protected[model_id]
         elif archive_old and status == "archived":
             item.action, item.reason = "none", "already archived"
         else:
@@ -445,12 +466,15 @@ def cleanup_old_models(
 ) -> CleanupReport:
     """Keep the ``keep_last`` newest models per type; archive or delete the others.
 
-    See :func:`plan_cleanup` for who is kept and who is spared. Each change goes
-    through :meth:`ModelRegistry.archive_model` / :meth:`ModelRegistry.delete_model`
-    (audited; files removed only with ``delete_files`` and only inside the artifacts
-    root), so a model that became the current best or entered an A/B test after the
-    plan was made is still refused; such refusals, and shared or unsafe folders,
-    turn the item into a ``skip`` with the reason instead of stopping the run.
+    See :func:`plan_cleanup` for who is kept and who is spared. Just before each
+    change the protection is read again (a model linked or promoted meanwhile is
+    skipped), and each change goes through :meth:`ModelRegistry.archive_model` /
+    :meth:`ModelRegistry.delete_model` (audited; files removed only with
+    ``delete_files`` and only inside the artifacts root), so a model that became the
+    current best or entered an A/B test meanwhile is still refused. Refusals, shared
+    or unsafe folders and any other registry error of one model (e.g. its folder
+    could not be removed after its entry was deleted) are recorded on the item
+    (``reason``, and ``error`` for failures) instead of stopping the run.
 
     Args:
         registry: the registry to clean.
@@ -469,160 +493,40 @@ def cleanup_old_models(
     total = len(report.items)
     for done, item in enumerate(report.items, start=1):
         if item.action in ("archive", "delete"):
-            try:
-                if item.action == "archive":
-                    item.done = registry.archive_model(item.model_id)
-                    if not item.done:
-                        item.action, item.reason = "skip", "current best"
-                else:
-                    item.done = registry.delete_model(item.model_id, delete_files=delete_files)
-            except (ModelInUseError, InvalidArgumentError) as exc:
-                item.action, item.reason = "skip", str(exc)
-            except ModelNotFoundError:  # removed meanwhile by another process
-                item.action, item.reason = "none", "already gone"
+            _apply(registry, item, delete_files)
             logger.info("cleanup %s: %s (%s)", item.model_id, item.action, item.reason)
         if on_item is not None:
             on_item(item, done, total)
     return report
 
 
-# =========================================================================== read-only SQL
-
-
-@dataclass
-class QueryResult:
-    """Rows of a read-only query."""
-
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool = False
-
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as ``{column: value}`` dicts."""
-        return [dict(zip(self.columns, row)) for row in self.rows]
-
-
-# Authorizer actions a read-only statement may need; everything else (writes, ATTACH,
-# transactions, most pragmas) is denied before it runs.
-_SQLITE_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-_SQLITE_READ_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
-
-
-def run_readonly_query(context: RegistryContext, query: str, *, limit: int | None = 1000) -> QueryResult:
-    """Run one SQL statement on a connection that cannot write.
-
-    SQLite: the file is opened with ``mode=ro``, ``PRAGMA query_only=ON``, inside a
-    transaction, with an authorizer that only permits reads. PostgreSQL: a
-    ``SET TRANSACTION READ ONLY`` transaction and a prepared statement (so exactly one
-    statement runs), rolled back at the end.
-
-    Args:
-        context: the opened registry.
-        query: one SQL statement.
-        limit: at most this many rows are returned (``truncated`` tells whether more existed).
-
-    Raises:
-        ReadOnlyQueryError: the statement tried to write.
-        InvalidArgumentError: empty, several statements, or the database rejected it.
-    """
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidArgumentError("the SQL query is empty; give one SELECT statement")
-    if limit is not None and limit < 1:
-        raise InvalidArgumentError(f"limit must be >= 1, got {limit}")
-    from .db import sqlite_file
-
-    db_file = sqlite_file(context.database.url)
-    if db_file is not None:
-        return _sqlite_readonly(db_file, query, limit)
-    if context.database.dialect == "postgresql":
-        return _postgres_readonly(context, query, limit)
-    raise InvalidArgumentError(f"read-only queries are supported on SQLite and PostgreSQL, not {context.database.dialect}")
-
-
-def _fetch(cursor: Any, limit: int | None) -> QueryResult:
-    columns = [str(d[0]) for d in (cursor.description or [])]
-    if not columns:
-        return QueryResult(columns, [])
-    rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit + 1)
-    truncated = limit is not None and len(rows) > limit
-    return QueryResult(columns, [tuple(r) for r in rows[:limit]], truncated)
-
-
-def _sqlite_readonly(db_file: Path, query: str, limit: int | None) -> QueryResult:
-    denied: list[str] = []
-
-    def authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
-        if action in _SQLITE_ALLOWED:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _SQLITE_READ_PRAGMAS:
-            return sqlite3.SQLITE_OK
-        denied.append(" ".join(str(a) for a in (_SQLITE_ACTIONS.get(action, action), arg1, arg2) if a))
-        return sqlite3.SQLITE_DENY
-
-    uri = f"{db_file.resolve().as_uri()}?mode=ro"
+def _apply(registry: ModelRegistry, item: CleanupItem, delete_files: bool) -> None:
+    """Archive or delete one planned model, recording the outcome on ``item``."""
+    reason = registry.context.read(cleanup_protection).get(item.model_id)
+    if reason is not None:  # promoted, linked or put in a test since the plan was made
+        item.action, item.reason = "skip", reason
+        return
     try:
-        connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
-    except sqlite3.Error as exc:
-        raise InvalidArgumentError(f"cannot open {db_file} read-only: {exc}") from exc
-    try:
-        connection.execute("PRAGMA query_only=ON")
-        connection.execute("BEGIN")
-        connection.set_authorizer(authorizer)
+        if item.action == "archive":
+            item.done = registry.archive_model(item.model_id)
+            if not item.done:
+                item.action, item.reason = "skip", "current best"
+        else:
+            item.done = registry.delete_model(item.model_id, delete_files=delete_files)
+    except (ModelInUseError, InvalidArgumentError) as exc:
+        item.action, item.reason = "skip", str(exc)
+    except ModelNotFoundError:  # removed meanwhile by another process
+        item.action, item.reason = "none", "already gone"
+    except RegistryError as exc:
+        # E.g. delete_model: the entry was deleted (committed) but its folder could not be removed;
+        # or the export after the commit failed. Whether the change took effect is read back.
+        logger.error("cleanup %s: %s", item.model_id, exc)
+        item.error = str(exc)
         try:
-            cursor = connection.execute(query)
-            return _fetch(cursor, limit)
-        except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:  # several statements
-            raise InvalidArgumentError(f"give exactly one SQL statement ({exc})") from exc
-        except sqlite3.Error as exc:
-            if denied or "readonly" in str(exc).lower():
-                what = denied[0] if denied else str(exc)
-                raise ReadOnlyQueryError(f"refused: the query tries to write or change the database ({what}); `cfreg sql` is read-only") from exc
-            raise InvalidArgumentError(f"query failed: {exc}") from exc
-    finally:
-        connection.set_authorizer(None)
-        connection.close()
-
-
-_SQLITE_ACTIONS = {
-    getattr(sqlite3, f"SQLITE_{name}"): name
-    for name in (
-        "ALTER_TABLE", "ANALYZE", "ATTACH", "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
-        "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "CREATE_VTABLE", "DELETE",
-        "DETACH", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
-        "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "DROP_VTABLE", "INSERT", "PRAGMA", "REINDEX", "SAVEPOINT",
-        "TRANSACTION", "UPDATE",
-    )
-    if hasattr(sqlite3, f"SQLITE_{name}")
-}
-
-
-def _postgres_readonly(context: RegistryContext, query: str, limit: int | None) -> QueryResult:
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    # A private, unpooled connection: nothing the query does can leak into the registry's pool.
-    engine = create_engine(context.database.url, poolclass=NullPool)
-    if engine.dialect.driver != "psycopg":
-        engine.dispose()
-        raise InvalidArgumentError(f"`cfreg sql` on PostgreSQL needs the psycopg (3) driver, not {engine.dialect.driver}")
-    try:
-        with engine.connect() as connection:
-            raw = connection.connection.driver_connection
-            cursor = raw.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute("SET TRANSACTION READ ONLY")
-                cursor.execute(query, prepare=True)
-                return _fetch(cursor, limit)
-            except Exception as exc:
-                sqlstate = getattr(exc, "sqlstate", None)
-                if sqlstate is None:
-                    raise
-                if sqlstate == "25006":  # read_only_sql_transaction
-                    raise ReadOnlyQueryError(f"refused: the query tries to write ({str(exc).strip()}); `cfreg sql` is read-only") from exc
-                if sqlstate == "42601" and "multiple commands" in str(exc):
-                    raise InvalidArgumentError("give exactly one SQL statement") from exc
-                raise InvalidArgumentError(f"query failed: {str(exc).strip()}") from exc
-            finally:
-                raw.rollback()  # type: ignore[union-attr]
-    finally:
-        engine.dispose()
+            model = registry.get_model(item.model_id)
+        except RegistryError:
+            model = {}  # cannot tell: report it as not done
+        item.done = model is None if item.action == "delete" else (model or {}).get("status") == "archived"
+        item.reason = str(exc) if item.done else f"failed: {exc}"
+        if not item.done:
+            item.action = "skip"

@@ -318,3 +318,91 @@ def test_backups_taken_while_two_processes_register_are_complete(tmp_path, model
             assert count == len(document["models"]) == document["metadata"]["num_models"]
             assert len(document["tables"]["audit_events"]) == count  # one REGISTER per model: one snapshot
         assert count >= seen, backup
+
+
+# --------------------------------------------------------------------------- values a restore must refuse up front
+
+
+def _edit_backup(good: Path, target: Path, edit: Any) -> Path:
+    """A copy of a JSON backup with ``edit(document)`` applied, written with NaN tokens allowed."""
+    document = json.loads(good.read_text())
+    edit(document)
+    target.write_text(json.dumps(document, allow_nan=True))
+    return target
+
+
+UNRESTORABLE = {
+    "nan_in_hyperparameters": lambda d: d["tables"]["models"][0]["hyperparameters"].update(a=float("nan")),
+    "infinite_selection_value": lambda d: d["tables"]["selections"][0].update(value=float("inf")),
+    "metric_too_large_for_a_float": lambda d: d["tables"]["model_metrics"][0].update(value=10**400),
+    "integer_beyond_its_column": lambda d: d["tables"]["bert_embeddings"][0].update(num_items=2**40),
+    "lone_surrogate_in_a_path": lambda d: d["tables"]["models"][0].update(path="artifacts/\ud800"),
+    "nul_in_a_text_column": lambda d: d["tables"]["selections"][0].update(reason="a\x00b"),
+    "text_fields_used_not_a_list": lambda d: d["tables"]["bert_embeddings"][0].update(text_fields_used={"a": 1}),
+    "hyperparameters_not_an_object": lambda d: d["tables"]["models"][0].update(hyperparameters=[1, 2]),
+    "lone_surrogate_in_settings_extra": lambda d: d["tables"]["settings"][0].update(extra={"k": "\udc80"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNRESTORABLE))
+def test_restore_refuses_values_the_registry_could_not_export(case, registry, model_dir, embeddings_dir, database_url,
+                                                              tmp_path):
+    build_history(registry, model_dir, embeddings_dir)
+    good = Path(backup_registry(registry.registry_path, backup_dir=tmp_path / "b", database_url=database_url))
+    damaged = _edit_backup(good, tmp_path / f"{case}.json", UNRESTORABLE[case])
+    before = snapshot(registry, tmp_path / "artifacts")
+    backups_before = list_backups(registry.registry_path)
+
+    with pytest.raises(ImportFormatError, match=re.escape(damaged.name)):
+        restore_registry(damaged, registry.registry_path, database_url=database_url)
+
+    assert snapshot(registry, tmp_path / "artifacts") == before
+    assert list_backups(registry.registry_path) == backups_before  # the current-state copy was removed
+    # The registry keeps working: the next change commits and exports strict JSON.
+    registry.register_model(model_dir("als/next", seed=7), "als", {"factors": 8}, {"ndcg@10": 0.3}, {}, version="next")
+    assert "als_next" in json.loads(registry.registry_path.read_text())["models"]
+
+
+def test_restore_refuses_nan_hidden_in_a_sqlite_backup(tmp_path, model_dir, embeddings_dir, registry, database_url):
+    source = ModelRegistry(tmp_path / "source" / "registry.json", root=tmp_path)
+    build_history(source, model_dir, embeddings_dir)
+    backup = backup_registry(tmp_path / "source" / "registry.db")
+    with sqlite3.connect(backup) as connection:
+        connection.execute("""UPDATE models SET hyperparameters = '{"a": NaN}' WHERE model_id = 'als_a'""")
+    before = snapshot(registry, tmp_path / "artifacts")
+
+    with pytest.raises(ImportFormatError, match="non-finite"):
+        restore_registry(backup, registry.registry_path, database_url=database_url)
+    assert snapshot(registry, tmp_path / "artifacts") == before
+
+
+def test_a_plain_original_registry_json_with_nan_tokens_still_restores(registry, database_url):
+    assert "NaN" in (DATA / "legacy_registry.json").read_text()
+
+    restore_registry(DATA / "legacy_registry.json", registry.registry_path, create_current_backup=False,
+                     database_url=database_url)
+
+    assert registry.get_model("bpr_v1_20250115_120000")["metrics"] == {"recall@10": 0.201}
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_backups_of_a_registry_folder_go_into_that_folder(relative, tmp_path, model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    registry = ModelRegistry(tmp_path / "artifacts" / "cf" / "registry.json", root=tmp_path)
+    registry.register_model(model_dir("als/a"), "als", {"factors": 8}, {"ndcg@10": 0.2}, {}, version="a")
+    folder = Path("artifacts/cf") if relative else tmp_path / "artifacts" / "cf"
+
+    backup = backup_registry(folder)
+
+    assert Path(backup).parent == folder and NAME.match(Path(backup).name)  # was artifacts/, beside the folder
+    assert [b["path"] for b in list_backups(folder)] == [backup]
+    assert [b["name"] for b in list_backups(registry.registry_path)] == [Path(backup).name]
+    assert not list((tmp_path / "artifacts").glob("*_backup_*"))
+
+    registry.register_model(model_dir("als/b"), "als", {"factors": 8}, {"ndcg@10": 0.3}, {}, version="b")
+    restore_registry(backup, folder)  # its current-state backup goes to the same folder
+
+    listed = list_backups(folder)
+    assert len(listed) == 2 and listed[1]["path"] == backup
+    assert set(json.loads(Path(listed[0]["path"]).read_text())["models"]) == {"als_a", "als_b"}
+    assert set(registry.models) == {"als_a"}

@@ -151,6 +151,30 @@ HOSTILE = {
     '"version": "a", "path": "p", "created_at": "yesterday"}}}',
     "bad_status": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", '
     '"version": "a", "path": "p", "status": "deleted"}}}',
+    # Values that used to escape as builtin errors (TypeError, OverflowError, UnicodeEncodeError).
+    "status_is_a_list": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", '
+    '"version": "a", "path": "p", "status": ["a"]}}}',
+    "control_model_is_a_list": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", '
+    '"version": "a", "path": "p"}}, "ab_test": {"test_id": "t", "control_model": ["als_a"], '
+    '"treatment_model": "als_a", "traffic_split": 0.1}}',
+    "huge_traffic_split": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", '
+    '"version": "a", "path": "p"}}, "ab_test": {"test_id": "t", "control_model": "als_a", '
+    '"treatment_model": "als_a", "traffic_split": ' + "9" * 401 + "}}",
+    "ab_test_status_is_a_list": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", '
+    '"version": "a", "path": "p"}}, "ab_test": {"test_id": "t", "control_model": "als_a", '
+    '"treatment_model": "als_a", "traffic_split": 0.1, "status": ["running"]}}',
+    "lone_surrogate_path": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", '
+    '"version": "a", "path": "artifacts/\\ud800"}}}',
+    "created_at_before_year_1_in_utc": '{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": '
+    '"als", "version": "a", "path": "p", "created_at": "0001-01-01T00:00:00+01:00"}}}',
+    "linked_model_is_a_list": '{"current_best": null, "metadata": {}, "models": {}, "bert_embeddings": {"e1": '
+    '{"path": "p", "model_name": "m", "num_items": 2, "embedding_dim": 2, "linked_models": [["als_a"]]}}}',
+    "zero_num_items": '{"current_best": null, "metadata": {}, "models": {}, "bert_embeddings": {"e1": '
+    '{"path": "p", "model_name": "m", "num_items": 0, "embedding_dim": 2}}}',
+    "num_items_beyond_the_column": '{"current_best": null, "metadata": {}, "models": {}, "bert_embeddings": {"e1": '
+    '{"path": "p", "model_name": "m", "num_items": 4294967296, "embedding_dim": 2}}}',
+    "lone_surrogate_text_field": '{"current_best": null, "metadata": {}, "models": {}, "bert_embeddings": {"e1": '
+    '{"path": "p", "model_name": "m", "num_items": 2, "embedding_dim": 2, "text_fields_used": ["\\udc80"]}}}',
 }
 
 
@@ -166,6 +190,53 @@ def test_hostile_json_is_refused_and_changes_nothing(case, registry, model_dir, 
 
     assert "hostile.json" in str(raised.value)
     assert snapshot(registry, tmp_path / "artifacts") == before
+
+
+def test_huge_integer_metric_is_skipped_like_infinity(registry, tmp_path):
+    path = tmp_path / "huge_metric.json"
+    path.write_text('{"current_best": null, "metadata": {}, "models": {"als_a": {"model_type": "als", "version": "a", '
+                    '"path": "p", "metrics": {"ndcg@10": ' + "9" * 401 + ', "recall@10": 0.3}}}}')
+
+    counts = import_registry_json(registry.context, path)  # used to raise OverflowError from math.isfinite
+
+    assert counts["skipped_values"] == 1
+    assert registry.get_model("als_a")["metrics"] == {"recall@10": 0.3}
+
+
+def test_a_directory_or_unreadable_path_is_an_import_format_error(registry, tmp_path):
+    folder = tmp_path / "registry.json"
+    folder.mkdir()
+
+    with pytest.raises(ImportFormatError, match="registry.json"):  # was IsADirectoryError
+        import_registry_json(registry.context, folder)
+    with pytest.raises(FileNotFoundError):  # a missing file stays FileNotFoundError, as documented
+        import_registry_json(registry.context, tmp_path / "missing.json")
+
+
+def test_builtin_errors_while_parsing_become_import_format_errors(registry, tmp_path, monkeypatch):
+    import registry.legacy as legacy
+
+    def crash(*args, **kwargs):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(legacy, "_parse_ab_test", crash)  # stands for any check a hostile value might still trip
+    path = tmp_path / "tripping.json"
+    path.write_text(json.dumps({"current_best": None, "metadata": {}, "models": {}, "ab_test": {"test_id": "t"}}))
+    before = snapshot(registry)
+
+    with pytest.raises(ImportFormatError, match="tripping.json.*TypeError"):
+        import_registry_json(registry.context, path)
+    assert snapshot(registry) == before
+
+
+def test_automatic_import_of_a_hostile_file_raises_import_format_error(tmp_path, database_url, registry_path):
+    registry_path.parent.mkdir(parents=True)
+    registry_path.write_text(HOSTILE["status_is_a_list"])
+
+    with pytest.raises(ImportFormatError, match="registry_backup_"):  # was TypeError out of ModelRegistry()
+        ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+
+    assert len(list_backups(registry_path)) == 1
 
 
 def test_non_utf8_and_oversized_files_are_refused(registry, tmp_path):
@@ -258,3 +329,58 @@ def test_our_own_empty_export_is_not_imported(tmp_path, database_url, registry_p
 
     assert "IMPORT" not in audit_actions(registry)
     assert list_backups(registry_path) == []
+
+
+def test_legacy_file_without_models_but_with_other_keys_is_kept_and_imported(tmp_path, database_url, registry_path,
+                                                                          model_dir):
+    registry_path.parent.mkdir(parents=True)
+    original = json.dumps({
+        "current_best": None, "models": {}, "metadata": {"registry_version": "1.0", "num_models": 0},
+        "reranking_config": {"weights": [0.5, 0.3, 0.2]}, "normalization_ranges": {"als": {"min": -1.2, "max": 1.5}},
+    })
+    registry_path.write_text(original)
+    bert_path = registry_path.with_name("bert_registry.json")
+    bert_original = '{"current_best": null, "embeddings": {}, "metadata": {}, "notes": "keep me"}'
+    bert_path.write_text(bert_original)
+
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+    registry.register_model(model_dir("als/a"), "als", {"factors": 8}, {"ndcg@10": 0.2}, {}, version="a")
+
+    preserved = list_backups(registry_path)
+    assert len(preserved) == 1 and Path(preserved[0]["path"]).read_text() == original
+    # The BERT file's unknown key has no place in the registry (a warning says so), but its bytes are kept.
+    assert [Path(b["path"]).read_text() for b in list_backups(bert_path)] == [bert_original]
+    exported = json.loads(registry_path.read_text())
+    assert exported["reranking_config"] == {"weights": [0.5, 0.3, 0.2]}
+    assert exported["normalization_ranges"] == {"als": {"min": -1.2, "max": 1.5}}
+    assert "als_a" in exported["models"] and audit_actions(registry).count("IMPORT") == 1
+
+
+@pytest.mark.parametrize("document", [
+    {"current_best": None, "models": {}, "metadata": {}},
+    {"current_best": None, "models": {}, "metadata": {"registry_version": "1.0", "last_updated": "2025-01-16T14:30:00",
+                                                      "num_models": 0, "selection_criteria": "ndcg@10"}},
+    {"current_best": "", "models": {}, "metadata": {}, "bert_embeddings": {}},
+])
+def test_empty_registry_shapes_are_neither_imported_nor_kept(document, tmp_path, database_url, registry_path):
+    registry_path.parent.mkdir(parents=True)
+    registry_path.write_text(json.dumps(document))
+
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+
+    assert "IMPORT" not in audit_actions(registry) and list_backups(registry_path) == []
+
+
+@pytest.mark.parametrize("document", [
+    {"current_best": None, "models": {}, "metadata": {"selection_criteria": "recall@20"}},
+    {"current_best": None, "models": {}, "metadata": {"owner": "team-reco"}},
+    {"current_best": None, "models": {}, "metadata": {}, "evaluation_results": {"test_users": 5000}},
+])
+def test_anything_beyond_the_empty_shape_is_kept(document, tmp_path, database_url, registry_path):
+    registry_path.parent.mkdir(parents=True)
+    registry_path.write_text(json.dumps(document))
+
+    ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+
+    kept = list_backups(registry_path)
+    assert len(kept) == 1 and json.loads(Path(kept[0]["path"]).read_text()) == document

@@ -253,6 +253,108 @@ def test_cleanup_delete_with_files_stays_inside_the_artifacts_root(registry: Mod
     assert sorted(registry.models) == ["als_v0", "als_v3"]
 
 
+def _bert(registry: ModelRegistry):  # type: ignore[no-untyped-def]
+    from registry import BERTEmbeddingsRegistry
+
+    return BERTEmbeddingsRegistry(registry.context.bert_json_path, database_url=registry.context.database.url,
+                                  root=registry.root)
+
+
+def test_cleanup_spares_models_linked_to_embeddings(registry: ModelRegistry, tmp_path: Path, embeddings_dir: Any) -> None:
+    populate(registry, tmp_path, 4)
+    bert = _bert(registry)
+    bert.register_embeddings(embeddings_dir("bert/e1"), "vinai/phobert-base", 25, 16, version="e1")
+    bert.link_to_model("e1", "als_v1")  # the oldest: would otherwise be deleted, its link cascading away
+
+    plan = plan_cleanup(registry, 2)
+    assert {i.model_id: (i.action, i.reason) for i in plan.items if i.action != "keep"} == {
+        "als_v2": ("delete", "older than the 2 newest als models"),
+        "als_v1": ("skip", "linked to BERT embeddings e1"),
+    }
+
+    report = cleanup_old_models(registry, 2, delete_files=True)
+
+    assert report.deleted == ["als_v2"] and report.skipped == [{"model_id": "als_v1", "reason": "linked to BERT embeddings e1"}]
+    assert registry.get_model("als_v1") is not None and (tmp_path / "artifacts/cf/als/v1").is_dir()
+    assert bert.list_embeddings(include_linked_models=True)[0]["linked_models"] == ["als_v1"]
+
+
+def test_cleanup_rereads_the_protection_before_each_change(registry: ModelRegistry, tmp_path: Path,
+                                                           embeddings_dir: Any) -> None:
+    populate(registry, tmp_path, 4)
+    bert = _bert(registry)
+    bert.register_embeddings(embeddings_dir("bert/e1"), "vinai/phobert-base", 25, 16, version="e1")
+
+    def link_the_next_victim(item: Any, done: int, total: int) -> None:
+        if item.model_id == "als_v2":
+            bert.link_to_model("e1", "als_v1")  # another process links it after the plan was made
+
+    report = cleanup_old_models(registry, 2, archive_old=True, on_item=link_the_next_victim)
+
+    assert report.archived == ["als_v2"]
+    assert report.skipped == [{"model_id": "als_v1", "reason": "linked to BERT embeddings e1"}]
+    assert registry.get_model("als_v1")["status"] == "active"
+
+
+def test_cleanup_records_a_failed_folder_removal_and_goes_on(registry: ModelRegistry, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import registry.cf_registry as cf_registry
+
+    populate(registry, tmp_path, 4)
+    real_delete = cf_registry.safe_delete_tree
+
+    def flaky(folder: Path, root: Path) -> bool:
+        if folder.name == "v2":
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real_delete(folder, root)
+
+    monkeypatch.setattr(cf_registry, "safe_delete_tree", flaky)
+
+    report = cleanup_old_models(registry, 1, delete_files=True)  # used to abort with RegistryError, losing the report
+
+    items = {item.model_id: item for item in report.items}
+    assert report.deleted == ["als_v3", "als_v2", "als_v1"]  # v2's entry was deleted (committed) before rmtree failed
+    assert items["als_v2"].error is not None and "files remain" in items["als_v2"].error
+    assert "files remain" in items["als_v2"].reason
+    assert items["als_v1"].error is None and not (tmp_path / "artifacts/cf/als/v1").exists()
+    assert (tmp_path / "artifacts/cf/als/v2").is_dir() and sorted(registry.models) == ["als_v4"]
+    assert report.to_dict()["items"][2]["error"] == items["als_v2"].error
+
+
+def test_cleanup_records_a_failed_change_as_skipped(registry: ModelRegistry, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry import RegistryError
+
+    populate(registry, tmp_path, 3)
+    real_archive = registry.archive_model
+
+    def failing(model_id: str) -> bool:
+        if model_id == "als_v2":
+            raise RegistryError("database error: disk I/O error")
+        return real_archive(model_id)
+
+    monkeypatch.setattr(registry, "archive_model", failing)
+
+    report = cleanup_old_models(registry, 1, archive_old=True)
+
+    assert report.archived == ["als_v1"]
+    item = next(i for i in report.items if i.model_id == "als_v2")
+    assert (item.action, item.done, item.error) == ("skip", False, "database error: disk I/O error")
+    assert "failed" in item.reason and registry.get_model("als_v2")["status"] == "active"
+
+
+def test_readonly_sql_lives_in_its_own_module(registry: ModelRegistry, tmp_path: Path) -> None:
+    from registry import maintenance
+    from registry.readonly_sql import QueryResult, run_readonly_query
+
+    populate(registry, tmp_path, 2)
+
+    result = run_readonly_query(registry.context, "SELECT model_id FROM models ORDER BY model_id")
+
+    assert isinstance(result, QueryResult) and result.rows == [("als_v1",), ("als_v2",)]
+    assert not hasattr(maintenance, "run_readonly_query") and not hasattr(maintenance, "QueryResult")
+
+
 def test_cleanup_arguments_are_checked(registry: ModelRegistry) -> None:
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(InvalidArgumentError, match="keep_last"):
@@ -330,3 +432,20 @@ def test_cleanup_script(tmp_path: Path) -> None:
     missing = run_script(CLEANUP_SCRIPT, ["--keep-last", "1", "--registry", "nowhere/registry.json"], tmp_path)
     assert missing.returncode == 1 and "Error: " in missing.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_docs_describe_the_update_script_and_cfreg_register_as_they_are(tmp_path: Path) -> None:
+    import typer.main
+
+    from registry.cli import app
+
+    script_help = run_script(UPDATE_SCRIPT, ["--help"], tmp_path).stdout
+    register = typer.main.get_command(app).commands["register"]  # type: ignore[attr-defined]
+    register_options = {opt for param in register.params for opt in getattr(param, "opts", [])}
+    assert "--min-improvement" in script_help and "--min-improvement" not in register_options
+
+    prose = (REPO / "docs" / "cli.md").read_text().split("## Reference (generated")[0]
+    assert "same library functions (`registry.maintenance`) as `cfreg register --auto-select`" not in prose
+    assert "| improvement over each model's own baseline | `--min-improvement` | none" in prose
+    assert "without `--replace` the\n  registry must be empty" not in prose
+    assert "This is the same code as ``cfreg register --auto-select``" not in UPDATE_SCRIPT.read_text()

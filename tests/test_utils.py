@@ -393,6 +393,47 @@ def test_cleanup_consults_the_registry(tmp_path, database_url, registry_path, em
     assert json.loads(registry_path.read_text())["models"][v4]["status"] == "archived"
 
 
+def test_cleanup_keeps_a_folder_two_registrations_share_as_delete_model_does(tmp_path, database_url, registry_path):
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+    root = registry_path.parent
+    for folder in ("old", "new"):
+        make_model_dir(root / "als" / folder, "als")
+    registry.register_model("artifacts/cf/als/old", "als", {"factors": 8}, {"ndcg@10": 0.1}, {}, version="a")
+    registry.register_model("artifacts/cf/als/old", "als", {"factors": 8}, {"ndcg@10": 0.1}, {}, version="b")
+    registry.register_model("artifacts/cf/als/new", "als", {"factors": 8}, {"ndcg@10": 0.2}, {}, version="c")
+    registry.promote_model("als_c")
+    before = snapshot(registry, tmp_path / "artifacts")
+
+    # The same rule as delete_model(delete_files=True): a folder another registration still uses stays.
+    assert cleanup_old_artifacts(root, keep_count=1, dry_run=False, database_url=database_url) == []
+
+    assert (root / "als" / "old").is_dir() and snapshot(registry, tmp_path / "artifacts") == before
+
+
+def test_both_cleanups_protect_the_same_models(tmp_path, database_url, registry_path, embeddings_dir):
+    from registry import BERTEmbeddingsRegistry
+    from registry.maintenance import plan_cleanup
+
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+    root = registry_path.parent
+    ids = []
+    for index in range(6):
+        make_model_dir(root / "als" / f"v{index}", "als", seed=index)
+        ids.append(registry.register_model(f"artifacts/cf/als/v{index}", "als", {"factors": 8}, {"ndcg@10": 0.1}, {},
+                                           version=f"v{index}"))
+    registry.promote_model(ids[0])
+    registry.start_ab_test(ids[1], ids[5], 0.1)
+    bert = BERTEmbeddingsRegistry(registry.context.bert_json_path, database_url=database_url, root=tmp_path)
+    bert.register_embeddings(embeddings_dir("bert/e1"), "vinai/phobert-base", 25, 16, version="e1")
+    bert.link_to_model("e1", ids[2])
+
+    spared_by_models = {i.model_id for i in plan_cleanup(registry, 1).items if i.action == "skip"}
+    planned_folders = cleanup_old_artifacts(root, keep_count=1, database_url=database_url)
+    spared_by_folders = {f"als_v{index}" for index in range(5) if str(root / "als" / f"v{index}") not in planned_folders}
+
+    assert spared_by_models == spared_by_folders == {ids[0], ids[1], ids[2]}
+
+
 def test_cleanup_with_a_json_only_legacy_registry_keeps_its_current_best(workdir):
     root = workdir / "artifacts" / "cf"
     for index in range(3):

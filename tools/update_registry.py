@@ -15,8 +15,10 @@ What is read from the folder (``registry.maintenance.read_model_folder``):
 
 With ``--auto-select`` the best active model by ``--metric`` becomes the current best only
 if it beats the current best by at least ``--min-gain`` (relative); the decision is logged.
-This is the same code as ``cfreg register --auto-select``. Exit code 0 on success, 1 on a
-registry error (one ``Error:`` line on stderr), 2 on bad arguments.
+``cfreg register --auto-select`` runs the same function (``update_registry_from_folder``), but
+it has no ``--min-improvement`` (always 0) and names the selection metric ``--select-by``
+(docs/cli.md compares the two). Exit code 0 on success, 1 on a registry error (one ``Error:``
+line on stderr), 2 on bad arguments.
 """
 
 from __future__ import annotations

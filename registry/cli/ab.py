@@ -99,7 +99,7 @@ def stop(
 
 @app.command("rollback")
 def rollback(ctx: typer.Context, test_id: RunningTestId = None) -> None:
-    """Roll a test back: split to 0, stop, current best back to the control.
+    """Roll a test back: a running one goes to split 0 and stops; the control becomes the current best again.
 
     Example: cfreg ab rollback ab_als_v2_2025_01_16
     """

@@ -108,7 +108,7 @@ def sql(
 
     Example: cfreg sql "SELECT model_id, value FROM model_metrics WHERE name = 'ndcg@10' ORDER BY value DESC"
     """
-    from ..maintenance import run_readonly_query
+    from ..readonly_sql import run_readonly_query
 
     state = state_of(ctx)
     result = run_readonly_query(state.registry().context, query, limit=limit)

@@ -136,7 +136,7 @@ def cleanup(
 ) -> None:
     """Keep the N newest models per type; archive or delete the rest.
 
-    The current best and models in a running A/B test are never touched.
+    The current best, models in a running A/B test and models linked to BERT embeddings are never touched.
 
     Example: cfreg cleanup --keep-last 5 --archive-old --dry-run
     """

@@ -1,10 +1,11 @@
 """Model artifact folders: validate, copy whole-or-nothing, and clean up old versions safely.
 
 :func:`cleanup_old_artifacts` consults the registry that lives in the artifacts
-folder (if any) and never deletes the folder of the current best, of a model in a
-running A/B test, of a model linked to BERT embeddings, of an embeddings version,
-or a folder inside another registered model's folder. Registered models whose
-folder it deletes are archived first, in one transaction.
+folder (if any) and applies the rules of ``cfreg cleanup`` and ``delete_model``:
+it never deletes the folder of a model :func:`registry.maintenance.cleanup_protection`
+protects (current best, running A/B test, linked to BERT embeddings), nor a folder
+another registration still uses (:func:`registry.usage.refuse_if_folder_shared`).
+Registered models whose folder it deletes are archived first, in one transaction.
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import audit
+from .. import audit, usage
 from ..artifacts import REQUIRED_MODEL_FILES, model_files, required_files, safe_delete_tree
-from ..errors import InvalidArgumentError, InvalidArtifactsError, RegistryNotFoundError
-from ..models import ABTest, BertEmbedding, EmbeddingLink, Model, Settings
+from ..context import RegistryContext
+from ..export import fsync_directory
+from ..errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
+from ..maintenance import cleanup_protection
+from ..models import Base, Model, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +96,14 @@ def copy_model_artifacts(src_path: str | os.PathLike[str], dest_path: str | os.P
             shutil.copy2(source / name, staging / name)
             with open(staging / name, "rb") as handle:
                 os.fsync(handle.fileno())
-        _fsync_directory(staging)
+        fsync_directory(staging)
         try:
             os.rename(staging, target)  # replaces an empty folder; fails on a non-empty one
         except OSError as exc:
             raise InvalidArgumentError(
                 f"cannot copy to {str(target)!r}: it appeared and is not empty ({exc}); choose another destination"
             ) from exc
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -111,90 +117,56 @@ def _refuse_non_empty(target: Path) -> None:
         raise InvalidArgumentError(f"cannot copy to {str(target)!r}: the folder is not empty; choose a new destination")
 
 
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 # --------------------------------------------------------------------------- cleanup
 
 
-@dataclass
-class _RegistryView:
-    """What the registry says about folders: who uses them and which must stay."""
+@dataclass(frozen=True)
+class _Registered:
+    """A registered model as the cleanup ranks it: id, real folder, registration time, status."""
 
-    models: list[tuple[str, Path, datetime, str]] = field(default_factory=list)  # id, real folder, created, status
-    protected: dict[str, str] = field(default_factory=dict)  # model id -> why it must stay
-    embeddings: list[tuple[str, Path]] = field(default_factory=list)
-
-    def users(self, folder: Path) -> list[tuple[str, Path, datetime, str]]:
-        """Models stored in ``folder`` (or below it): deleting it removes their files."""
-        return [m for m in self.models if m[1] == folder or m[1].is_relative_to(folder)]
-
-    def protection(self, folder: Path) -> str | None:
-        """Why ``folder`` must not be deleted, or None."""
-        for model_id, _, _, _ in self.users(folder):
-            if model_id in self.protected:
-                return f"used by {model_id} ({self.protected[model_id]})"
-        for model_id, path, _, _ in self.models:
-            if folder != path and folder.is_relative_to(path):
-                return f"inside the folder of registered model {model_id}"
-        for version, path in self.embeddings:
-            if path == folder or path.is_relative_to(folder) or folder.is_relative_to(path):
-                return f"overlaps BERT embeddings {version}"
-        return None
-
-    def newest(self, folder: Path) -> float | None:
-        times = [created.timestamp() for _, _, created, _ in self.users(folder)]
-        return max(times) if times else None
+    model_id: str
+    folder: Path
+    created_at: datetime
+    status: str
 
 
 def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _view_from_session(session: Session, resolve) -> _RegistryView:  # type: ignore[no-untyped-def]
-    view = _RegistryView()
-    settings = session.get(Settings, 1)
-    if settings is not None and settings.current_model_id:
-        view.protected[settings.current_model_id] = "current best"
-    for test in session.scalars(select(ABTest).where(ABTest.status == "running")):
-        view.protected.setdefault(test.control_model, f"running A/B test {test.test_id}")
-        view.protected.setdefault(test.treatment_model, f"running A/B test {test.test_id}")
-    for model_id in session.scalars(select(EmbeddingLink.model_id).distinct()):
-        view.protected.setdefault(model_id, "linked to BERT embeddings")
-    for model_id, path, created, status in session.execute(select(Model.model_id, Model.path, Model.created_at, Model.status)):
-        view.models.append((model_id, _real(resolve(path)), created, status))
-    for version, path in session.execute(select(BertEmbedding.version, BertEmbedding.path)):
-        view.embeddings.append((version, _real(resolve(path))))
-    return view
+def _registered(session: Session, context: RegistryContext) -> list[_Registered]:
+    rows = session.execute(select(Model.model_id, Model.path, Model.created_at, Model.status))
+    return [_Registered(model_id, _real(context.resolve(path)), created, status) for model_id, path, created, status in rows]
 
 
-def _view_from_legacy_json(json_path: Path) -> _RegistryView:
-    from .. import legacy
+def _users(models: list[_Registered], folder: Path) -> list[_Registered]:
+    """Models stored in ``folder`` (or below it): deleting it removes their files."""
+    return [m for m in models if m.folder == folder or m.folder.is_relative_to(folder)]
 
-    parsed = legacy.parse_documents(legacy.read_json_strict(json_path), source=json_path.name)
-    view = _RegistryView()
-    if parsed.current_best:
-        view.protected[parsed.current_best["model_id"]] = "current best"
-    for test in parsed.ab_tests:
-        if test["status"] == "running":
-            view.protected.setdefault(test["control_model"], f"running A/B test {test['test_id']}")
-            view.protected.setdefault(test["treatment_model"], f"running A/B test {test['test_id']}")
-    for link in parsed.links:
-        view.protected.setdefault(link["model_id"], "linked to BERT embeddings")
-    # The original registry resolved relative paths against the working directory.
-    view.models = [(m["model_id"], _real(Path(m["path"])), m["created_at"], m["status"]) for m in parsed.models]
-    view.embeddings = [(e["version"], _real(Path(e["path"]))) for e in parsed.embeddings]
-    return view
+
+def _protection(session: Session, context: RegistryContext, folder: Path, users: list[_Registered],
+                protected: dict[str, str]) -> str | None:
+    """Why ``folder`` (a real path) must not be deleted, or None.
+
+    The rule of ``cfreg cleanup`` (:func:`registry.maintenance.cleanup_protection`) for
+    its users, then the folder guard of ``delete_model(delete_files=True)``
+    (:func:`registry.usage.refuse_if_folder_shared`): no other model or embeddings
+    version may use a folder overlapping it (same folder, inside it, or around it).
+    """
+    for user in users:
+        if user.model_id in protected:
+            return f"used by {user.model_id} ({protected[user.model_id]})"
+    skip = users[0].model_id if len(users) == 1 else None
+    try:
+        usage.refuse_if_folder_shared(session, context, folder, f"folder {str(folder)!r}", skip_model=skip)
+    except ModelInUseError as exc:
+        return str(exc)
+    return None
 
 
 def _open_registry(artifacts_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
     """The registry in ``artifacts_dir``: ``(context, None)``, ``(None, legacy_json)`` or ``(None, None)``."""
-    from ..context import RegistryContext, json_locations
+    from ..context import json_locations
     from ..db import resolve_database_url, sqlite_file
 
     json_path, _ = json_locations(artifacts_dir)
@@ -205,6 +177,37 @@ def _open_registry(artifacts_dir: Path, database_url: str | None):  # type: igno
         return RegistryContext.open(json_path, database_url=database_url, auto_create=False), None
     except RegistryNotFoundError:
         return None, None
+
+
+@contextmanager
+def _legacy_registry(json_path: Path) -> Iterator[RegistryContext]:
+    """A JSON-only registry loaded into a private in-memory database, so the same rules apply.
+
+    Nothing is written to ``json_path``; relative paths resolve against the working
+    directory, as the original JSON registry resolved them.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    from .. import legacy
+    from ..db import Database
+
+    parsed = legacy.parse_documents(legacy.read_json_strict(json_path), source=json_path.name)
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    database = Database(url="sqlite://", engine=engine)
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Settings(id=1))
+            session.flush()
+            legacy.insert_parsed(session, parsed)
+            session.commit()
+        yield RegistryContext(
+            database=database, json_path=json_path, bert_json_path=json_path.with_name("bert_registry.json"),
+            root=Path.cwd(), artifacts_root=json_path.parent, audit_log_path=Path(os.devnull), export_json=False,
+        )
+    finally:
+        database.dispose()
 
 
 def cleanup_old_artifacts(
@@ -220,10 +223,15 @@ def cleanup_old_artifacts(
     Version folders are ``{artifacts_dir}/{model_type}/{version}/``, ranked by the
     newest registration using them (folder modification time for unregistered
     folders). When ``artifacts_dir`` holds a registry, folders it still needs are
-    never deleted (current best, running A/B test, linked to embeddings, embeddings
-    folders, folders inside another model's folder), and the active models of each
-    deleted folder are archived (audit ``ARCHIVE reason=cleanup``) in one
-    transaction before any file is removed. Deletion is confined to ``artifacts_dir``.
+    never deleted: the folder of a model ``cfreg cleanup`` never touches either
+    (current best, running A/B test, linked to BERT embeddings:
+    :func:`registry.maintenance.cleanup_protection`), and a folder that
+    ``delete_model(delete_files=True)`` would refuse (used by more than one
+    registered model, overlapping embeddings, inside another model's folder). The
+    active models of each deleted folder are archived (audit ``ARCHIVE
+    reason=cleanup``) in one transaction, after the same checks are repeated under
+    the write lock and before any file is removed. Deletion is confined to
+    ``artifacts_dir``.
 
     Args:
         artifacts_dir: the artifacts root, e.g. ``artifacts/cf``.
@@ -249,18 +257,18 @@ def cleanup_old_artifacts(
         logger.warning("keep_current_best=False: the current best is kept anyway (its files are being served)")
     context, legacy_json = _open_registry(root, database_url)
     if context is not None:
-        view = context.read(lambda session: _view_from_session(session, context.resolve))
+        candidates = context.read(lambda session: _candidates(root, keep_count, session, context))
+        if not dry_run and candidates:
+            candidates = context.mutate(lambda session: _archive_users(session, context, candidates))
     elif legacy_json is not None:
-        view = _view_from_legacy_json(legacy_json)
+        with _legacy_registry(legacy_json) as scratch:
+            candidates = scratch.read(lambda session: _candidates(root, keep_count, session, scratch))
+        if not dry_run and candidates:
+            logger.warning("%s is a JSON-only registry: entries of deleted folders are not archived there", legacy_json)
     else:
-        view = _RegistryView()
-    candidates = _candidates(root, keep_count, view)
+        candidates = _candidates(root, keep_count, None, None)
     if dry_run or not candidates:
         return [str(folder) for folder in candidates]
-    if context is not None:
-        candidates = context.mutate(lambda session: _archive_users(session, context, candidates))
-    elif legacy_json is not None:
-        logger.warning("%s is a JSON-only registry: entries of deleted folders are not archived there", legacy_json)
     deleted = []
     real_root = _real(root)
     for folder in candidates:
@@ -273,7 +281,10 @@ def cleanup_old_artifacts(
     return deleted
 
 
-def _candidates(root: Path, keep_count: int, view: _RegistryView) -> list[Path]:
+def _candidates(root: Path, keep_count: int, session: Session | None, context: RegistryContext | None) -> list[Path]:
+    """Version folders beyond the newest ``keep_count`` of each type that may go (all of them without a registry)."""
+    models = _registered(session, context) if session is not None and context is not None else []
+    protected = cleanup_protection(session) if session is not None else {}
     chosen = []
     for type_dir in sorted(root.iterdir()):
         if type_dir.name not in REQUIRED_MODEL_FILES or type_dir.is_symlink() or not type_dir.is_dir():
@@ -283,34 +294,39 @@ def _candidates(root: Path, keep_count: int, view: _RegistryView) -> list[Path]:
         ]
 
         def age(folder: Path) -> tuple[float, str]:
-            registered = view.newest(_real(folder))
-            return (registered if registered is not None else folder.stat().st_mtime, folder.name)
+            times = [m.created_at.timestamp() for m in _users(models, _real(folder))]
+            return (max(times) if times else folder.stat().st_mtime, folder.name)
 
         for folder in sorted(versions, key=age, reverse=True)[keep_count:]:
-            reason = view.protection(_real(folder))
-            if reason:
-                logger.info("keeping %s: %s", folder, reason)
-                continue
+            if session is not None and context is not None:
+                real = _real(folder)
+                reason = _protection(session, context, real, _users(models, real), protected)
+                if reason:
+                    logger.info("keeping %s: %s", folder, reason)
+                    continue
             chosen.append(folder)
     return chosen
 
 
-def _archive_users(session: Session, context, candidates: list[Path]) -> list[Path]:  # type: ignore[no-untyped-def]
+def _archive_users(session: Session, context: RegistryContext, candidates: list[Path]) -> list[Path]:
     """Re-check under the write lock, then archive the active models of the folders to delete."""
-    view = _view_from_session(session, context.resolve)
+    models = _registered(session, context)
+    protected = cleanup_protection(session)
     remaining = []
     for folder in candidates:
         real = _real(folder)
-        reason = view.protection(real)
+        users = _users(models, real)
+        reason = _protection(session, context, real, users, protected)
         if reason:
             logger.info("keeping %s: %s (changed since the scan)", folder, reason)
             continue
         remaining.append(folder)
-        for model_id, _, _, status in view.users(real):
-            if status != "active":
+        for user in users:
+            if user.status != "active":
                 continue
-            model = session.get(Model, model_id)
+            model = session.get(Model, user.model_id)
             assert model is not None
             model.status = "archived"
-            audit.record(session, "ARCHIVE", model_id, "reason=cleanup", {"folder": str(folder), "previous_status": status})
+            audit.record(session, "ARCHIVE", user.model_id, "reason=cleanup",
+                         {"folder": str(folder), "previous_status": user.status})
     return remaining

@@ -10,13 +10,17 @@ Two kinds of backup, chosen by the path given:
 * ``registry.db`` (a SQLite path): a copy made with SQLite's online backup API
   in one step, checked with ``PRAGMA integrity_check``.
 
-Names are ``{stem}_backup_{YYYYMMDD_HHMMSS_ffffff}{suffix}`` (UTC) beside the
-registry or in ``backup_dir``; a name is never reused (``_2``, ``_3``... on a
-collision) and a backup appears whole or not at all.
+Names are ``{stem}_backup_{YYYYMMDD_HHMMSS_ffffff}{suffix}`` (UTC) in the folder
+of the registry's ``registry.json`` (whether the registry is named by its
+``registry.json``, its ``registry.db`` or its folder) or in ``backup_dir``; a name
+is never reused (``_2``, ``_3``... on a collision) and a backup appears whole or
+not at all.
 
 :func:`restore_registry` reads either kind (or a plain ``registry.json``), checks
-it completely, then replaces the registry's tables in one transaction with an
-audit ``RESTORE`` event appended after the restored audit trail.
+it completely (every value as the API would check it: a full backup holding
+``NaN`` or a number too large for its column is refused), then replaces the
+registry's tables in one transaction with an audit ``RESTORE`` event appended after
+the restored audit trail.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ import shutil
 import sqlite3
 import tempfile
 from datetime import datetime, timezone
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, insert, select, text
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from .. import audit, export, legacy
@@ -49,7 +53,7 @@ from ..errors import (
     SchemaVersionError,
 )
 from ..models import Base, Settings, UTCDateTime, utcnow
-from ..validation import validate_identifier, validate_metric_name
+from ..validation import finite_real, to_jsonable, validate_identifier, validate_metric_name
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,11 @@ RESTORED_SETTINGS = (
     "registry_version", "created_at", "extra",
 )
 _NAME_PATTERN = r"^{stem}_backup_(\d{{8}}_\d{{6}})(?:_(\d{{6}}))?(?:_(\d+))?({suffixes})$"
+# Value ranges of the integer column types (INTEGER is 32-bit on PostgreSQL).
+_INTEGER_RANGE = (-(2**31), 2**31 - 1)
+_BIGINTEGER_RANGE = (-(2**63), 2**63 - 1)
+# JSON columns holding a list; every other JSON column holds an object.
+_LIST_COLUMNS = {("bert_embeddings", "text_fields_used")}
 
 
 # --------------------------------------------------------------------------- public API
@@ -80,7 +89,8 @@ def backup_registry(
         registry_path: the registry as ``ModelRegistry`` takes it. A ``.json`` path
             gives a JSON backup (any backend); a ``.db``/``.sqlite`` path gives a
             SQLite copy of that database file.
-        backup_dir: where to write (created if missing); default: beside the registry.
+        backup_dir: where to write (created if missing); default: the folder of the
+            registry's ``registry.json`` (:func:`default_backup_dir`).
         database_url: the registry's database (default ``$CFREG_DATABASE_URL``, else
             ``registry.db`` beside ``registry.json``).
 
@@ -94,7 +104,7 @@ def backup_registry(
         ExportError: the backup could not be written (nothing is left behind).
     """
     path = Path(registry_path)
-    folder = Path(backup_dir) if backup_dir is not None else path.parent
+    folder = Path(backup_dir) if backup_dir is not None else default_backup_dir(path)
     if path.suffix.lower() in SQLITE_SUFFIXES:
         db_file = sqlite_file(resolve_database_url(path, database_url))
         if db_file is None:
@@ -112,7 +122,7 @@ def backup_registry(
         if db_file is not None and not db_file.exists():
             if json_path.is_file():
                 # A registry.json without a database: the original JSON registry. Copy it as it is.
-                return copy_to_backup(path if path.suffix.lower() == ".json" else json_path, backup_dir)
+                return copy_to_backup(path if path.suffix.lower() == ".json" else json_path, folder)
             raise RegistryNotFoundError(f"no registry at {json_path} (neither {db_file.name} nor registry.json exists)")
         context = RegistryContext.open(json_path, database_url=database_url, auto_create=False, export_json=False)
         document = context.read(_snapshot)
@@ -156,8 +166,8 @@ def restore_registry(
     source = Path(backup_path)
     if not source.is_file():
         raise FileNotFoundError(f"backup {source} does not exist; list_backups() shows the available ones")
-    tables, parsed = _read_backup(source)
-    json_path, _ = json_locations(registry_path)
+    with legacy.import_errors(source.name):
+        tables, parsed = _read_backup(source)
     db_file = sqlite_file(resolve_database_url(registry_path, database_url))
     exists = db_file is None or db_file.exists()
     current_backup: str | None = None
@@ -201,7 +211,7 @@ def list_backups(registry_path: str | os.PathLike[str], backup_dir: str | os.Pat
         (``"json"`` or ``"sqlite"``).
     """
     path = Path(registry_path)
-    folder = Path(backup_dir) if backup_dir is not None else (path.parent if path.suffix else path)
+    folder = Path(backup_dir) if backup_dir is not None else default_backup_dir(path)
     stem = path.stem if path.suffix else "registry"
     suffixes = "|".join(re.escape(s) for s in (".json", *SQLITE_SUFFIXES))
     pattern = re.compile(_NAME_PATTERN.format(stem=re.escape(stem), suffixes=suffixes))
@@ -232,6 +242,18 @@ def list_backups(registry_path: str | os.PathLike[str], backup_dir: str | os.Pat
         ))
     entries.sort(key=lambda item: item[0], reverse=True)
     return [entry for _, entry in entries]
+
+
+def default_backup_dir(registry_path: str | os.PathLike[str]) -> Path:
+    """Where backups of a registry go by default: the folder of its ``registry.json``.
+
+    The same for every way of naming the registry (``.../registry.json``,
+    ``.../registry.db``, or the folder itself), as ``context.json_locations`` places
+    the files; relative when ``registry_path`` is.
+    """
+    path = Path(registry_path).expanduser()
+    folder = json_locations(path)[0].parent
+    return folder if path.is_absolute() else Path(os.path.relpath(folder))
 
 
 def copy_to_backup(path: str | os.PathLike[str], backup_dir: str | os.PathLike[str] | None = None) -> str:
@@ -279,7 +301,7 @@ def _link_unique(temp: Path, folder: Path, stem: str, suffix: str) -> Path:
             os.link(temp, target)
         except FileExistsError:
             continue
-        _fsync_directory(folder)
+        export.fsync_directory(folder)
         return target
     raise ExportError(f"could not find a free backup name for {base}{suffix} in {folder}")
 
@@ -287,14 +309,6 @@ def _link_unique(temp: Path, folder: Path, stem: str, suffix: str) -> Path:
 def _clock() -> datetime:
     """Now, in UTC: the time a backup name carries."""
     return datetime.now(timezone.utc)
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _sqlite_backup(db_file: Path, folder: Path, stem: str, suffix: str) -> Path:
@@ -393,9 +407,19 @@ def _read_backup(source: Path) -> tuple[dict[str, list[dict[str, Any]]] | None, 
     """``(tables, None)`` for a full backup, ``(None, parsed)`` for a plain registry.json."""
     if source.suffix.lower() in SQLITE_SUFFIXES:
         return _decode_tables(_read_sqlite_tables(source), source.name), None
-    document = legacy.read_json_strict(source, max_bytes=MAX_BACKUP_BYTES)
-    backup = document.get("backup") if isinstance(document, dict) else None
-    if isinstance(backup, dict) and backup.get("format") == BACKUP_FORMAT:
+    try:
+        document = legacy.read_json_strict(source, max_bytes=MAX_BACKUP_BYTES, allow_non_finite=False)
+    except ImportFormatError as exc:
+        if not isinstance(exc.__cause__, legacy.NonFiniteNumberError):
+            raise
+        # Only the original registry's plain registry.json holds NaN/Infinity (its metrics); we never write them.
+        document = legacy.read_json_strict(source, max_bytes=MAX_BACKUP_BYTES, allow_non_finite=True)
+        if _is_full_backup(document):
+            raise ImportFormatError(
+                f"{source.name}: a full backup never contains NaN/Infinity ({exc.__cause__}); the file is damaged"
+            ) from exc
+    if _is_full_backup(document):
+        backup = document["backup"]
         version = backup.get("format_version")
         if not isinstance(version, int) or version > BACKUP_FORMAT_VERSION:
             raise SchemaVersionError(
@@ -406,6 +430,11 @@ def _read_backup(source: Path) -> tuple[dict[str, list[dict[str, Any]]] | None, 
             raise ImportFormatError(f"{source.name}: the backup has no 'tables' object; it is damaged")
         return _decode_tables(document["tables"], source.name), None
     return None, legacy.parse_documents(document, source=source.name)
+
+
+def _is_full_backup(document: Any) -> bool:
+    backup = document.get("backup") if isinstance(document, dict) else None
+    return isinstance(backup, dict) and backup.get("format") == BACKUP_FORMAT
 
 
 def _read_sqlite_tables(source: Path) -> dict[str, list[dict[str, Any]]]:
@@ -454,7 +483,7 @@ def _decode_tables(raw: Any, source: str) -> dict[str, list[dict[str, Any]]]:
             extra = sorted(set(row) - set(columns))
             if extra:
                 raise ImportFormatError(f"{where} has unknown columns {extra}")
-            decoded[name].append({key: _decode_value(columns[key], value, where) for key, value in row.items()})
+            decoded[name].append({key: _decode_value(name, columns[key], value, where) for key, value in row.items()})
     settings = decoded.get(Settings.__tablename__, [])
     if len(settings) != 1:
         raise ImportFormatError(f"{source}: expected exactly one settings row, found {len(settings)}")
@@ -462,7 +491,13 @@ def _decode_tables(raw: Any, source: str) -> dict[str, list[dict[str, Any]]]:
     return decoded
 
 
-def _decode_value(column: Any, value: Any, where: str) -> Any:
+def _decode_value(table: str, column: Any, value: Any, where: str) -> Any:
+    """``value`` as the column stores it, checked as the API checks it; ImportFormatError otherwise.
+
+    Everything a restore inserts passes here before its transaction starts, so a
+    value the database or the JSON export would refuse (NaN, a number too large for
+    its column, text that is not valid Unicode) changes nothing.
+    """
     if value is None:
         if not column.nullable and not column.primary_key and column.default is None:
             raise ImportFormatError(f"{where}: column {column.name} may not be null")
@@ -480,19 +515,36 @@ def _decode_value(column: Any, value: Any, where: str) -> Any:
             else:
                 return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
     elif isinstance(kind, (Integer, BigInteger)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            problem = "an integer"
+        low, high = _BIGINTEGER_RANGE if isinstance(kind, BigInteger) else _INTEGER_RANGE
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            problem = f"an integer from {low} to {high}"
     elif isinstance(kind, Float):
-        if isinstance(value, bool) or not isinstance(value, Real):
-            problem = "a number"
+        number = finite_real(value)
+        if number is None:
+            problem = "a finite number"
+        else:
+            return number
     elif isinstance(kind, (String, Text)):
         length = getattr(kind, "length", None)
-        if not isinstance(value, str) or (length is not None and len(value) > length):
-            problem = f"a string of at most {length} characters" if length is not None else "a string"
+        if not isinstance(value, str) or (length is not None and len(value) > length) or "\x00" in value:
+            # NUL: PostgreSQL cannot store it, and the API never accepts it.
+            problem = (f"a string of at most {length} characters" if length is not None else "a string") + " without NUL"
+        else:
+            try:
+                return to_jsonable(value, f"column {column.name}")  # lone surrogates would break the export
+            except InvalidArgumentError as exc:
+                raise ImportFormatError(f"{where}: {exc}") from exc
     elif isinstance(kind, JSON):
-        return value
+        shape = list if (table, column.name) in _LIST_COLUMNS else dict
+        if not isinstance(value, shape):
+            problem = "a JSON array" if shape is list else "a JSON object"
+        else:
+            try:
+                return to_jsonable(value, f"column {column.name}")
+            except InvalidArgumentError as exc:  # NaN/Infinity, text that is not valid Unicode, too deep
+                raise ImportFormatError(f"{where}: {exc}") from exc
     if problem:
-        raise ImportFormatError(f"{where}: column {column.name} must be {problem}, got {value!r}")
+        raise ImportFormatError(f"{where}: column {column.name} must be {problem}, got {legacy.short_repr(value)}")
     return value
 
 
@@ -531,7 +583,7 @@ def _replace_tables(session: Session, tables: dict[str, list[dict[str, Any]]], s
             continue
         try:
             session.execute(insert(table), rows)
-        except SQLAlchemyDatabaseError as exc:
+        except StatementError as exc:  # a DatabaseError, or a value the driver could not convert
             raise ImportFormatError(f"{source}: the backup's {table.name} rows do not fit the registry: {exc.orig}") from exc
     backup_settings = tables[settings_name][0]
     settings = session.get(Settings, 1)
@@ -541,7 +593,7 @@ def _replace_tables(session: Session, tables: dict[str, list[dict[str, Any]]], s
             setattr(settings, name, backup_settings[name])
     try:
         session.flush()
-    except SQLAlchemyDatabaseError as exc:
+    except StatementError as exc:
         raise ImportFormatError(f"{source}: the settings row does not fit the backup's own tables: {exc.orig}") from exc
     _reset_sequences(session)
 

@@ -704,17 +704,27 @@ def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFin
     return {name: FileFingerprint(name, size, sha, mtime or -1) for name, size, sha, mtime in rows}
 
 
+# (database, model_type, version base) -> the last suffix this process allocated: only a
+# starting point for the search below, so a stale hint can never produce a duplicate.
+_suffix_hints: dict[tuple[str, str, str], int] = {}
+
+
 def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
     # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so the
     # first free id found here is still free at commit; the primary key is the backstop.
     base = _generate_version_id("v")
+    hint_key = (str(session.get_bind().url), model_type, base)
+    hint = _suffix_hints.get(hint_key)
+    if hint is None and session.get(Model, f"{model_type}_{base}") is None:
+        return f"{model_type}_{base}", base
     # Exact-id lookups in batches (index equality; no collation-dependent range scans).
-    for start in range(1, MAX_VERSIONS_PER_SECOND, 64):
-        batch = [base if n == 1 else f"{base}_{n}" for n in range(start, start + 64)]
-        ids = {f"{model_type}_{version}": version for version in batch}
-        taken = set(session.scalars(select(Model.model_id).where(Model.model_id.in_(list(ids)))))
-        for model_id, version in ids.items():
+    for start in range(max(2, (hint or 1) + 1), MAX_VERSIONS_PER_SECOND, 64):
+        versions = {f"{model_type}_{base}_{n}": (f"{base}_{n}", n) for n in range(start, start + 64)}
+        taken = set(session.scalars(select(Model.model_id).where(Model.model_id.in_(list(versions)))))
+        for model_id, (version, suffix) in versions.items():
             if model_id not in taken:
+                _suffix_hints.clear()  # one entry is enough: the clock only moves forward
+                _suffix_hints[hint_key] = suffix
                 return model_id, version
     raise RegistryError(f"too many automatic versions of {model_type!r} in one second; pass version=")
 

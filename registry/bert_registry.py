@@ -37,6 +37,7 @@ from .artifacts import (
     verify_sha256,
 )
 from .context import RegistryContext
+from .selection import settings_row
 from .instances import SharedInstances
 from .errors import (
     InvalidArgumentError,
@@ -48,7 +49,7 @@ from .errors import (
     RegistryError,
 )
 from .export import embedding_info, iso
-from .models import BertEmbedding, EmbeddingLink, Model, Settings
+from .models import BertEmbedding, EmbeddingLink, Model
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import json_payload, optional_text, path_text, positive_int, validate_identifier
@@ -249,7 +250,7 @@ class BERTEmbeddingsRegistry:
                 {"path": stored, "file_name": file_print.file_name, "sha256": file_print.sha256, "model_name": model_name,
                  "num_items": num_items, "embedding_dim": embedding_dim},
             )
-            settings = _settings(session)
+            settings = settings_row(session)
             if settings.current_embeddings_version is None:
                 settings.current_embeddings_version = chosen
                 audit.record(session, "SET_CURRENT_EMBEDDINGS", chosen, "from=none reason=first registered",
@@ -270,7 +271,7 @@ class BERTEmbeddingsRegistry:
 
         def work(session: Session) -> bool:
             _require_embeddings(session, version)
-            settings = _settings(session)
+            settings = settings_row(session)
             previous = settings.current_embeddings_version
             if previous != version:
                 settings.current_embeddings_version = version
@@ -283,7 +284,7 @@ class BERTEmbeddingsRegistry:
     def get_current_best(self) -> dict[str, Any] | None:
         """The current embeddings as ``{'version', 'info'}``, or None when none is registered."""
         def work(session: Session) -> dict[str, Any] | None:
-            version = _settings(session).current_embeddings_version
+            version = settings_row(session).current_embeddings_version
             if version is None:
                 return None
             return {"version": version, "info": _info(session, _require_embeddings(session, version))}
@@ -374,7 +375,7 @@ class BERTEmbeddingsRegistry:
             is_current`` (and ``linked_models`` when ``include_linked_models``).
         """
         def work(session: Session) -> list[dict[str, Any]]:
-            current = _settings(session).current_embeddings_version
+            current = settings_row(session).current_embeddings_version
             links = export.links_by_embedding(session) if include_linked_models else {}
             rows = []
             statement = select(BertEmbedding).order_by(BertEmbedding.created_at.desc(), BertEmbedding.version.desc())
@@ -398,7 +399,7 @@ class BERTEmbeddingsRegistry:
         """``total_embeddings, current_best, last_updated, total_linked_models`` (distinct CF
         models), plus ``total_links`` and the registry ``generation``."""
         def work(session: Session) -> dict[str, Any]:
-            settings = _settings(session)
+            settings = settings_row(session)
             return {
                 "total_embeddings": session.scalar(select(func.count()).select_from(BertEmbedding)) or 0,
                 "current_best": settings.current_embeddings_version,
@@ -429,7 +430,7 @@ class BERTEmbeddingsRegistry:
 
         def work(session: Session) -> bool:
             row = _require_embeddings(session, version)
-            if _settings(session).current_embeddings_version == version:
+            if settings_row(session).current_embeddings_version == version:
                 raise ModelInUseError(
                     f"Embeddings {version!r} are the current version and cannot be deleted; "
                     "set_current_best() another version first"
@@ -545,7 +546,7 @@ def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any
         validate_identifier(version, "version")
 
     def work(session: Session) -> tuple[dict[str, Any], str, str | None, str | None]:
-        chosen = version or _settings(session).current_embeddings_version
+        chosen = version or settings_row(session).current_embeddings_version
         if chosen is None:
             raise NoModelLoadedError("No current best embeddings: register embeddings or call set_current_best() first")
         row = _require_embeddings(session, chosen)
@@ -588,12 +589,6 @@ def _export_bert_file(ctx: RegistryContext) -> None:
 
 
 # ---------------------------------------------------------------------- transaction helpers
-
-
-def _settings(session: Session) -> Settings:
-    settings = session.get(Settings, 1)
-    assert settings is not None
-    return settings
 
 
 def _require_embeddings(session: Session, version: str) -> BertEmbedding:

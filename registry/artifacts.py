@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import ChecksumMismatchError, InvalidArgumentError, InvalidArtifactsError
+from .interactions import interactions_file, read_interactions
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ def check_model_folder(path: Path, model_type: str) -> tuple[dict[str, NpyHeader
             problems.append(f"factor counts differ: U has {u.shape[1]}, V has {v.shape[1]}")
         problems.extend(_metadata_problems(path, model_type, u.shape, v.shape))
         problems.extend(_id_map_problems(path, model_type, u.shape[0], v.shape[0]))
+        problems.extend(_interactions_problems(path, model_type, u.shape[0], v.shape[0]))
     return headers, problems
 
 
@@ -316,10 +318,26 @@ def _id_map_problems(path: Path, model_type: str, num_users: int, num_items: int
     return problems
 
 
+def _interactions_problems(path: Path, model_type: str, num_users: int, num_items: int) -> list[str]:
+    file_path = path / interactions_file(model_type)
+    if not file_path.exists():
+        return []
+    try:
+        read_interactions(file_path, num_users, num_items)
+    except InvalidArtifactsError as exc:
+        return [str(exc)]
+    return []
+
+
+def optional_model_files(model_type: str) -> list[str]:
+    """Optional files recorded (with checksums) when a model folder has them."""
+    return [*id_map_files(model_type).values(), interactions_file(model_type)]
+
+
 def model_files(path: Path, model_type: str) -> list[str]:
-    """Files recorded for a model: the required ones plus any id maps present."""
+    """Files recorded for a model: the required ones plus any optional ones present."""
     names = list(required_files(model_type))
-    names.extend(name for name in id_map_files(model_type).values() if (path / name).is_file())
+    names.extend(name for name in optional_model_files(model_type) if (path / name).is_file())
     return names
 
 

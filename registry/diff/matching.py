@@ -42,11 +42,10 @@ def match(ids_a: list[Any] | None, ids_b: list[Any] | None, size_a: int, size_b:
     a_to_b = np.full(size_a, -1, dtype=np.int64)
     b_to_a = np.full(size_b, -1, dtype=np.int64)
     if ids_a is not None and ids_b is not None:
-        lookup = {_hashable(value): row for row, value in enumerate(ids_b)}
-        for row, value in enumerate(ids_a):
-            other = lookup.get(_hashable(value))
-            if other is not None:
-                a_to_b[row] = other
+        if ids_a == ids_b:  # the common case: the same id map, row for row
+            a_to_b[:] = np.arange(size_a)
+        else:
+            a_to_b[:] = _lookup_rows(ids_a, ids_b)
         by = "ids"
     else:
         shared = min(size_a, size_b)
@@ -62,6 +61,16 @@ def sample_labels(rows: np.ndarray, ids: list[Any] | None) -> list[Any]:
     """The first :data:`SAMPLE_SIZE` of ``rows`` as ids (or row indices without an id map)."""
     picked = rows[:SAMPLE_SIZE].tolist()
     return picked if ids is None else [ids[row] for row in picked]
+
+
+def _lookup_rows(ids_a: list[Any], ids_b: list[Any]) -> list[int]:
+    """For each id of A, its row in B (-1 when B lacks it)."""
+    try:
+        lookup = {value: row for row, value in enumerate(ids_b)}
+        return [lookup.get(value, -1) for value in ids_a]
+    except TypeError:  # unhashable ids (JSON lists/objects): compare their canonical JSON
+        lookup = {_hashable(value): row for row, value in enumerate(ids_b)}
+        return [lookup.get(_hashable(value), -1) for value in ids_a]
 
 
 def _hashable(value: Any) -> Any:

@@ -40,7 +40,7 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     if k <= 0:
         return np.full((rows, 0), MISSING, dtype=np.int64)
     if k < columns:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.argpartition(scores, columns - k, axis=1)[:, columns - k:]
     else:
         part = np.broadcast_to(np.arange(columns), (rows, columns)).copy()
     picked = np.take_along_axis(scores, part, axis=1)

@@ -26,7 +26,6 @@ from registry.diff import metrics as m
 from registry.interactions import interactions_from_pairs, save_interactions
 from registry.models import ModelDiff
 
-
 # ---------------------------------------------------------------------- helpers
 
 
@@ -456,7 +455,7 @@ def test_movielens_als_vs_bpr_churn_matches_brute_force(tmp_path: Path) -> None:
     U_a, V_a = np.asarray(als.user_factors), np.asarray(als.item_factors)
     U_b, V_b = np.asarray(bpr.user_factors), np.asarray(bpr.item_factors)
     sample = np.sort(np.random.default_rng(np.random.SeedSequence(1).spawn(2)[0]).choice(len(user_ids), 300, replace=False))
-    seen = lambda u: matrix[u].indices  # noqa: E731
+    seen = lambda u: matrix[u].indices
     expected = brute_force_overlap(U_a, V_a, U_b, V_b, sample, sample, 10, seen_a=seen, seen_b=seen)
     assert report.churn.mean_overlap == pytest.approx(expected.mean(), abs=1e-9)
     assert 0 < report.churn.churn < 1, "two different algorithms agree on some items, not all"

@@ -869,7 +869,7 @@ def bench_model_diff(args: argparse.Namespace) -> str:
         peaks = {}
         for sample in (1000, 2000, 4000, 8000):
             params = compute.DiffParams(users=sample, items=sample)
-            work = lambda params=params: compute.compute(side_a, side_b, params, "", [], time.perf_counter())  # noqa: E731
+            work = lambda params=params: compute.compute(side_a, side_b, params, "", [], time.perf_counter())
             rows.append((f"numbers only, {sample:,} users + {min(sample, items):,} items", measure(work, budget), "linear"))
             tracemalloc.start()
             work()

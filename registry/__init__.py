@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "reset_registries": "cf_registry",
     "register_model": "cf_registry",
     "select_best_model": "cf_registry",
+    "diff_models": "cf_registry",
+    "DiffReport": "diff.report",
     "generate_model_id": "cf_registry",
     "baseline_improvement": "selection",
     "DEFAULT_REGISTRY_PATH": "cf_registry",
@@ -60,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "ExportError": "errors",
     "ImportFormatError": "errors",
     "ReadOnlyQueryError": "errors",
+    "ChurnLimitError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -82,12 +85,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cf_registry import (
         DEFAULT_REGISTRY_PATH,
         ModelRegistry,
+        diff_models,
         generate_model_id,
         get_registry,
         register_model,
         reset_registries,
         select_best_model,
     )
+    from .diff.report import DiffReport
     from .errors import *  # noqa: F403
     from .selection import baseline_improvement
     from .export import create_empty_registry, validate_registry_schema

@@ -81,6 +81,8 @@ from .validation import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .diff.report import DiffReport
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_REGISTRY_PATH = "artifacts/cf/registry.json"
@@ -95,6 +97,7 @@ __all__ = [
     "REQUIRED_MODEL_FILES",
     "ModelRegistry",
     "create_empty_registry",
+    "diff_models",
     "get_registry",
     "register_model",
     "select_best_model",
@@ -329,6 +332,7 @@ class ModelRegistry:
         model_type: str | None = None,
         *,
         min_gain_over_current: float | None = None,
+        max_churn: float | None = None,
     ) -> dict[str, Any] | None:
         """Make the active model with the highest ``metric`` the current best.
 
@@ -338,6 +342,12 @@ class ModelRegistry:
         :func:`registry.selection.baseline_improvement`). Ties go to the earliest registered model.
         With ``min_gain_over_current`` the current best is replaced only when the
         winner beats it by that relative fraction, and None is returned otherwise.
+        With ``max_churn`` the winner must also keep its top-10 churn against the
+        current best (see :meth:`diff_models`) at or below that fraction; the check
+        is written into the ``SELECT_BEST`` audit event.
+
+        Raises:
+            ChurnLimitError: the winner's churn exceeds ``max_churn`` (nothing changes).
 
         Returns:
             ``{'model_id', 'model_info', 'metric', 'value'}`` or None when there is no
@@ -350,22 +360,66 @@ class ModelRegistry:
             validate_identifier(model_type, "model_type")
         if min_gain_over_current is not None:
             min_gain_over_current = selection.non_negative_fraction(min_gain_over_current, "min_gain_over_current")
-        return self._ctx.mutate(
-            lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current)
-        )
+        if max_churn is None:
+            return self._ctx.mutate(
+                lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current)
+            )
+        from .diff import policy
 
-    def promote_model(self, model_id: str, reason: str | None = None, *, metric: str | None = None) -> dict[str, Any]:
+        return policy.guarded(self._ctx, policy.ChurnGuard(_churn_bound(max_churn)), lambda guard: self._ctx.mutate(
+            lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current, guard)
+        ))
+
+    def promote_model(self, model_id: str, reason: str | None = None, *, metric: str | None = None,
+                      max_churn: float | None = None, force: bool = False) -> dict[str, Any]:
         """Make ``model_id`` the current best by hand (``selected_by='manual'``).
+
+        With ``max_churn`` the promotion is refused when the model's top-10 churn against
+        the current best (see :meth:`diff_models`) exceeds that fraction; ``force=True``
+        (which needs a ``reason``) promotes anyway. The check, forced or not, is written
+        into the ``PROMOTE`` audit event.
 
         Raises:
             ModelNotFoundError: unknown id.
             ModelInUseError: the model is not active.
+            ChurnLimitError: churn above ``max_churn`` without ``force``.
+            InvalidArgumentError: ``force`` without ``max_churn`` or without a reason.
         """
         validate_identifier(model_id, "model_id")
         if metric is not None:
             validate_metric_name(metric)
         reason = optional_text(reason, "reason", 1024)
-        return self._ctx.mutate(lambda session: selection.promote(session, model_id, reason, metric))
+        force = validate_flag(force, "force")
+        if max_churn is None:
+            if force:
+                raise InvalidArgumentError("force=True overrides max_churn; pass max_churn too (or drop force)")
+            return self._ctx.mutate(lambda session: selection.promote(session, model_id, reason, metric))
+        if force and not reason:
+            raise InvalidArgumentError("force=True needs a reason (it is kept in the audit trail)")
+        from .diff import policy
+
+        guard = policy.ChurnGuard(_churn_bound(max_churn), force=force)
+        return policy.guarded(self._ctx, guard, lambda g: self._ctx.mutate(
+            lambda session: selection.promote(session, model_id, reason, metric, g)))
+
+    def diff_models(self, model_a: str, model_b: str, *, k: int = 10, users: int = 2000, items: int = 2000,
+                    seed: int = 0, full: bool = False) -> DiffReport:
+        """What changes if ``model_b`` replaces ``model_a``: churn, neighbours, coverage, drift, metrics.
+
+        Computed from both models' recorded files (checksums verified) over a seeded sample
+        of ``users`` shared users and ``items`` shared items (``full=True``: churn over every
+        shared user, in batches), then stored keyed by both models' file checksums and the
+        parameters: asking again returns the stored report. See docs/model-diff.md.
+
+        Raises:
+            ModelNotFoundError: an id is not registered.
+            InvalidArgumentError: bad ``k``, ``users``, ``items``, ``seed`` or ``full``.
+            InvalidArtifactsError / ChecksumMismatchError: a file is missing or changed.
+        """
+        from .diff import compute
+
+        params = compute.DiffParams.checked(k, users, items, seed, full)
+        return compute.diff_models(self._ctx, model_a, model_b, params)
 
     def rollback(self, to: str | None = None, reason: str | None = None) -> dict[str, Any]:
         """Restore the previous current best (or make ``to`` current); audit ``ROLLBACK``.
@@ -691,6 +745,13 @@ class ModelRegistry:
 # ---------------------------------------------------------------------- transaction helpers
 
 
+def _churn_bound(value: object) -> float:
+    bound = selection.non_negative_fraction(value, "max_churn")
+    if bound > 1:
+        raise InvalidArgumentError(f"max_churn is a fraction of users' top-k lists, in [0, 1]; got {value!r}")
+    return bound
+
+
 def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:
     """Fingerprints recorded for the newest model registered from the same path."""
     latest = (
@@ -771,6 +832,12 @@ def register_model(
 ) -> str:
     """Register a model in the registry at ``registry_path`` (see :meth:`ModelRegistry.register_model`)."""
     return get_registry(registry_path).register_model(artifacts_path, model_type, hyperparameters, metrics, training_info, **kwargs)
+
+
+def diff_models(model_a: str, model_b: str, registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH,
+                **kwargs: Any) -> DiffReport:
+    """Diff two models of the registry at ``registry_path`` (see :meth:`ModelRegistry.diff_models`)."""
+    return get_registry(registry_path).diff_models(model_a, model_b, **kwargs)
 
 
 def select_best_model(metric: str = "ndcg@10", registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, **kwargs: Any) -> dict[str, Any] | None:

@@ -90,6 +90,19 @@ class ImportFormatError(RegistryError, ValueError):
     code = "import_error"
 
 
+class ChurnLimitError(RegistryError, ValueError):
+    """A promotion was refused: the candidate's churn against the current best exceeds ``max_churn``.
+
+    ``report`` holds the :class:`registry.diff.DiffReport` that measured it.
+    """
+
+    code = "churn_limit"
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class ReadOnlyQueryError(RegistryError, ValueError):
     """A statement given to the read-only SQL command tried to write."""
 
@@ -98,6 +111,7 @@ class ReadOnlyQueryError(RegistryError, ValueError):
 
 __all__ = [
     "ChecksumMismatchError",
+    "ChurnLimitError",
     "ExportError",
     "ImportFormatError",
     "InvalidArgumentError",

@@ -266,3 +266,24 @@ class Settings(Base):
     last_updated: Mapped[datetime] = mapped_column(default=utcnow)
     # Unknown top-level keys of an imported legacy registry.json, written back on export.
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ModelDiff(Base):
+    """A stored model diff report (``registry.diff``), keyed by both models' file checksums + parameters.
+
+    ``key`` is the sha256 of the canonical JSON of the two models' recorded file
+    checksums and the diff parameters, so a report is found again only while both
+    models still have exactly the files it was computed from. Model ids are plain
+    strings (like ``selections``): deleting a model does not delete its reports.
+    """
+
+    __tablename__ = "model_diffs"
+    __table_args__ = (Index("ix_model_diffs_models", "model_a", "model_b"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    model_a: Mapped[str] = mapped_column(String(ID_LENGTH))
+    model_b: Mapped[str] = mapped_column(String(ID_LENGTH))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -174,8 +175,23 @@ def current_selection(session: Session, settings: Settings) -> Selection | None:
     return session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
 
 
+# churn_guard(session, current_id, candidate_id) -> an object with ``text`` and ``details`` for the
+# audit event, or raises to refuse the change (see registry.diff.policy.ChurnGuard).
+ChurnGuardFn = Callable[[Session, str, str], Any]
+
+
+def churn_checked(session: Session, churn_guard: ChurnGuardFn | None, previous: str | None, candidate: str,
+                  summary: str, details: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The audit summary and details with the churn check's outcome (unchanged without a guard or a previous best)."""
+    if churn_guard is None or previous is None:
+        return summary, details
+    check = churn_guard(session, previous, candidate)
+    return summary + check.text, {**details, "churn_check": check.details}
+
+
 def select_best(
-    session: Session, metric: str, min_improvement: float, model_type: str | None, min_gain_over_current: float | None
+    session: Session, metric: str, min_improvement: float, model_type: str | None, min_gain_over_current: float | None,
+    churn_guard: ChurnGuardFn | None = None,
 ) -> dict[str, Any] | None:
     """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated)."""
     winner = best_candidate(session, metric, min_improvement, model_type)
@@ -198,17 +214,19 @@ def select_best(
             logger.info("best %s (%.6g) does not beat current %s (%.6g) by %.1f%%",
                         model.model_id, value, previous_id, previous_value, min_gain_over_current * 100)
             return None
-    set_current(session, settings, model.model_id, metric, value, "auto", None)
-    audit.record(
-        session, "SELECT_BEST", model.model_id,
+    summary, details = churn_checked(
+        session, churn_guard, previous_id, model.model_id,
         f"{metric}={value:.4f}{improvement_text(value, previous_value)}",
         {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,
          "min_improvement": min_improvement, "model_type": model_type},
     )
+    set_current(session, settings, model.model_id, metric, value, "auto", None)
+    audit.record(session, "SELECT_BEST", model.model_id, summary, details)
     return selection_result(session, model, metric, value)
 
 
-def promote(session: Session, model_id: str, reason: str | None, metric: str | None) -> dict[str, Any]:
+def promote(session: Session, model_id: str, reason: str | None, metric: str | None,
+            churn_guard: ChurnGuardFn | None = None) -> dict[str, Any]:
     """Body of :meth:`ModelRegistry.promote_model`."""
     model = require_model(session, model_id)
     if model.status != "active":
@@ -218,9 +236,12 @@ def promote(session: Session, model_id: str, reason: str | None, metric: str | N
     value = metric_value(session, model_id, chosen)
     if settings.current_model_id != model_id:
         previous = settings.current_model_id
+        summary, details = churn_checked(
+            session, churn_guard, previous, model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
+            {"previous_model_id": previous, "reason": reason, "metric": chosen},
+        )
         set_current(session, settings, model_id, chosen, value, "manual", reason)
-        audit.record(session, "PROMOTE", model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
-                     {"previous_model_id": previous, "reason": reason, "metric": chosen})
+        audit.record(session, "PROMOTE", model_id, summary, details)
     return selection_result(session, model, chosen, value)
 
 

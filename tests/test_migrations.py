@@ -20,7 +20,7 @@ from registry.models import Base
 REPO = Path(__file__).resolve().parent.parent
 TABLES = {
     "models", "model_metrics", "artifact_files", "selections", "bert_embeddings",
-    "embedding_links", "ab_tests", "audit_events", "settings",
+    "embedding_links", "ab_tests", "audit_events", "settings", "model_diffs",
 }
 VIEWS = {"v_model_metrics", "v_current_best", "v_selection_history"}
 

@@ -811,6 +811,94 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- model diff
+
+
+def bench_model_diff(args: argparse.Namespace) -> str:
+    """Time ``ModelRegistry.diff_models`` on two models of the doc's shapes; returns a markdown section.
+
+    Two registered models (U 26000x128, V 2200x128 float32, id maps and training interactions,
+    B a perturbed A) are diffed with k=10. Rows: the whole report (files read with sha256
+    verification, computed, stored) with a new seed each call so nothing comes from the store;
+    the stored report; the numbers alone on arrays in memory at growing sample sizes; ``full``.
+    Peak extra memory is numpy's allocations during one computation (tracemalloc).
+    """
+    import tracemalloc
+
+    from registry import ModelRegistry
+    from registry.diff import compute
+    from registry.interactions import interactions_from_pairs, save_interactions
+
+    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    users, items, dim = shapes["num_users"], shapes["num_items"], shapes["factors"]
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cfreg-bench-diff-"))
+    rng = np.random.default_rng(args.seed)
+    try:
+        registry = ModelRegistry(workdir / "cf" / "registry.json", root=workdir, export_json=False)
+        U = rng.standard_normal((users, dim), dtype=np.float32)
+        V = rng.standard_normal((items, dim), dtype=np.float32)
+        seen = interactions_from_pairs(rng.integers(0, users, users * 20), rng.integers(0, items, users * 20), users, items)
+        ids = []
+        for name, noise in (("a", 0.0), ("b", 0.3)):
+            folder = workdir / "cf" / name
+            folder.mkdir(parents=True)
+            np.save(folder / "als_U.npy", U + noise * rng.standard_normal(U.shape, dtype=np.float32))
+            np.save(folder / "als_V.npy", V + noise * rng.standard_normal(V.shape, dtype=np.float32))
+            (folder / "als_params.json").write_text("{}")
+            (folder / "als_metadata.json").write_text("{}")
+            (folder / "als_user_ids.json").write_text(json.dumps([f"u{i}" for i in range(users)]))
+            (folder / "als_item_ids.json").write_text(json.dumps([f"i{i}" for i in range(items)]))
+            save_interactions(folder / "als_interactions.npz", seen)
+            ids.append(registry.register_model(f"cf/{name}", "als", {}, {"ndcg@10": 0.1}, version=name))
+        seeds = iter(range(1, 10_000))
+        rows: list[tuple[str, Sample, str]] = []
+        budget = Budget(reps=3 if args.quick else 9, seconds=5.0)
+        whole = measure(lambda: registry.diff_models(*ids, seed=next(seeds)), budget)
+        rows.append(("whole report: read + verify sha256 + compute + store (2,000 users, 2,000 items)", whole, "<= 1 s"))
+        cpu = []
+        for _ in range(3):
+            begin = time.process_time()
+            registry.diff_models(*ids, seed=next(seeds))
+            cpu.append((time.process_time() - begin) * 1000)
+        rows.append(("whole report, CPU time of this process (all threads), not wall", Sample(cpu), "-"))
+        rows.append(("stored report (same models and options)", measure(lambda: registry.diff_models(*ids, seed=1), budget), "-"))
+        record_a, record_b = registry.context.read(lambda s: (compute.require_record(s, ids[0]), compute.require_record(s, ids[1])))
+        side_a, side_b = compute.load_side(registry.context, record_a), compute.load_side(registry.context, record_b)
+        rows.append(("read one model (sha256-verified, id maps, interactions)",
+                     measure(lambda: compute.load_side(registry.context, record_a), budget), "-"))
+        peaks = {}
+        for sample in (1000, 2000, 4000, 8000):
+            params = compute.DiffParams(users=sample, items=sample)
+            work = lambda params=params: compute.compute(side_a, side_b, params, "", [], time.perf_counter())
+            rows.append((f"numbers only, {sample:,} users + {min(sample, items):,} items", measure(work, budget), "linear"))
+            tracemalloc.start()
+            work()
+            peaks[sample] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        full = compute.DiffParams(full=True)
+        rows.append((f"numbers only, full: all {users:,} shared users",
+                     measure(lambda: compute.compute(side_a, side_b, full, "", [], time.perf_counter()), Budget(reps=3, seconds=1.0)), "-"))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    lines = [
+        "## Model diff",
+        "",
+        (f"`python tools/bench.py --diff{' --quick' if args.quick else ''}` on "
+         f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, {os.cpu_count()} cores, load average "
+         f"{[round(x, 2) for x in os.getloadavg()]}: U {users}x{dim} and V {items}x{dim} float32 per model, "
+         "k=10, id maps and training interactions (seen items excluded). Milliseconds, median / p95."),
+        "",
+        "| operation | median / p95 ms | n | target |",
+        "|---|---:|---:|---|",
+    ]
+    for title, sample, target in rows:
+        lines.append(f"| {title} | {_fmt(sample.median)} / {_fmt(sample.p95)} | {len(sample.times_ms)} | {target} |")
+    lines += ["", "Peak extra memory of one computation (numpy allocations, tracemalloc): " + ", ".join(
+        f"{size:,} users: {peak / 2**20:.1f} MiB" for size, peak in peaks.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny arrays, N = 20, 100, no MLflow: seconds")
@@ -825,6 +913,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--from-json", dest="from_json", help="render a saved --json result again instead of running")
+    parser.add_argument("--diff", action="store_true", help="only the model diff section (printed; paste it into "
+                        "docs/benchmarks.md under 'Model diff')")
     args = parser.parse_args(argv)
     default_sizes = "20,100" if args.quick else "100,1000,10000"
     try:
@@ -844,6 +934,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logger.setLevel(logging.INFO)
+    if args.diff:
+        sys.stdout.write(bench_model_diff(args))
+        return 0
     if args.from_json:
         result = rejudge(json.loads(Path(args.from_json).read_text(encoding="utf-8")))
     else:

@@ -97,6 +97,7 @@ def select_best(
     min_improvement: Annotated[float, typer.Option(help="Required improvement over each model's own baseline (0.1 = 10%).")] = 0.0,
     model_type: Annotated[str | None, typer.Option("--type", "-t", help="Only models of this type.")] = None,
     min_gain_over_current: Annotated[float | None, typer.Option(help="Replace the current best only when beaten by this relative gain.")] = None,
+    max_churn: Annotated[float | None, typer.Option(help="Refuse a winner whose churn@10 against the current best exceeds this fraction (see `cfreg diff`).")] = None,
 ) -> None:
     """Make the active model with the highest metric the current best.
 
@@ -104,7 +105,8 @@ def select_best(
     """
     state = state_of(ctx)
     result = state.registry().select_best_model(
-        metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current
+        metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
+        max_churn=max_churn,
     )
 
     def render() -> None:
@@ -120,13 +122,15 @@ def promote(
     ctx: typer.Context,
     model_id: Annotated[str, typer.Argument(help="Model to make current.")],
     reason: Annotated[str | None, typer.Option(help="Why (kept in the selection history and audit).")] = None,
+    max_churn: Annotated[float | None, typer.Option(help="Refuse when churn@10 against the current best exceeds this fraction (see `cfreg diff`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --max-churn: promote anyway (needs --reason; audited).")] = False,
 ) -> None:
     """Make a model the current best by hand.
 
     Example: cfreg promote als_v2_20250116_141500 --reason "hotfix"
     """
     state = state_of(ctx)
-    result = state.registry().promote_model(model_id, reason=reason)
+    result = state.registry().promote_model(model_id, reason=reason, max_churn=max_churn, force=force)
     emit(state, result, lambda: state.out.print(f"Current best: {result['model_id']}"))
 
 

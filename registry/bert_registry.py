@@ -672,7 +672,7 @@ def load_bert_embeddings(
     """Load embeddings (default: the current version) as ``(ndarray, info)``.
 
     The registry is never created and no JSON is written; opening it may store
-    the resolved root when none is stored yet and deletes orphan ``.*.tmp`` files
+    the resolved root when none is stored yet and deletes orphan ``.*.cfreg-tmp`` files
     of killed exporters (see ``docs/bert.md``). The file's sha256 is checked
     against the one recorded at registration. ``.npy`` files never import torch.
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from .. import audit, usage
 from ..artifacts import REQUIRED_MODEL_FILES, model_files, required_files, safe_delete_tree
 from ..context import RegistryContext
-from ..export import fsync_directory
+from ..export import TEMP_SUFFIX, fsync_directory
 from ..errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
 from ..maintenance import cleanup_protection
 from ..models import Base, Model, Settings
@@ -90,7 +90,7 @@ def copy_model_artifacts(src_path: str | os.PathLike[str], dest_path: str | os.P
     _refuse_non_empty(target)
     names = model_files(source, model_type)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX))
     try:
         for name in names:
             shutil.copy2(source / name, staging / name)

@@ -456,7 +456,7 @@ class BERTEmbeddingsRegistry:
         for folder in to_remove:
             try:
                 safe_delete_tree(folder, self._ctx.artifacts_root)
-            except OSError as exc:
+            except (OSError, InvalidArgumentError) as exc:
                 raise RegistryError(f"embeddings {version} were deleted from the registry but their files remain in {folder}: {exc}") from exc
         return result
 

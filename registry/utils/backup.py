@@ -570,7 +570,7 @@ def _open_for_restore(registry_path: str | os.PathLike[str], database_url: str |
     except ImportFormatError as exc:
         # A new database tried to import a damaged registry.json beside it; the restore replaces it anyway.
         logger.warning("ignoring the failed legacy import before the restore: %s", exc)
-        return RegistryContext.open(registry_path, database_url=database_url, auto_create=True)
+        return RegistryContext.open(registry_path, database_url=database_url, auto_create=True, import_legacy=False)
 
 
 def _replace_tables(session: Session, tables: dict[str, list[dict[str, Any]]], source: str) -> None:

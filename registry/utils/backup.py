@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, insert, select, text
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, false, func, insert, select, text
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
@@ -606,10 +606,6 @@ def _reset_sequences(session: Session) -> None:
         column = table.autoincrement_column
         if column is None or table.name == Settings.__tablename__:
             continue
-        session.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-                f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
-            ),
-            {"table": table.name, "column": column.name},
-        )
+        # Built as an expression (identifiers quoted by SQLAlchemy), not as formatted text.
+        highest = select(func.coalesce(func.max(column), 0)).scalar_subquery()
+        session.execute(select(func.setval(func.pg_get_serial_sequence(table.name, column.name), highest + 1, false())))

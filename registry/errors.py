@@ -96,6 +96,18 @@ class ReadOnlyQueryError(RegistryError, ValueError):
     code = "read_only"
 
 
+class QueryTimeoutError(RegistryError, TimeoutError):
+    """A read-only SQL query ran past its statement timeout and was cancelled."""
+
+    code = "query_timeout"
+
+
+class ReadOnlySqlUnavailableError(RegistryError):
+    """The database cannot enforce read-only SQL for this registry yet (PostgreSQL: no reader role)."""
+
+    code = "read_only_unavailable"
+
+
 __all__ = [
     "ChecksumMismatchError",
     "ExportError",
@@ -106,7 +118,9 @@ __all__ = [
     "ModelInUseError",
     "ModelNotFoundError",
     "NoModelLoadedError",
+    "QueryTimeoutError",
     "ReadOnlyQueryError",
+    "ReadOnlySqlUnavailableError",
     "RegistryBusyError",
     "RegistryError",
     "RegistryNotFoundError",

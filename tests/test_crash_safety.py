@@ -152,14 +152,13 @@ def _fresh_database(backend: str, folder: Path, schemas: list[str]) -> str:
 
 
 def _drop_schemas(schemas: list[str]) -> None:
-    from conftest import POSTGRES_ENV
+    from conftest import POSTGRES_ENV, drop_postgres_schema
 
     if not schemas:
         return
     admin = create_engine(os.environ[POSTGRES_ENV], isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for schema in schemas:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    for schema in schemas:
+        drop_postgres_schema(admin, schema)
     admin.dispose()
 
 

@@ -236,7 +236,8 @@ def _decode_record(text: str, types: list[int], raw: Any) -> tuple[Any, ...]:
 
 def _split_record(text: str) -> list[str | None]:
     """The fields of PostgreSQL's record text output; an empty unquoted field is NULL."""
-    body, fields, index = text[1:-1], [], 0
+    body, index = text[1:-1], 0
+    fields: list[str | None] = []
     while True:
         if index >= len(body) or body[index] == ",":
             fields.append(None)

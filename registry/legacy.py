@@ -873,9 +873,8 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
         ImportFormatError: the file is not importable; the registry stays empty and
             the message names the preserved copy to fix and import by hand.
     """
-    # A generation sidecar beside the files belongs to the database that wrote them, not this new one.
-    for path in (context.json_path, context.bert_json_path):
-        export.forget_generation(path)
+    if context.created:
+        _forget_generations(context)
     sources = [p if p.is_file() else None for p in (context.json_path, context.bert_json_path)]
     if not any(sources):
         return False
@@ -890,6 +889,7 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
     except ImportFormatError as exc:
         copies = _preserve(sources)
         raise ImportFormatError(f"{exc} (the file was kept as {copies}); {_UNBLOCK}") from exc
+    _forget_generations(context)  # a retried import: the creating open may have died before doing it
     copies = _preserve(sources)
     try:
         counts = _import(context, json_path, bert_path, replace=False, only_if_fresh=True)
@@ -900,6 +900,12 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
     if counts["imported"]:
         logger.info("imported legacy registry %s: %s", [str(p) for p in sources if p], counts)
     return bool(counts["imported"])
+
+
+def _forget_generations(context: RegistryContext) -> None:
+    # A generation sidecar beside the files belongs to the database that wrote them, not this one.
+    for path in (context.json_path, context.bert_json_path):
+        export.forget_generation(path)
 
 
 def has_content(document: Any, entries_key: str) -> bool:

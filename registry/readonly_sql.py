@@ -81,6 +81,8 @@ def run_readonly_query(
     """
     if not isinstance(query, str) or not query.strip():
         raise InvalidArgumentError("the SQL query is empty; give one SELECT statement")
+    if "\x00" in query:
+        raise InvalidArgumentError("the SQL query contains a NUL character")
     if limit is not None and limit < 1:
         raise InvalidArgumentError(f"limit must be >= 1, got {limit}")
     if timeout_seconds is not None and not timeout_seconds > 0:

@@ -427,6 +427,7 @@ def test_sql_reads_and_refuses_writes(cli: Cli, registry: ModelRegistry, trained
                       "CREATE TABLE evil (a int)"):
         assert "read-only" in cli.fails("sql", statement), statement
     assert "exactly one" in cli.fails("sql", "SELECT 1; DELETE FROM models")
+    assert "NUL" in cli.fails("sql", "SELECT 1\x00; DELETE FROM models")
     assert "query failed" in cli.fails("sql", "SELECT * FROM no_such_table")
     if backend == "sqlite":  # ATTACH would create the file even on a read-only connection
         assert "read-only" in cli.fails("sql", f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x")

@@ -10,6 +10,7 @@ import getpass
 import logging
 import os
 import socket
+import unicodedata
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -42,8 +43,26 @@ def current_actor() -> str:
 
 
 def sanitize(text: object) -> str:
-    """One log field: no ``|`` (the separator) and no line breaks."""
-    return " ".join(str(text).replace("|", "/").split())
+    """One log field: no ``|`` (the separator), no line breaks, no raw control characters.
+
+    Whitespace runs (newlines, tabs...) become one space; any other control or
+    format character (ESC, NUL, bidi overrides...) is written as a visible escape
+    such as ``\\x1b`` or ``\\u202e``, so a value cannot recolour a terminal or
+    disguise a line. Only the log line is escaped: the database keeps the value as given.
+    """
+    joined = " ".join(str(text).replace("|", "/").split())
+    if joined.isprintable():  # the common case: nothing to escape
+        return joined
+    return "".join(_escape(ch) if unicodedata.category(ch) in _ESCAPED_CATEGORIES else ch for ch in joined)
+
+
+# Control (Cc), format (Cf: bidi overrides, zero-width...) and lone surrogate (Cs) characters.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def format_line(at: datetime, action: str, target: str, summary: str) -> str:

@@ -456,7 +456,7 @@ class BERTEmbeddingsRegistry:
         for folder in to_remove:
             try:
                 safe_delete_tree(folder, self._ctx.artifacts_root)
-            except OSError as exc:
+            except (OSError, InvalidArgumentError) as exc:
                 raise RegistryError(f"embeddings {version} were deleted from the registry but their files remain in {folder}: {exc}") from exc
         return result
 
@@ -672,7 +672,7 @@ def load_bert_embeddings(
     """Load embeddings (default: the current version) as ``(ndarray, info)``.
 
     The registry is never created and no JSON is written; opening it may store
-    the resolved root when none is stored yet and deletes orphan ``.*.tmp`` files
+    the resolved root when none is stored yet and deletes orphan ``.*.cfreg-tmp`` files
     of killed exporters (see ``docs/bert.md``). The file's sha256 is checked
     against the one recorded at registration. ``.npy`` files never import torch.
 

@@ -692,7 +692,7 @@ class ModelRegistry:
         for folder in to_remove:
             try:
                 safe_delete_tree(folder, self._ctx.artifacts_root)
-            except OSError as exc:
+            except (OSError, InvalidArgumentError) as exc:
                 raise RegistryError(f"model {model_id} was deleted from the registry but its files remain in {folder}: {exc}") from exc
         return result
 

@@ -75,8 +75,14 @@ class RegistryContext:
         audit_log_path: str | os.PathLike[str] | None = None,
         export_json: bool = True,
         artifacts_root: str | os.PathLike[str] | None = None,
+        import_legacy: bool = True,
     ) -> RegistryContext:
-        """Open (creating if allowed) the registry whose JSON lives at ``registry_path``."""
+        """Open (creating if allowed) the registry whose JSON lives at ``registry_path``.
+
+        A ``registry.json``/``bert_registry.json`` found beside a database that has never
+        recorded a change is imported first (see :func:`registry.legacy.import_pending`);
+        ``import_legacy=False`` skips that (a restore that replaces everything anyway).
+        """
         json_path, bert_json_path = json_locations(registry_path)
         url = resolve_database_url(registry_path, database_url)
         db_file = sqlite_file(url)
@@ -101,10 +107,13 @@ class RegistryContext:
         if stored_root is None:
             context._store_root(resolved_root)
         export.sweep_orphan_temp_files(json_path.parent)
-        if context.created:
-            from .legacy import import_legacy_if_present
+        if import_legacy:
+            from .legacy import import_legacy_if_present, import_pending
 
-            import_legacy_if_present(context)
+            # Not only when created: an import killed part-way left an empty database; retry it
+            # before anything could export over the legacy file.
+            if context.created or import_pending(context):
+                import_legacy_if_present(context)
         if export_json and not json_path.exists():
             context.export(force=True)
         return context

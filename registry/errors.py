@@ -109,6 +109,18 @@ class ReadOnlyQueryError(RegistryError, ValueError):
     code = "read_only"
 
 
+class QueryTimeoutError(RegistryError, TimeoutError):
+    """A read-only SQL query ran past its statement timeout and was cancelled."""
+
+    code = "query_timeout"
+
+
+class ReadOnlySqlUnavailableError(RegistryError):
+    """The database cannot enforce read-only SQL for this registry yet (PostgreSQL: no reader role)."""
+
+    code = "read_only_unavailable"
+
+
 __all__ = [
     "ChecksumMismatchError",
     "ChurnLimitError",
@@ -120,7 +132,9 @@ __all__ = [
     "ModelInUseError",
     "ModelNotFoundError",
     "NoModelLoadedError",
+    "QueryTimeoutError",
     "ReadOnlyQueryError",
+    "ReadOnlySqlUnavailableError",
     "RegistryBusyError",
     "RegistryError",
     "RegistryNotFoundError",

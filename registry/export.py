@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 REGISTRY_VERSION = "1.0"
-TEMP_SUFFIX = ".tmp"
+# The registry's own temp files end with this suffix (and start with "."): the sweep on open
+# removes only these, never a user's ".notes.tmp" that happens to sit in the folder.
+TEMP_SUFFIX = ".cfreg-tmp"
 ORPHAN_TEMP_AGE_SECONDS = 3600
 
 
@@ -295,7 +297,12 @@ _UMASK = _current_umask()
 
 
 def sweep_orphan_temp_files(directory: Path, max_age_seconds: float = ORPHAN_TEMP_AGE_SECONDS) -> int:
-    """Remove temp files left by writers killed mid-write; returns how many."""
+    """Remove the registry's own temp files left by writers killed mid-write; returns how many.
+
+    Only regular files named ``.*`` + :data:`TEMP_SUFFIX` (what :func:`atomic_write_text`
+    and the backups create) older than ``max_age_seconds`` are removed; other files,
+    folders and symlinks are left alone.
+    """
     removed = 0
     cutoff = time.time() - max_age_seconds
     try:
@@ -304,11 +311,14 @@ def sweep_orphan_temp_files(directory: Path, max_age_seconds: float = ORPHAN_TEM
         return 0
     for candidate in candidates:
         try:
-            if candidate.stat().st_mtime <= cutoff:
+            info = candidate.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_mtime <= cutoff:
                 candidate.unlink()
                 removed += 1
         except OSError:
             continue
+    if removed:
+        logger.info("removed %d orphan temp file(s) of killed writers in %s", removed, directory)
     return removed
 
 

@@ -838,10 +838,32 @@ def _import(
     return counts
 
 
-def import_legacy_if_present(context: RegistryContext) -> bool:
-    """Import the JSON files found beside a newly created database; True if something was imported.
+# How to get past a legacy file that cannot be imported (every open retries it until then).
+_UNBLOCK = (
+    "fix the file in place and open the registry again (it is imported then), or move it away to open the "
+    "registry empty and import a fixed copy with import_registry_json(..., replace=True) / `cfreg import-json`"
+)
 
-    Called by ``RegistryContext.open`` when it created the database. Each file
+
+def import_pending(context: RegistryContext) -> bool:
+    """True when a JSON file beside the registry may still have to be imported.
+
+    That is: ``registry.json`` or ``bert_registry.json`` exists and the database has
+    never recorded an audit event. Every change, the import included, commits with its
+    audit event, so a database without one has neither imported the files nor been
+    changed since it was created: an import killed part-way (its transaction rolled
+    back) is retried by the next open, and no export can have replaced the file yet.
+    """
+    if not (context.json_path.is_file() or context.bert_json_path.is_file()):
+        return False
+    return bool(context.read(lambda session: session.scalar(select(AuditEvent.id).limit(1)) is None))
+
+
+def import_legacy_if_present(context: RegistryContext) -> bool:
+    """Import the JSON files found beside a new database; True if something was imported.
+
+    Called by ``RegistryContext.open`` when it created the database, and on every
+    later open while :func:`import_pending` (an earlier import was killed). Each file
     with content (anything beyond what an empty registry exports: see
     :func:`has_content`) is first preserved as ``{stem}_backup_{timestamp}.json``
     (listed by ``list_backups`` and restorable), because the next export rewrites it
@@ -851,9 +873,8 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
         ImportFormatError: the file is not importable; the registry stays empty and
             the message names the preserved copy to fix and import by hand.
     """
-    # A generation sidecar beside the files belongs to the database that wrote them, not this new one.
-    for path in (context.json_path, context.bert_json_path):
-        export.forget_generation(path)
+    if context.created:
+        _forget_generations(context)
     sources = [p if p.is_file() else None for p in (context.json_path, context.bert_json_path)]
     if not any(sources):
         return False
@@ -867,18 +888,24 @@ def import_legacy_if_present(context: RegistryContext) -> bool:
             return False
     except ImportFormatError as exc:
         copies = _preserve(sources)
-        raise ImportFormatError(f"{exc} (the file was kept as {copies}; fix it and import it with replace=True)") from exc
+        raise ImportFormatError(f"{exc} (the file was kept as {copies}); {_UNBLOCK}") from exc
+    _forget_generations(context)  # a retried import: the creating open may have died before doing it
     copies = _preserve(sources)
     try:
         counts = _import(context, json_path, bert_path, replace=False, only_if_fresh=True)
     except ImportFormatError as exc:
         raise ImportFormatError(
-            f"legacy import failed: {exc}. The registry was created empty; the original file was kept as "
-            f"{copies}: fix it and import it with replace=True"
+            f"legacy import failed: {exc}. The registry is empty; the original file was kept as {copies}; {_UNBLOCK}"
         ) from exc
     if counts["imported"]:
         logger.info("imported legacy registry %s: %s", [str(p) for p in sources if p], counts)
     return bool(counts["imported"])
+
+
+def _forget_generations(context: RegistryContext) -> None:
+    # A generation sidecar beside the files belongs to the database that wrote them, not this one.
+    for path in (context.json_path, context.bert_json_path):
+        export.forget_generation(path)
 
 
 def has_content(document: Any, entries_key: str) -> bool:
@@ -909,6 +936,18 @@ def has_content(document: Any, entries_key: str) -> bool:
 
 
 def _preserve(sources: list[Path | None]) -> list[str]:
+    """A backup copy of each file; an identical copy kept by an earlier (killed or failed) attempt is reused."""
     from .utils.backup import copy_to_backup
 
-    return [copy_to_backup(path) for path in sources if path is not None]
+    return [_identical_backup(path) or copy_to_backup(path) for path in sources if path is not None]
+
+
+def _identical_backup(path: Path) -> str | None:
+    data = path.read_bytes()
+    for candidate in sorted(path.parent.glob(f"{path.stem}_backup_*{path.suffix}")):
+        try:
+            if candidate.stat().st_size == len(data) and candidate.read_bytes() == data:
+                return str(candidate)
+        except OSError:
+            continue
+    return None

@@ -69,9 +69,21 @@ def postgres_url() -> Iterator[str]:
         from registry import db
 
         db.forget_databases()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_postgres_schema(admin, schema)
         admin.dispose()
+
+
+def drop_postgres_schema(admin, schema: str) -> None:  # type: ignore[no-untyped-def]
+    """Drop a test schema and the cluster-wide reader role `cfreg init` may have created for it."""
+    from registry.pg_readonly import reader_role_name
+
+    with admin.connect() as connection:
+        database = connection.execute(text("SELECT current_database()")).scalar_one()
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        role = reader_role_name(database, schema)
+        if connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
+            connection.execute(text(f'DROP OWNED BY "{role}"'))
+            connection.execute(text(f'DROP ROLE "{role}"'))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -27,6 +27,7 @@ from registry import (
     InvalidArgumentError,
     InvalidArtifactsError,
     ModelRegistry,
+    RegistryError,
     register_model_type,
     validate_artifacts,
 )
@@ -308,6 +309,67 @@ def test_safe_delete_tree_removes_exactly_one_directory(tree: dict[str, Path]) -
     assert not (root / "models" / "m1").exists()
     assert (root / "models" / "m2").exists() and (tree["victim"] / "precious.txt").exists()
     assert safe_delete_tree(root / "models" / "m1", root) is False  # already gone
+
+
+def _swap_parent_for_symlink(parent: Path, outside: Path) -> None:
+    """Replace ``parent`` with a symlink to ``outside`` (holding a same-named child)."""
+    parent.rename(parent.with_name(parent.name + "_moved"))
+    parent.symlink_to(outside, target_is_directory=True)
+
+
+def test_safe_delete_tree_refuses_a_parent_swapped_for_a_symlink_after_the_check(tree: dict[str, Path]) -> None:
+    """Race: between check_deletable and the deletion, models/ becomes a symlink to an outside folder."""
+    root, victim = tree["root"], tree["victim"]
+    (victim / "m1").mkdir()
+    (victim / "m1" / "precious.txt").write_text("keep me too")
+    checked = check_deletable(root / "models" / "m1", root)
+    _swap_parent_for_symlink(root / "models", victim)
+    with pytest.raises(InvalidArgumentError, match="changed after it was checked"):
+        safe_delete_tree(checked, root)
+    assert (victim / "m1" / "precious.txt").read_text() == "keep me too"
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert (root / "models_moved" / "m1" / "U.npy").exists()
+
+
+def test_safe_delete_tree_refuses_a_directory_replaced_after_the_check(tree: dict[str, Path]) -> None:
+    root = tree["root"]
+    checked = check_deletable(root / "models" / "m1", root)
+    (root / "models" / "m1").rename(root / "models" / "m1_old")
+    (root / "models" / "m1").mkdir()
+    (root / "models" / "m1" / "new.txt").write_text("new")
+    with pytest.raises(InvalidArgumentError, match="changed after it was checked"):
+        safe_delete_tree(checked, root)
+    assert (root / "models" / "m1" / "new.txt").read_text() == "new"
+    assert (root / "models" / "m1_old" / "U.npy").exists()
+    assert safe_delete_tree(check_deletable(root / "models" / "m1", root), root) is True  # a fresh check may delete it
+
+
+def test_delete_model_does_not_follow_a_parent_swapped_after_the_check(
+    registry: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """delete_model(delete_files=True): the swap happens after the transaction, before the rmtree."""
+    from registry import cf_registry
+
+    make_model_dir(tmp_path / "artifacts/cf/als/v1")
+    make_model_dir(tmp_path / "artifacts/cf/als/v2")
+    registry.register_model("artifacts/cf/als/v1", "als", {}, {"ndcg@10": 0.1}, {}, version="v1")
+    registry.register_model("artifacts/cf/als/v2", "als", {}, {"ndcg@10": 0.2}, {}, version="v2")
+    registry.select_best_model(metric="ndcg@10")
+    outside = tmp_path / "outside"
+    (outside / "v1").mkdir(parents=True)
+    (outside / "v1" / "precious.txt").write_text("not yours")
+    real_delete = cf_registry.safe_delete_tree
+
+    def swap_then_delete(target: Any, root: Path) -> bool:
+        _swap_parent_for_symlink(tmp_path / "artifacts/cf/als", outside)
+        return real_delete(target, root)
+
+    monkeypatch.setattr(cf_registry, "safe_delete_tree", swap_then_delete)
+    with pytest.raises(RegistryError, match="files remain.*changed after it was checked"):
+        registry.delete_model("als_v1", delete_files=True)
+    assert (outside / "v1" / "precious.txt").read_text() == "not yours"
+    assert (tmp_path / "artifacts/cf/als_moved/v1/als_U.npy").exists()
+    assert "als_v1" not in registry.models  # the row was deleted in the committed transaction
 
 
 def test_safe_delete_tree_refuses_a_file(tree: dict[str, Path]) -> None:

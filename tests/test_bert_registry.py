@@ -644,6 +644,16 @@ def test_every_mutation_is_audited_in_the_database_and_the_log(
     assert sum(" | REGISTER_EMBEDDINGS | " in line for line in log) == 2
 
 
+def test_control_characters_are_escaped_in_the_log_and_kept_in_the_database(bert: BERTEmbeddingsRegistry, embeddings_dir) -> None:
+    name, data_version = "bert\x1b[31m-red\x1b[0m", "2025\x1b[2J-01"
+    version = bert.register_embeddings(embeddings_dir("bert/v1"), name, 25, 16, data_version=data_version)
+    info = bert.get_embeddings(version)
+    assert (info["model_name"], info["data_version"]) == (name, data_version)
+    logged = bert.audit_log_path.read_bytes()
+    assert b"\x1b" not in logged
+    assert b"model_name=bert\\x1b[31m-red\\x1b[0m shape=25x16" in logged
+
+
 # ---------------------------------------------------------------------- loading
 
 

@@ -850,6 +850,20 @@ def test_audit_fields_cannot_break_the_line_format(registry: ModelRegistry, mode
     assert line == "2025-01-16 14:30:00 | REGISTER | a/b | x=1 FORGED / LINE"
 
 
+def test_audit_log_line_escapes_control_characters(registry: ModelRegistry, model_dir) -> None:
+    """ESC, NUL, BEL and bidi overrides reach the log as visible escapes; the database keeps the value."""
+    line = audit.format_line(datetime(2025, 1, 16, 14, 30), "REGISTER", "a\x1b[2Jb", "v=\x1b[31mred\x00\x07 \u202eabc")
+    assert line == "2025-01-16 14:30:00 | REGISTER | a\\x1b[2Jb | v=\\x1b[31mred\\x00\\x07 \\u202eabc"
+    assert line.isprintable()
+    model_id = add(registry, model_dir, "v1", {"ndcg@10": 0.2})
+    registry.promote_model(model_id, reason="ok \x1b]0;owned\x07 done")
+    logged = registry.audit_log_path.read_bytes()
+    assert b"\x1b" not in logged and b"\x07" not in logged
+    assert b"ok \\x1b]0;owned\\x07 done" in logged
+    stored = [e for e in audit_rows(registry) if e["action"] == "PROMOTE"][-1]
+    assert "ok \x1b]0;owned\x07 done" in stored["summary"] + str(stored["details"])
+
+
 def test_audit_log_path_does_not_depend_on_the_working_directory(
     registry: ModelRegistry, model_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -412,6 +412,9 @@ def test_progress_displays_on_a_terminal(cli: Cli, registry: ModelRegistry, trai
 
 
 def test_sql_reads_and_refuses_writes(cli: Cli, registry: ModelRegistry, trained, tmp_path: Path, backend: str) -> None:
+    if backend == "postgres":
+        assert "cfreg init" in cli.fails("sql", "SELECT 1")  # no reader role yet: refused, nothing runs
+        assert cli.json("init")["sql_reader_role"].startswith("cfreg_ro_")
     cli("register", trained("v1", 0.1))
     cli("register", trained("v2", 0.2, seed=2))
     rows = cli.json("sql", "SELECT model_id, value FROM model_metrics WHERE name = 'ndcg@10' ORDER BY value DESC")
@@ -424,16 +427,68 @@ def test_sql_reads_and_refuses_writes(cli: Cli, registry: ModelRegistry, trained
                       "CREATE TABLE evil (a int)"):
         assert "read-only" in cli.fails("sql", statement), statement
     assert "exactly one" in cli.fails("sql", "SELECT 1; DELETE FROM models")
+    assert "NUL" in cli.fails("sql", "SELECT 1\x00; DELETE FROM models")
     assert "query failed" in cli.fails("sql", "SELECT * FROM no_such_table")
     if backend == "sqlite":  # ATTACH would create the file even on a read-only connection
         assert "read-only" in cli.fails("sql", f"ATTACH DATABASE '{tmp_path / 'x.db'}' AS x")
         assert not (tmp_path / "x.db").exists()
         assert "read-only" in cli.fails("sql", "PRAGMA journal_mode=DELETE")
         assert cli.json("sql", "PRAGMA table_info(models)")[0]["name"] == "model_id"
+        columns = cli.json("sql", "SELECT name FROM pragma_table_info('models') ORDER BY cid")
+        assert columns[0] == {"name": "model_id"} and {"name": "path"} in columns
+        refused = {"UPDATE sqlite_master SET sql = 'x'": "sqlite_master may not be modified",
+                   "PRAGMA writable_schema=ON": "read-only", "VACUUM INTO 'copy.db'": "cannot VACUUM",
+                   "SELECT load_extension('x')": "not authorized", "DELETE FROM models WHERE 1": "read-only"}
+        for statement, fragment in refused.items():
+            assert fragment in cli.fails("sql", statement), statement
+        assert not (tmp_path / "copy.db").exists()
     else:
         assert "read-only" in cli.fails("sql", "SELECT nextval('audit_events_id_seq')")
     assert sorted(registry.models) == ["als_v1", "als_v2"]
     assert {m["status"] for m in registry.models.values()} == {"active"}
+
+
+def test_sql_times_out(cli: Cli, registry: ModelRegistry, backend: str) -> None:
+    if backend == "postgres":
+        cli("init")
+        slow = "SELECT pg_sleep(30)"
+    else:
+        slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    assert "longer than 0.5 s" in cli.fails("sql", slow, "--timeout", "0.5")
+
+
+@pytest.mark.skipif(not os.environ.get("CFREG_TEST_POSTGRES_URL"), reason="PostgreSQL only")
+def test_sql_on_postgres_is_confined_by_the_database(cli: Cli, registry: ModelRegistry, tmp_path: Path, backend: str) -> None:
+    """What a READ ONLY transaction alone let through on PostgreSQL, and the escapes from SET ROLE."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only")
+    cli("init")
+    target = tmp_path / "copied.txt"
+    refused = {
+        f"COPY (SELECT 1) TO '{target}'": "read-only",
+        "SELECT pg_read_file('/etc/passwd')": "reader role",
+        "SELECT * FROM pg_ls_dir('/')": "reader role",
+        "SELECT pg_terminate_backend(pg_backend_pid())": "reader role",
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity": "reader role",
+        # SET LOCAL ROLE alone would be undone by this, then the nested query runs as the connecting user
+        "SELECT set_config('role', current_user, true), query_to_xml('SELECT pg_read_file(''/etc/passwd'')', true, false, '')":
+            "reader role",
+        "SELECT set_config('session_authorization', session_user, true)": "reader role",
+        "RESET ROLE": "read-only",
+        "SET ROLE NONE": "read-only",
+        "DO $$ BEGIN RESET ROLE; END $$": "read-only",
+        "SELECT lo_import('/etc/passwd')": "read-only",
+        "WITH gone AS (DELETE FROM models RETURNING 1) SELECT * FROM gone": "read-only",
+        "SELECT * FROM pg_catalog.pg_authid": "reader role",
+    }
+    for statement, fragment in refused.items():
+        message = cli.fails("sql", statement)
+        assert fragment in message and "read-only" in message, (statement, message)
+    assert not target.exists()
+    # Reads still work, including the reporting views and an empty result with its columns.
+    assert cli.json("sql", "SELECT count(*) AS n FROM v_current_best") == [{"n": 0}]
+    assert cli.json("sql", "SELECT model_id, path FROM models WHERE false") == []
+    assert cli.json("sql", "SELECT current_user LIKE 'cfreg_ro_%' AS reader") == [{"reader": True}]
 
 
 # ---------------------------------------------------------------------- A/B tests

@@ -113,3 +113,111 @@ def test_sigkill_during_register_and_select_leaves_a_consistent_registry(
     exported = json.loads(registry_path.read_text(encoding="utf-8"))
     assert model_id in exported["models"] and exported["current_best"]["model_id"] == model_id
     assert exported["metadata"]["num_models"] == _model_count(database_url)
+
+
+LEGACY_MODELS = 3000
+IMPORT_KILL_ROUNDS = int(os.environ.get("CFREG_BATTERY_IMPORT_KILL_ROUNDS", "4"))
+_OPEN_SCRIPT = (
+    "import sys\n"
+    "from registry import ModelRegistry\n"
+    "ModelRegistry(sys.argv[1], database_url=sys.argv[2], root=sys.argv[3])\n"
+)
+
+
+def _legacy_document(count: int) -> dict[str, Any]:
+    models = {
+        f"als_v{i}": {"model_type": "als", "version": f"v{i}", "path": f"artifacts/cf/als/v{i}",
+                      "created_at": "2025-01-15T10:30:00", "status": "active",
+                      "metrics": {"ndcg@10": i / count, "recall@10": 0.1}, "hyperparameters": {"factors": 64},
+                      "training_info": {}, "data_version": "d", "git_commit": "abc"}
+        for i in range(count)
+    }
+    return {"current_best": "als_v5", "models": models, "metadata": {}}
+
+
+def _fresh_database(backend: str, folder: Path, schemas: list[str]) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{folder / 'artifacts' / 'cf' / 'registry.db'}"
+    import uuid
+
+    from conftest import POSTGRES_ENV, postgres_schema_url
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(os.environ[POSTGRES_ENV], isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    schemas.append(schema)
+    return postgres_schema_url(os.environ[POSTGRES_ENV], schema)
+
+
+def _drop_schemas(schemas: list[str]) -> None:
+    from conftest import POSTGRES_ENV, drop_postgres_schema
+
+    if not schemas:
+        return
+    admin = create_engine(os.environ[POSTGRES_ENV], isolation_level="AUTOCOMMIT")
+    for schema in schemas:
+        drop_postgres_schema(admin, schema)
+    admin.dispose()
+
+
+def _audit_count(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM audit_events")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_sigkill_during_the_first_open_import_of_a_legacy_registry_loses_nothing(backend: str, tmp_path: Path) -> None:
+    """Kill the process importing a 3,000-model registry.json on first open, at a random moment.
+
+    The next open must import it (the killed import's transaction left an empty database),
+    and the first change after that must export all 3,000 models plus the new one.
+    """
+    import subprocess
+    import time
+
+    from factories import make_model_dir
+
+    from registry import ModelRegistry, db
+
+    legacy_text = json.dumps(_legacy_document(LEGACY_MODELS))
+    rng = random.Random(20250117)
+    schemas: list[str] = []
+    killed_mid_import = 0
+    try:
+        for round_index in range(IMPORT_KILL_ROUNDS):
+            folder = tmp_path / f"round{round_index}"
+            registry_path = folder / "artifacts" / "cf" / "registry.json"
+            registry_path.parent.mkdir(parents=True)
+            registry_path.write_text(legacy_text, encoding="utf-8")
+            database_url = _fresh_database(backend, folder, schemas)
+            process = subprocess.Popen([sys.executable, "-c", _OPEN_SCRIPT, str(registry_path), database_url, str(folder)])
+            deadline = time.monotonic() + 120
+            # The backup copy is written just before the import starts: kill a random moment after it.
+            while not list(registry_path.parent.glob("registry_backup_*.json")) and process.poll() is None:
+                assert time.monotonic() < deadline, "the import never started"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 1.0))
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+            if process.returncode == -signal.SIGKILL and _audit_count(database_url) == 0:
+                killed_mid_import += 1
+            assert json.loads(registry_path.read_text(encoding="utf-8")) == json.loads(legacy_text), f"round {round_index}"
+
+            db.forget_databases()
+            reopened = ModelRegistry(registry_path, database_url=database_url, root=folder)
+            assert len(reopened.models) == LEGACY_MODELS, f"round {round_index}"
+            assert reopened.get_current_best()["model_id"] == "als_v5"
+            make_model_dir(folder / "artifacts" / "cf" / "als" / "new", "als")
+            new_id = reopened.register_model("artifacts/cf/als/new", "als", {}, {"ndcg@10": 0.01}, {}, version="new")
+            exported = json.loads(registry_path.read_text(encoding="utf-8"))
+            assert len(exported["models"]) == LEGACY_MODELS + 1 and new_id in exported["models"], f"round {round_index}"
+            db.forget_databases()
+    finally:
+        _drop_schemas(schemas)
+    assert killed_mid_import >= 1, "no kill landed inside the import: the test proved nothing (raise the rounds)"

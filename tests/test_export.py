@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry import ModelRegistry
+from registry import export
 from registry.export import build_registry_document, publish
 from registry.legacy import BACKUP_KEYS, MODEL_FIELDS, REGISTRY_KEYS, import_registry_json
 
@@ -199,7 +200,30 @@ def test_bert_registry_json_follows_the_original_schema(registry, model_dir, emb
 
 
 def temp_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.endswith(export.TEMP_SUFFIX))
+
+
+def test_opening_sweeps_only_the_registrys_own_stale_temp_files(registry_path: Path, database_url: str, tmp_path: Path) -> None:
+    """Stale temp files of killed exporters go; a user's ``.notes.tmp`` and fresh temp files stay."""
+    folder = registry_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    hour_ago = time.time() - 2 * export.ORPHAN_TEMP_AGE_SECONDS
+    stale = [folder / f".registry.json.k1j2h3{export.TEMP_SUFFIX}", folder / f".registry_backup.x9y8{export.TEMP_SUFFIX}"]
+    fresh = folder / f".registry.json.f4e5d6{export.TEMP_SUFFIX}"
+    users = [folder / ".my_notes.tmp", folder / ".registry.json.old.tmp", folder / f"notes{export.TEMP_SUFFIX}"]
+    for path in [*stale, fresh, *users]:
+        path.write_text("partial")
+    for path in [*stale, *users]:
+        os.utime(path, (hour_ago, hour_ago))
+    stale_dir = folder / f".staging{export.TEMP_SUFFIX}"
+    stale_dir.mkdir()
+    os.utime(stale_dir, (hour_ago, hour_ago))
+
+    ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+
+    assert [p.exists() for p in stale] == [False, False]
+    assert fresh.exists() and stale_dir.is_dir()
+    assert [p.read_text() for p in users] == ["partial"] * 3
 
 
 @pytest.mark.parametrize("fault", ["os.replace", "os.fsync", "render"])

@@ -317,8 +317,47 @@ def test_broken_legacy_file_beside_new_database_is_kept_and_reported(tmp_path, d
     kept = list_backups(registry_path)
     assert len(kept) == 1 and kept[0]["path"] in str(raised.value)
     assert Path(kept[0]["path"]).read_text() == broken
-    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)  # opens empty
+    # Every open retries: an empty registry would otherwise export over the unimported file.
+    with pytest.raises(ImportFormatError, match="fix the file in place.*or move it away") as again:
+        ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+    assert kept[0]["path"] in str(again.value) and len(list_backups(registry_path)) == 1  # the same copy
+    assert registry_path.read_text() == broken
+    registry_path.rename(registry_path.with_name("broken.json"))
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)  # moved away: opens empty
     assert registry.models == {}
+
+
+def test_an_interrupted_first_open_import_is_retried_by_the_next_open(tmp_path, database_url, registry_path, monkeypatch,
+                                                                      model_dir):
+    """The process dies inside the import transaction (rolled back, as after SIGKILL): the next open imports,
+    and the first change after it exports every model, never a 1-model file over the legacy one."""
+    from registry import legacy
+
+    registry_path.parent.mkdir(parents=True)
+    shutil.copy(LEGACY_JSON, registry_path)
+    original = registry_path.read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-import")
+
+    monkeypatch.setattr(legacy, "insert_parsed", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+    monkeypatch.undo()
+    assert registry_path.read_bytes() == original
+    from registry import db
+
+    db.forget_databases()  # a new process
+
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+
+    legacy_ids = set(json.loads(LEGACY_JSON.read_text())["models"])
+    assert set(registry.models) == legacy_ids
+    assert audit_actions(registry) == ["IMPORT"]
+    new_id = registry.register_model(model_dir("als/new"), "als", {}, {"ndcg@10": 0.1}, {}, version="new")
+    assert set(json.loads(registry_path.read_text())["models"]) == legacy_ids | {new_id}
+    assert len(list_backups(registry_path)) == 1  # the copy of the killed attempt was reused
+    assert "IMPORT" not in audit_actions(ModelRegistry(registry_path, database_url=database_url, root=tmp_path))[1:]
 
 
 def test_our_own_empty_export_is_not_imported(tmp_path, database_url, registry_path):

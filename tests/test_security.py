@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import tracemalloc
@@ -216,24 +217,91 @@ def test_sql_looking_metric_names_and_sort_keys_are_rejected_and_harmless(
     assert registry.list_models(sort_by="recall@10")["model_id"].tolist() == ["als_v1"]
 
 
+SQL_SINKS = {"text", "execute", "exec_driver_sql", "executescript", "executemany"}
+
+
+def _is_int_cast(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "int"
+
+
+def _is_composed_sql(node: ast.expr) -> bool:
+    """``sql.SQL("...").format(sql.Identifier(...))``: psycopg's quoting composition, not string formatting."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+            and isinstance(node.func.value, ast.Call)
+            and getattr(node.func.value.func, "attr", getattr(node.func.value.func, "id", None)) == "SQL")
+
+
+def _formatted(node: ast.expr) -> bool:
+    """True for text built by an f-string, ``%``, ``.format`` or ``+`` with a non-literal part."""
+    if isinstance(node, ast.JoinedStr):
+        values = [v.value for v in node.values if isinstance(v, ast.FormattedValue)]
+        return bool(values) and not all(_is_int_cast(v) for v in values)  # PRAGMA busy_timeout={int(ms)}
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return isinstance(node.left, (ast.Constant, ast.JoinedStr)) and isinstance(getattr(node.left, "value", ""), str)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        parts = (node.left, node.right)
+        has_text = any(isinstance(p, (ast.Constant, ast.JoinedStr)) for p in parts)
+        return has_text and (any(_formatted(p) for p in parts) or not all(isinstance(p, ast.Constant) for p in parts))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return not _is_composed_sql(node)
+    return False
+
+
+def sql_formatting_offenders(source: str, name: str) -> list[str]:
+    """Calls of text()/execute()/exec_driver_sql()/... whose SQL argument is built by string formatting,
+    directly or through a local variable assigned in the same function (AST, so multi-line calls count)."""
+    tree = ast.parse(source)
+    offenders = []
+    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module))]
+    for scope in scopes:
+        assigned: dict[str, list[ast.expr]] = {}
+        for node in ast.walk(scope):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        assigned.setdefault(target.id, []).append(node.value)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                assigned.setdefault(node.target.id, []).append(node.value)
+        for node in ast.walk(scope):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if callee not in SQL_SINKS:
+                continue
+            argument = node.args[0]
+            values = assigned.get(argument.id, []) if isinstance(argument, ast.Name) else [argument]
+            if any(_formatted(value) for value in values):
+                offenders.append(f"{name}:{node.lineno}: {ast.get_source_segment(source, node)}")
+    return sorted(set(offenders))
+
+
 def test_no_sql_text_is_built_by_string_formatting() -> None:
-    """Static guard: SQL text is never an f-string/format/%-string, except integer-cast PRAGMA values."""
-    call = re.compile(r"""(?:text|execute|exec_driver_sql)\(\s*(f?)(["'])(.*)""")
+    """Static guard (AST): SQL text is never an f-string/format/%-string/concatenation, except integer-cast
+    values (``PRAGMA busy_timeout={int(ms)}``) and psycopg's quoting ``sql.SQL(...).format(sql.Identifier(...))``."""
     offenders = []
     for source in sorted(PACKAGE.rglob("*.py")):
-        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
-            match = call.search(line)
-            if not match:
-                continue
-            rest = match.group(3)
-            formatted = match.group(1) == "f" or ".format(" in rest or re.search(r"""["']\s*%\s*""", rest)
-            if not formatted:
-                continue
-            placeholders = re.findall(r"\{([^}]*)\}", rest)
-            if match.group(1) == "f" and placeholders and all(re.fullmatch(r"int\(.*\)", p) for p in placeholders):
-                continue  # e.g. PRAGMA busy_timeout={int(ms)}: a number, not text
-            offenders.append(f"{source.relative_to(PACKAGE.parent)}:{number}: {line.strip()}")
+        offenders += sql_formatting_offenders(source.read_text(encoding="utf-8"), str(source.relative_to(PACKAGE.parent)))
     assert offenders == []
+
+
+def test_the_sql_formatting_guard_sees_multi_line_and_indirect_cases() -> None:
+    """The guard itself: each of these must be reported (the old line-based check missed the first three)."""
+    cases = {
+        "multi-line f-string": 'session.execute(\n    text(\n        f"SELECT MAX({column}) "\n        "FROM t"\n    )\n)',
+        "through a variable": 'def f(table):\n    query = f"DELETE FROM {table}"\n    cursor.execute(query)',
+        "format on the next line": 'connection.exec_driver_sql(\n    "SELECT {}".format(name))',
+        "percent": 'cursor.execute("SELECT * FROM %s" % table)',
+        "concatenation": 'cursor.execute("SELECT * FROM " + table)',
+    }
+    for label, source in cases.items():
+        assert sql_formatting_offenders(source, label), label
+    allowed = [
+        'cursor.execute(f"PRAGMA busy_timeout={int(ms)}")',
+        'cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(s), sql.Identifier(r)))',
+        'session.execute(text("SELECT 1 WHERE a = :a"), {"a": value})',
+    ]
+    for source in allowed:
+        assert sql_formatting_offenders(source, "allowed") == [], source
 
 
 def test_registry_path_with_sql_looking_name_is_just_a_path(tmp_path: Path) -> None:

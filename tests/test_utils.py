@@ -448,6 +448,58 @@ def test_cleanup_with_a_json_only_legacy_registry_keeps_its_current_best(workdir
     assert (root / "als" / "v0").exists() and not (root / "registry.db").exists()
 
 
+def _json_only_registry(project: Path, current_path: str = "artifacts/cf/als/v0") -> Path:
+    """A legacy registry.json (no registry.db) with relative paths and als_v0 as current best."""
+    root = project / "artifacts" / "cf"
+    for index in range(3):
+        age(make_model_dir(root / "als" / f"v{index}", "als"), days=10 - index)
+    models = {f"als_v{i}": {"model_type": "als", "version": f"v{i}", "path": f"artifacts/cf/als/v{i}",
+                            "created_at": f"2020-01-0{i + 1}T00:00:00"} for i in range(3)}
+    models["als_v0"]["path"] = current_path
+    document = {"current_best": "als_v0", "metadata": {}, "models": models}
+    (root / "registry.json").write_text(json.dumps(document))
+    return root
+
+
+def test_cleanup_of_a_json_only_registry_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    """Run from "/": relative paths still resolve against the registry's project folder, the current best stays."""
+    root = _json_only_registry(tmp_path / "project")
+    monkeypatch.chdir("/")
+
+    assert cleanup_old_artifacts(root, keep_count=0) == [str(root / "als" / "v2"), str(root / "als" / "v1")]
+    deleted = cleanup_old_artifacts(root, keep_count=0, dry_run=False)
+
+    assert deleted == [str(root / "als" / "v2"), str(root / "als" / "v1")]
+    assert (root / "als" / "v0" / "als_U.npy").exists()
+    assert not (root / "registry.db").exists()
+
+
+def test_cleanup_refuses_everything_when_the_protected_folder_cannot_be_found(tmp_path, monkeypatch):
+    root = _json_only_registry(tmp_path / "project", current_path="elsewhere/als/v0")
+    monkeypatch.chdir("/")
+    for dry_run in (True, False):
+        with pytest.raises(InvalidArtifactsError, match="als_v0 \\(current best\\).*does not exist"):
+            cleanup_old_artifacts(root, keep_count=0, dry_run=dry_run)
+    assert sorted(p.name for p in (root / "als").iterdir()) == ["v0", "v1", "v2"]
+
+
+def test_cleanup_with_a_registry_whose_root_is_wrong_deletes_nothing(tmp_path, database_url, registry_path, monkeypatch):
+    registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
+    root = registry_path.parent
+    for index in range(3):
+        make_model_dir(root / "als" / f"v{index}", "als", seed=index)
+        registry.register_model(f"artifacts/cf/als/v{index}", "als", {}, {"ndcg@10": 0.1 * index}, {}, version=f"v{index}")
+    registry.promote_model("als_v0")
+    monkeypatch.setenv("CFREG_ROOT", str(tmp_path / "moved"))  # this process resolves paths elsewhere
+    from registry import db
+
+    db.forget_databases()
+    with pytest.raises(InvalidArtifactsError, match="als_v0 \\(current best\\)"):
+        cleanup_old_artifacts(root, keep_count=0, dry_run=False, database_url=database_url)
+    assert sorted(p.name for p in (root / "als").iterdir()) == ["v0", "v1", "v2"]
+    assert {registry.get_model(f"als_v{i}")["status"] for i in range(3)} == {"active"}
+
+
 def test_cleanup_never_follows_symlinks_out_of_the_artifacts_folder(tmp_path):
     root = tmp_path / "artifacts"
     outside = make_model_dir(tmp_path / "precious", "als")

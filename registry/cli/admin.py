@@ -21,16 +21,31 @@ def init(
     """
     state = state_of(ctx)
     registry = state.registry(create=True, root=root)
-    data = {
+    data: dict[str, object] = {
         "registry_path": str(registry.registry_path),
         "database_url": registry.database_url,
         "root": str(registry.root),
         "created": registry.context.created,
     }
-    emit(state, data, lambda: state.out.print(
-        f"{'Created' if data['created'] else 'Registry already exists:'} {data['registry_path']} "
-        f"(database {data['database_url']}, root {data['root']})"
-    ))
+    reader = None
+    if registry.context.database.dialect == "postgresql":
+        from ..pg_readonly import ENABLE_HINT, setup_reader
+
+        reader = setup_reader(registry.context.database)
+        data["sql_reader_role"] = reader.role if reader.enabled else None
+        data["sql_reader_problem"] = reader.problem
+
+    def render() -> None:
+        state.out.print(
+            f"{'Created' if data['created'] else 'Registry already exists:'} {data['registry_path']} "
+            f"(database {data['database_url']}, root {data['root']})"
+        )
+        if reader is not None and reader.enabled:
+            state.out.print(f"`cfreg sql` runs as the read-only role {reader.role}")
+        elif reader is not None:
+            state.err.print(f"`cfreg sql` is not enabled: {reader.problem}; {ENABLE_HINT}")
+
+    emit(state, data, render)
 
 
 def upgrade(ctx: typer.Context) -> None:
@@ -100,18 +115,20 @@ def sql(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="One SQL statement (read-only).")],
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 1000,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Cancel the query after this many seconds.")] = 30.0,
 ) -> None:
     """Run a read-only SQL query and print the rows.
 
-    The connection cannot write (SQLite: read-only file and query_only; PostgreSQL: a
-    READ ONLY transaction); a write attempt fails with exit code 1.
+    The database enforces it (SQLite: read-only file, query_only and an authorizer;
+    PostgreSQL: a READ ONLY transaction, run as the registry's reader role that may only
+    SELECT its tables and views, created by `cfreg init`); a write attempt fails with exit code 1.
 
     Example: cfreg sql "SELECT model_id, value FROM model_metrics WHERE name = 'ndcg@10' ORDER BY value DESC"
     """
     from ..readonly_sql import run_readonly_query
 
     state = state_of(ctx)
-    result = run_readonly_query(state.registry().context, query, limit=limit)
+    result = run_readonly_query(state.registry().context, query, limit=limit, timeout_seconds=timeout)
     records = result.records()
 
     def render() -> None:

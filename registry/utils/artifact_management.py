@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from .. import audit, usage
 from ..artifacts import REQUIRED_MODEL_FILES, model_files, required_files, safe_delete_tree
-from ..context import RegistryContext
-from ..export import fsync_directory
+from ..context import ENV_ROOT, RegistryContext
+from ..export import TEMP_SUFFIX, fsync_directory
 from ..errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
 from ..maintenance import cleanup_protection
 from ..models import Base, Model, Settings
@@ -90,7 +90,7 @@ def copy_model_artifacts(src_path: str | os.PathLike[str], dest_path: str | os.P
     _refuse_non_empty(target)
     names = model_files(source, model_type)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX))
     try:
         for name in names:
             shutil.copy2(source / name, staging / name)
@@ -183,8 +183,8 @@ def _open_registry(artifacts_dir: Path, database_url: str | None):  # type: igno
 def _legacy_registry(json_path: Path) -> Iterator[RegistryContext]:
     """A JSON-only registry loaded into a private in-memory database, so the same rules apply.
 
-    Nothing is written to ``json_path``; relative paths resolve against the working
-    directory, as the original JSON registry resolved them.
+    Nothing is written to ``json_path``. Relative model paths resolve against the
+    registry's root (:func:`_legacy_root`), never the caller's working directory.
     """
     from sqlalchemy import create_engine
     from sqlalchemy.pool import StaticPool
@@ -202,12 +202,44 @@ def _legacy_registry(json_path: Path) -> Iterator[RegistryContext]:
             session.flush()
             legacy.insert_parsed(session, parsed)
             session.commit()
+            root = _legacy_root(session, json_path)
         yield RegistryContext(
             database=database, json_path=json_path, bert_json_path=json_path.with_name("bert_registry.json"),
-            root=Path.cwd(), artifacts_root=json_path.parent, audit_log_path=Path(os.devnull), export_json=False,
+            root=root, artifacts_root=json_path.parent, audit_log_path=Path(os.devnull), export_json=False,
         )
     finally:
         database.dispose()
+
+
+def _legacy_root(session: Session, json_path: Path) -> Path:
+    """The folder a JSON-only registry's relative model paths are relative to.
+
+    ``$CFREG_ROOT`` when set; otherwise the folder of ``registry.json`` or the nearest
+    of its ancestors under which the most registered relative paths exist (the
+    original registry stored them relative to the project folder, e.g.
+    ``artifacts/cf/als/v2`` beside ``artifacts/cf/registry.json``). The working
+    directory plays no part, so running from ``/`` changes nothing.
+    """
+    explicit = os.environ.get(ENV_ROOT)
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    relative = [Path(p) for p in session.scalars(select(Model.path)) if not Path(p).is_absolute()]
+    folder = json_path.absolute().parent
+    candidates = [folder, *folder.parents]
+    scores = [sum((candidate / path).is_dir() for path in relative) for candidate in candidates]
+    return candidates[scores.index(max(scores))] if relative else folder
+
+
+def _refuse_unresolved_protection(models: list[_Registered], protected: dict[str, str], root: Path) -> None:
+    """Raise unless the folder of every protected model exists: otherwise it could not be recognised and spared."""
+    missing = [m for m in models if m.model_id in protected and not m.folder.is_dir()]
+    if missing:
+        names = ", ".join(f"{m.model_id} ({protected[m.model_id]}) at {str(m.folder)!r}" for m in missing[:5])
+        raise InvalidArtifactsError(
+            f"refusing to clean up {str(root)!r}: the folder of {names} does not exist, so it could not be told "
+            f"apart from the folders to delete; set the registry's root (root=, $CFREG_ROOT) to the folder its "
+            f"relative paths start from, or fix the stored paths"
+        )
 
 
 def cleanup_old_artifacts(
@@ -227,7 +259,10 @@ def cleanup_old_artifacts(
     (current best, running A/B test, linked to BERT embeddings:
     :func:`registry.maintenance.cleanup_protection`), and a folder that
     ``delete_model(delete_files=True)`` would refuse (used by more than one
-    registered model, overlapping embeddings, inside another model's folder). The
+    registered model, overlapping embeddings, inside another model's folder). Relative
+    model paths resolve against the registry's root (a JSON-only registry: see
+    :func:`_legacy_root`), never the working directory; if the folder of a protected
+    model cannot be found there, nothing is deleted. The
     active models of each deleted folder are archived (audit ``ARCHIVE
     reason=cleanup``) in one transaction, after the same checks are repeated under
     the write lock and before any file is removed. Deletion is confined to
@@ -247,6 +282,8 @@ def cleanup_old_artifacts(
     Raises:
         FileNotFoundError: ``artifacts_dir`` does not exist.
         InvalidArgumentError: ``keep_count`` is not a non-negative integer.
+        InvalidArtifactsError: the folder of a protected model does not exist where its
+            stored path points (wrong root?): nothing is deleted, even with ``dry_run``.
     """
     if isinstance(keep_count, bool) or not isinstance(keep_count, int) or keep_count < 0:
         raise InvalidArgumentError(f"keep_count must be an integer >= 0, got {keep_count!r}")
@@ -285,6 +322,7 @@ def _candidates(root: Path, keep_count: int, session: Session | None, context: R
     """Version folders beyond the newest ``keep_count`` of each type that may go (all of them without a registry)."""
     models = _registered(session, context) if session is not None and context is not None else []
     protected = cleanup_protection(session) if session is not None else {}
+    _refuse_unresolved_protection(models, protected, root)
     chosen = []
     for type_dir in sorted(root.iterdir()):
         if type_dir.name not in REQUIRED_MODEL_FILES or type_dir.is_symlink() or not type_dir.is_dir():
@@ -312,6 +350,7 @@ def _archive_users(session: Session, context: RegistryContext, candidates: list[
     """Re-check under the write lock, then archive the active models of the folders to delete."""
     models = _registered(session, context)
     protected = cleanup_protection(session)
+    _refuse_unresolved_protection(models, protected, context.artifacts_root)
     remaining = []
     for folder in candidates:
         real = _real(folder)

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, insert, select, text
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, false, func, insert, select, text
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
@@ -570,7 +570,7 @@ def _open_for_restore(registry_path: str | os.PathLike[str], database_url: str |
     except ImportFormatError as exc:
         # A new database tried to import a damaged registry.json beside it; the restore replaces it anyway.
         logger.warning("ignoring the failed legacy import before the restore: %s", exc)
-        return RegistryContext.open(registry_path, database_url=database_url, auto_create=True)
+        return RegistryContext.open(registry_path, database_url=database_url, auto_create=True, import_legacy=False)
 
 
 def _replace_tables(session: Session, tables: dict[str, list[dict[str, Any]]], source: str) -> None:
@@ -606,10 +606,6 @@ def _reset_sequences(session: Session) -> None:
         column = table.autoincrement_column
         if column is None or table.name == Settings.__tablename__:
             continue
-        session.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-                f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
-            ),
-            {"table": table.name, "column": column.name},
-        )
+        # Built as an expression (identifiers quoted by SQLAlchemy), not as formatted text.
+        highest = select(func.coalesce(func.max(column), 0)).scalar_subquery()
+        session.execute(select(func.setval(func.pg_get_serial_sequence(table.name, column.name), highest + 1, false())))

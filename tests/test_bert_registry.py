@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -370,7 +371,7 @@ def test_pt_file_is_loaded_with_weights_only(bert: BERTEmbeddingsRegistry, tmp_p
 def fake_pt_version(bert: BERTEmbeddingsRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     """A registered ``.pt`` version, with torch replaced by a stub (torch need not be installed)."""
     monkeypatch.setattr(bert_module, "torch_available", lambda: True)
-    monkeypatch.setattr(bert_module, "_load_torch", lambda path: np.zeros((10, 4), dtype=np.float32))
+    monkeypatch.setattr(bert_module, "_read_tensor", lambda handle, path: np.zeros((10, 4), dtype=np.float32))
     folder = tmp_path / "artifacts" / "cf" / "bert" / "pt"
     folder.mkdir(parents=True)
     file_path = folder / "product_embeddings.pt"
@@ -384,11 +385,10 @@ def test_pt_file_read_errors_are_typed(bert: BERTEmbeddingsRegistry, fake_pt_ver
     version, file_path = fake_pt_version
     assert bert.load_embeddings(version)[0].shape == (10, 4)
 
-    def unreadable(path: Path) -> str:
+    def unreadable(path: Path, **_: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(artifacts_module, "sha256_file", unreadable)
-    monkeypatch.setattr(bert_module, "sha256_file", unreadable, raising=False)
+    monkeypatch.setattr(bert_module, "open_regular_file", unreadable)
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
         bert.load_embeddings(version)
 
@@ -403,7 +403,7 @@ def test_pt_file_changed_since_registration_is_a_checksum_mismatch(
 
 def test_load_torch_reports_a_vanished_file_as_invalid_artifacts(tmp_path: Path) -> None:
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
-        bert_module._load_torch(tmp_path / "gone.pt")
+        bert_module._load_torch(tmp_path / "gone.pt", tmp_path)
 
 
 def test_argument_checks_use_the_shared_positive_int() -> None:

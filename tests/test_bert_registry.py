@@ -355,6 +355,7 @@ def test_pt_file_without_torch_names_the_fix(bert: BERTEmbeddingsRegistry, tmp_p
     assert not ok and "torch is not installed" in problems[0]
 
 
+@pytest.mark.slow  # imports torch (seconds); .ci/run installs the torch extra for the slow run
 def test_pt_file_is_loaded_with_weights_only(bert: BERTEmbeddingsRegistry, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     folder = tmp_path / "artifacts" / "cf" / "bert" / "pt"
@@ -365,6 +366,55 @@ def test_pt_file_is_loaded_with_weights_only(bert: BERTEmbeddingsRegistry, tmp_p
     array, info = bert.load_embeddings(version)
     np.testing.assert_array_equal(array, tensor.numpy())
     assert info["version"] == version
+    torch.save(tensor + 1, folder / "product_embeddings.pt")  # changed since registration
+    with pytest.raises(ChecksumMismatchError, match="product_embeddings.pt"):
+        bert.load_embeddings(version)
+
+
+class _CreatesSentinel:
+    """Unpickling this object opens (creates) a file: proof that pickled code ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.slow  # imports torch (seconds)
+def test_pt_file_with_a_pickle_payload_is_refused_and_runs_nothing(
+    bert: BERTEmbeddingsRegistry, tmp_path: Path, database_url: str
+) -> None:
+    torch = pytest.importorskip("torch")
+    import workers
+
+    sentinel = tmp_path / "pwned"
+    payload = {"embeddings": torch.zeros(10, 4), "hook": _CreatesSentinel(sentinel)}
+    # Registration: the payload sits in a folder of its own.
+    hostile = tmp_path / "artifacts" / "cf" / "bert" / "hostile"
+    hostile.mkdir(parents=True)
+    torch.save(payload, hostile / "product_embeddings.pt")
+    before = workers.table_dump(database_url)
+    with pytest.raises(InvalidArtifactsError, match="product_embeddings.pt: not a loadable tensor file"):
+        bert.register_embeddings(hostile, "m", 10, 4)
+    ok, problems = bert.validate_embedding_files(hostile)
+    assert not ok and "not a loadable tensor file" in problems[0]
+    assert workers.table_dump(database_url) == before
+    # Load: a registered .pt replaced by the payload, read as a version without a recorded
+    # checksum (a legacy import) is read, and through load_embeddings (checksum first).
+    good = tmp_path / "artifacts" / "cf" / "bert" / "good"
+    good.mkdir(parents=True)
+    torch.save(torch.zeros(10, 4), good / "product_embeddings.pt")
+    version = bert.register_embeddings(good, "m", 10, 4)
+    torch.save(payload, good / "product_embeddings.pt")
+    with pytest.raises(InvalidArtifactsError, match="not a loadable tensor file"):
+        bert_module._load_torch(good / "product_embeddings.pt", good)
+    with pytest.raises(ChecksumMismatchError):
+        bert.load_embeddings(version)
+    assert not sentinel.exists()
+    # Control: the payload is live; without weights_only it does run.
+    torch.load(good / "product_embeddings.pt", weights_only=False)
+    assert sentinel.exists()
 
 
 @pytest.fixture

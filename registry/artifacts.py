@@ -445,7 +445,9 @@ def _id_map_problems(path: Path, model_type: str, num_users: int, num_items: int
 def model_files(path: Path, model_type: str) -> list[str]:
     """Files recorded for a model: the required ones plus any id maps present."""
     names = list(required_files(model_type))
-    names.extend(name for name in id_map_files(model_type).values() if os.path.lexists(path / name))
+    # is_file(): only regular files (check_model_folder has refused anything else at registration,
+    # and copy_model_artifacts must never pick up a FIFO or a link to a device).
+    names.extend(name for name in id_map_files(model_type).values() if (path / name).is_file())
     return names
 
 

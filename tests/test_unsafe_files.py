@@ -298,3 +298,15 @@ def test_fingerprint_sizes_come_from_the_file_hashed(tmp_path: Path) -> None:
     assert print_.sha256 == artifacts.sha256_file(path)
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
         artifacts.fingerprint(tmp_path / "gone" / "x.npy", within=tmp_path)
+
+
+def test_an_export_generation_sidecar_that_is_a_fifo_reads_as_unknown(tmp_path: Path) -> None:
+    from registry import export
+
+    target = tmp_path / "registry.json"
+    target.write_text("{}")
+    os.mkfifo(tmp_path / ".registry.json.generation")
+    assert export.file_generation(target) == -1
+    (tmp_path / ".registry.json.generation").unlink()
+    (tmp_path / ".registry.json.generation").write_text("7\n")
+    assert export.file_generation(target) == 7

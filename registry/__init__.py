@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidArgumentError": "errors",
     "InvalidArtifactsError": "errors",
     "ChecksumMismatchError": "errors",
+    "UnsafeFileError": "errors",
     "ModelNotFoundError": "errors",
     "ModelExistsError": "errors",
     "ModelInUseError": "errors",

@@ -1,9 +1,12 @@
 """Artifact files: required files per model type, safe ``.npy`` reading, checksums, confinement.
 
-``.npy`` files are only ever read through :func:`read_npy_header` (validation, no
-allocation) and :func:`load_npy` (size checked against the header before any
-allocation, never pickles). Deletion goes through :func:`safe_delete_tree`,
-which refuses anything that does not resolve inside the artifacts root.
+Every file the registry reads is opened by :func:`open_regular_file`: without
+blocking, checked on the open descriptor to be a regular file within a size
+limit, and (for a model's files) confined to the model's folder. ``.npy`` files
+are only ever read through :func:`read_npy_header` (validation, no allocation)
+and :func:`load_npy` (size checked against the header before any allocation,
+never pickles). Deletion goes through :func:`safe_delete_tree`, which refuses
+anything that does not resolve inside the artifacts root.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import ChecksumMismatchError, InvalidArgumentError, InvalidArtifactsError
+from .errors import ChecksumMismatchError, InvalidArgumentError, InvalidArtifactsError, UnsafeFileError
+from .fsio import open_regular_file, read_regular_file
 from .interactions import interactions_file, read_interactions
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ REQUIRED_MODEL_FILES: dict[str, list[str]] = {
 ID_MAP_SUFFIXES = ("user_ids", "item_ids")
 MAX_NPY_BYTES = int(os.environ.get("CFREG_MAX_NPY_BYTES", 8 << 30))
 MAX_JSON_FILE_BYTES = 16 << 20
+# Any other artifact file (a custom type's extra files, .pt embeddings): hashed, never parsed.
+MAX_ARTIFACT_BYTES = MAX_NPY_BYTES
 NUMERIC_DTYPE_KINDS = "fiu"
 
 
@@ -81,6 +87,20 @@ def id_map_files(model_type: str) -> dict[str, str]:
     return {suffix: f"{model_type}_{suffix}.json" for suffix in ID_MAP_SUFFIXES}
 
 
+def _digest_handle(handle: BinaryIO, path: Path, max_bytes: int, chunk: int = 1 << 20) -> str:
+    """sha256 of an open file read to its end, refusing more than ``max_bytes``."""
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    total = 0
+    while count := handle.readinto(buffer):  # type: ignore[attr-defined]
+        total += count
+        if total > max_bytes:
+            raise UnsafeFileError(f"{path}: grew beyond the limit of {max_bytes} bytes while being read")
+        digest.update(view[:count])
+    return digest.hexdigest()
+
+
 # --------------------------------------------------------------------------- .npy
 
 
@@ -93,27 +113,47 @@ class NpyHeader:
     file_size: int
 
 
-def read_npy_header(path: Path) -> NpyHeader:
+def read_npy_header(path: Path, *, max_bytes: int = MAX_NPY_BYTES, within: Path | None = None) -> NpyHeader:
     """Read and check a ``.npy`` header without loading the array.
 
-    Refuses object/non-numeric dtypes and files whose size disagrees with the
-    header (truncated files, headers claiming terabytes).
+    Refuses object/non-numeric dtypes, files whose size disagrees with the header
+    (truncated files, headers claiming terabytes) or exceeds ``max_bytes``, and
+    anything :func:`open_regular_file` refuses (``within``: the model's folder).
     """
-    with _open_npy(path) as handle:
-        return _read_npy_header(handle, path)
+    with _open_npy(path, max_bytes, within) as handle:
+        return _read_npy_header(handle, path, max_bytes)
 
 
-def load_npy(path: Path, *, mmap: bool = False, max_bytes: int = MAX_NPY_BYTES) -> Any:
+def load_npy(path: Path, *, mmap: bool = False, max_bytes: int = MAX_NPY_BYTES, within: Path | None = None,
+             expected_sha256: str | None = None) -> Any:
     """Load a validated numeric ``.npy``: header checked first, data never unpickled.
 
     The header is parsed once; the data is then read from the same open file
     into a preallocated array, or mapped read-only (``mmap=True``).
+
+    Args:
+        path: the file.
+        mmap: map the data read-only instead of reading it.
+        max_bytes: the largest file accepted.
+        within: the folder the file must stay in (see :func:`open_regular_file`).
+        expected_sha256: check the file's sha256 first (the mapping is made from the
+            same open file that was hashed); :func:`load_npy_verified` does this in
+            one pass when not mapping.
+
+    Raises:
+        InvalidArtifactsError: unreadable, unsafe, non-numeric or mis-sized file.
+        ChecksumMismatchError: the sha256 differs from ``expected_sha256``.
     """
     import numpy as np
 
-    with _open_npy(path) as handle:
+    if expected_sha256 is not None and not mmap:
+        return load_npy_verified(path, expected_sha256, max_bytes=max_bytes, within=within)
+    with _open_npy(path, max_bytes, within) as handle:
         header = _read_npy_header(handle, path, max_bytes)
         try:
+            if expected_sha256 is not None:
+                handle.seek(0)
+                verify_open_sha256(handle, path, expected_sha256, max_bytes=max_bytes)
             if mmap:
                 # The open handle, not the path: the mapping is of the file whose header was checked.
                 return np.memmap(handle, dtype=header.dtype, mode="r", offset=header.data_offset,
@@ -125,9 +165,10 @@ def load_npy(path: Path, *, mmap: bool = False, max_bytes: int = MAX_NPY_BYTES) 
             raise InvalidArtifactsError(f"{path}: could not be loaded ({exc})") from exc
 
 
-def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_NPY_BYTES, chunk: int = 1 << 24) -> Any:
+def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_NPY_BYTES, chunk: int = 1 << 24,
+                      within: Path | None = None) -> Any:
     """Read a ``.npy`` and check its sha256 in one pass (no second read of the file)."""
-    with _open_npy(path) as handle:
+    with _open_npy(path, max_bytes, within) as handle:
         header = _read_npy_header(handle, path, max_bytes)
         try:
             handle.seek(0)
@@ -140,9 +181,9 @@ def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_
     return array
 
 
-def _open_npy(path: Path) -> BinaryIO:
+def _open_npy(path: Path, max_bytes: int, within: Path | None) -> BinaryIO:
     try:
-        return open(path, "rb")
+        return open_regular_file(path, max_bytes=max_bytes, within=within)
     except OSError as exc:
         raise InvalidArtifactsError(f"{path}: not a readable .npy file ({exc})") from exc
 
@@ -197,32 +238,34 @@ def _read_npy_data(handle: BinaryIO, header: NpyHeader, path: Path, digest: Any 
     return array
 
 
-def read_json_file(path: Path, *, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
-    """Parse a small JSON file strictly (no NaN/Infinity), as InvalidArtifactsError on any problem."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise InvalidArtifactsError(f"{path}: {size} bytes of JSON exceeds the limit of {max_bytes}")
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
-    except InvalidArtifactsError:
-        raise
-    except (ValueError, RecursionError, UnicodeDecodeError, OSError) as exc:
-        raise InvalidArtifactsError(f"{path}: unreadable JSON ({exc})") from exc
+def read_json_file(path: Path, *, max_bytes: int = MAX_JSON_FILE_BYTES, within: Path | None = None) -> Any:
+    """Parse a small JSON file strictly (no NaN/Infinity), as InvalidArtifactsError on any problem.
+
+    The file is read by :func:`read_regular_file` (``within``: the folder it must stay in).
+    """
+    return _parse_json(path, _read_json_bytes(path, max_bytes, within))
 
 
-def read_json_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
+def read_json_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_JSON_FILE_BYTES,
+                       within: Path | None = None) -> Any:
     """:func:`read_json_file` that also checks the file's sha256, reading it once."""
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > max_bytes:
-                raise InvalidArtifactsError(f"{path}: {size} bytes of JSON exceeds the limit of {max_bytes}")
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    data = _read_json_bytes(path, max_bytes, within)
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected_sha256:
         raise _checksum_mismatch(path, digest, expected_sha256)
+    return _parse_json(path, data)
+
+
+def _read_json_bytes(path: Path, max_bytes: int, within: Path | None) -> bytes:
+    try:
+        return read_regular_file(path, max_bytes=max_bytes, within=within)
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        if isinstance(exc, InvalidArtifactsError):
+            raise
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -241,18 +284,22 @@ def check_model_folder(path: Path, model_type: str) -> tuple[dict[str, NpyHeader
     files = required_files(model_type)
     if not path.is_dir():
         return {}, [f"artifacts path {str(path)!r} is not a directory"]
-    problems = [f"missing required file {name}" for name in files if not (path / name).is_file()]
+    problems = [f"missing required file {name}" for name in files if not os.path.lexists(path / name)]
     headers: dict[str, NpyHeader] = {}
     for name in files:
         file_path = path / name
-        if not file_path.is_file():
+        if not os.path.lexists(file_path):
             continue
         try:
             if name.endswith(".npy"):
-                headers[name] = read_npy_header(file_path)
+                headers[name] = read_npy_header(file_path, within=path)
             elif name.endswith(".json"):
-                if not isinstance(read_json_file(file_path), dict):
+                if not isinstance(read_json_file(file_path, within=path), dict):
                     problems.append(f"{name} must hold a JSON object")
+            else:  # a custom type's other file: only hashed later, but it must be safe to read
+                open_regular_file(file_path, max_bytes=MAX_ARTIFACT_BYTES, within=path).close()
+        except OSError as exc:
+            problems.append(f"{file_path}: cannot be read ({exc})")
         except InvalidArtifactsError as exc:
             problems.append(str(exc))
     u, v = headers.get(f"{model_type}_U.npy"), headers.get(f"{model_type}_V.npy")
@@ -282,10 +329,10 @@ def validate_artifacts(artifacts_path: str | os.PathLike[str], model_type: str) 
 
 def _metadata_problems(path: Path, model_type: str, u_shape: tuple[int, ...], v_shape: tuple[int, ...]) -> list[str]:
     metadata_path = path / f"{model_type}_metadata.json"
-    if not metadata_path.is_file():
+    if not os.path.lexists(metadata_path):
         return []
     try:
-        metadata = read_json_file(metadata_path)
+        metadata = read_json_file(metadata_path, within=path)
     except InvalidArtifactsError:
         return []  # already reported
     if not isinstance(metadata, dict):
@@ -302,10 +349,10 @@ def _id_map_problems(path: Path, model_type: str, num_users: int, num_items: int
     problems = []
     for suffix, rows in (("user_ids", num_users), ("item_ids", num_items)):
         file_path = path / id_map_files(model_type)[suffix]
-        if not file_path.exists():
+        if not os.path.lexists(file_path):
             continue
         try:
-            ids = read_json_file(file_path)
+            ids = read_json_file(file_path, within=path)
         except InvalidArtifactsError as exc:
             problems.append(str(exc))
             continue
@@ -323,7 +370,7 @@ def _interactions_problems(path: Path, model_type: str, num_users: int, num_item
     if not file_path.exists():
         return []
     try:
-        read_interactions(file_path, num_users, num_items)
+        read_interactions(file_path, num_users, num_items, within=path)
     except InvalidArtifactsError as exc:
         return [str(exc)]
     return []
@@ -337,6 +384,8 @@ def optional_model_files(model_type: str) -> list[str]:
 def model_files(path: Path, model_type: str) -> list[str]:
     """Files recorded for a model: the required ones plus any optional ones present."""
     names = list(required_files(model_type))
+    # is_file(): only regular files (check_model_folder has refused anything else at registration,
+    # and copy_model_artifacts must never pick up a FIFO or a link to a device).
     names.extend(name for name in optional_model_files(model_type) if (path / name).is_file())
     return names
 
@@ -358,23 +407,39 @@ RACY_WINDOW_NS = 2_000_000_000
 _hash_cache_lock = threading.Lock()
 
 
-def sha256_file(path: Path) -> str:
-    """sha256 hex digest of a file, streamed."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def sha256_file(path: Path, *, max_bytes: int = MAX_ARTIFACT_BYTES, within: Path | None = None) -> str:
+    """sha256 hex digest of a file opened by :func:`open_regular_file`, streamed."""
+    with open_regular_file(path, max_bytes=max_bytes, within=within) as handle:
+        return _digest_handle(handle, path, max_bytes)
 
 
-def verify_sha256(path: Path, expected_sha256: str) -> None:
+def verify_sha256(path: Path, expected_sha256: str, *, within: Path | None = None) -> None:
     """Check a file against the sha256 recorded at registration.
 
     Raises:
         ChecksumMismatchError: the file's sha256 differs.
-        InvalidArtifactsError: the file cannot be read.
+        InvalidArtifactsError: the file cannot be read (``UnsafeFileError``: it is not
+            a regular file, too large, or outside ``within``).
     """
     try:
-        digest = sha256_file(path)
+        digest = sha256_file(path, within=within)
     except OSError as exc:
         raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    if digest != expected_sha256:
+        raise _checksum_mismatch(path, digest, expected_sha256)
+
+
+def verify_open_sha256(handle: BinaryIO, path: Path, expected_sha256: str, *, max_bytes: int = MAX_ARTIFACT_BYTES) -> None:
+    """Check the sha256 of an open file, read from its current position to the end.
+
+    For readers that must parse the very file they hashed (a mapping, ``torch.load``):
+    hash, ``seek(0)``, then read the same open file.
+
+    Raises:
+        ChecksumMismatchError: the sha256 differs.
+        UnsafeFileError: more than ``max_bytes`` bytes were read.
+    """
+    digest = _digest_handle(handle, path, max_bytes)
     if digest != expected_sha256:
         raise _checksum_mismatch(path, digest, expected_sha256)
 
@@ -383,8 +448,12 @@ def _checksum_mismatch(path: Path, digest: str, expected_sha256: str) -> Checksu
     return ChecksumMismatchError(f"{path}: sha256 {digest} differs from the {expected_sha256} recorded at registration")
 
 
-def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> FileFingerprint:
+def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None, *, within: Path | None = None) -> FileFingerprint:
     """Size, mtime and sha256 of a file, hashing only content not seen before.
+
+    The file is opened by :func:`open_regular_file` (``within``: the model's folder)
+    and everything is taken from that open file, so the size recorded is that of the
+    content hashed.
 
     A file whose (size, mtime_ns) equal a ``known`` fingerprint of the same name,
     or whose (real path, inode, size, mtime_ns) was hashed earlier in this process,
@@ -392,8 +461,19 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> 
     was hashed is never trusted later: its ``mtime_ns`` is reported as -1 and it
     is not cached, because a rewrite within the filesystem's timestamp
     granularity would keep the same (size, mtime) with other content.
+
+    Raises:
+        InvalidArtifactsError: the file cannot be read or is unsafe (``UnsafeFileError``).
     """
-    info = path.stat()
+    try:
+        with open_regular_file(path, max_bytes=MAX_ARTIFACT_BYTES, within=within) as handle:
+            return _fingerprint_open(path, handle, known)
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+
+
+def _fingerprint_open(path: Path, handle: BinaryIO, known: dict[str, FileFingerprint] | None) -> FileFingerprint:
+    info = os.fstat(handle.fileno())
     previous = (known or {}).get(path.name)
     if (previous is not None and previous.mtime_ns >= 0
             and previous.size_bytes == info.st_size and previous.mtime_ns == info.st_mtime_ns):
@@ -404,7 +484,7 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None) -> 
     if digest is not None:
         return FileFingerprint(path.name, info.st_size, digest, info.st_mtime_ns)
     started = time.time_ns()
-    digest = sha256_file(path)
+    digest = _digest_handle(handle, path, MAX_ARTIFACT_BYTES)
     if info.st_mtime_ns >= started - RACY_WINDOW_NS:
         return FileFingerprint(path.name, info.st_size, digest, -1)
     with _hash_cache_lock:

@@ -31,10 +31,10 @@ from .artifacts import (
     check_deletable,
     fingerprint,
     load_npy,
-    load_npy_verified,
+    open_regular_file,
     read_npy_header,
     safe_delete_tree,
-    verify_sha256,
+    verify_open_sha256,
 )
 from .context import RegistryContext
 from .selection import settings_row
@@ -219,7 +219,7 @@ class BERTEmbeddingsRegistry:
                 f"{file_path}: array shape {shape} does not match num_items x embedding_dim = "
                 f"({num_items}, {embedding_dim}); pass the real sizes or regenerate the file"
             )
-        file_print = fingerprint(file_path)
+        file_print = fingerprint(file_path, within=folder)
         git_commit = git_commit or _detect_git_commit(self._ctx.root)
 
         def work(session: Session) -> str:
@@ -497,7 +497,8 @@ def inspect_embeddings_folder(folder: Path) -> tuple[Path | None, tuple[int, ...
     if not folder.is_dir():
         return None, None, [f"embedding path {str(folder)!r} is not a directory (give the folder holding the file)"]
     names = NPY_FILE_NAMES + (TORCH_FILE_NAMES if torch_available() else ())
-    file_path = next((folder / name for name in names if (folder / name).is_file()), None)
+    # Present = any directory entry, so a FIFO or a stray symlink is reported, not skipped.
+    file_path = next((folder / name for name in names if os.path.lexists(folder / name)), None)
     if file_path is None:
         hint = ""
         if not torch_available() and any((folder / name).is_file() for name in TORCH_FILE_NAMES):
@@ -505,9 +506,9 @@ def inspect_embeddings_folder(folder: Path) -> tuple[Path | None, tuple[int, ...
         return None, None, [f"no embeddings file in {str(folder)!r}: expected one of {list(names)}{hint}"]
     try:
         if file_path.suffix == ".npy":
-            shape = read_npy_header(file_path).shape
+            shape = read_npy_header(file_path, within=folder).shape
         else:
-            shape = tuple(_load_torch(file_path).shape)
+            shape = tuple(_load_torch(file_path, folder).shape)
     except InvalidArtifactsError as exc:
         return file_path, None, [str(exc)]
     if len(shape) != 2:
@@ -515,19 +516,30 @@ def inspect_embeddings_folder(folder: Path) -> tuple[Path | None, tuple[int, ...
     return file_path, shape, []
 
 
-def _load_torch(path: Path) -> Any:
-    """A ``.pt`` tensor as a numpy array; ``weights_only=True`` so no pickled code runs."""
+def _load_torch(path: Path, folder: Path, expected_sha256: str | None = None) -> Any:
+    """A ``.pt`` tensor as a numpy array; ``weights_only=True`` so no pickled code runs.
+
+    The file is opened once (a regular file inside ``folder``, at most
+    ``MAX_NPY_BYTES``), hashed when ``expected_sha256`` is given, and that same open
+    file is given to ``torch.load``.
+    """
     try:
-        size = path.stat().st_size
+        with open_regular_file(path, max_bytes=MAX_NPY_BYTES, within=folder) as handle:
+            if expected_sha256 is not None:
+                verify_open_sha256(handle, path, expected_sha256, max_bytes=MAX_NPY_BYTES)
+                handle.seek(0)
+            return _read_tensor(handle, path)
     except OSError as exc:
         raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
-    if size > MAX_NPY_BYTES:
-        raise InvalidArtifactsError(f"{path}: {size} bytes exceeds the limit of {MAX_NPY_BYTES}")
+
+
+def _read_tensor(handle: Any, path: Path) -> Any:
+    """The one tensor of an open ``.pt`` file as a contiguous numeric numpy array."""
     import numpy as np
     import torch
 
     try:
-        value = torch.load(path, map_location="cpu", weights_only=True)
+        value = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/runtime errors of many types for bad files
         raise InvalidArtifactsError(f"{path}: not a loadable tensor file ({exc})") from exc
     if not isinstance(value, torch.Tensor):
@@ -561,18 +573,16 @@ def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any
             raise InvalidArtifactsError(f"Embeddings {info['version']!r}: " + "; ".join(problems))
     else:
         file_path = folder / file_name
-    if not file_path.is_file():
+    if not os.path.lexists(file_path):
         raise InvalidArtifactsError(
             f"Embeddings {info['version']!r}: file {str(file_path)!r} is missing (moved or deleted since registration)"
         )
     if file_path.suffix == ".npy":
-        array = load_npy_verified(file_path, sha256) if sha256 else load_npy(file_path)
+        array = load_npy(file_path, within=folder, expected_sha256=sha256 or None)
     else:
         if not torch_available():
             raise InvalidArtifactsError(f"{file_path}: loading .pt embeddings needs torch, which is not installed")
-        if sha256:
-            verify_sha256(file_path, sha256)  # hashed first: torch.load reads the file its own way
-        array = _load_torch(file_path)
+        array = _load_torch(file_path, folder, sha256 or None)
     if sha256 is None:
         logger.warning("embeddings %s have no recorded checksum; loaded %s unverified", info["version"], file_path)
     expected = (info["num_items"], info["embedding_dim"])

@@ -256,7 +256,7 @@ class ModelRegistry:
         if problems:
             raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
         known = self._ctx.read(lambda s: _known_fingerprints(s, stored_path))
-        prints = [fingerprint(folder / name, known) for name in model_files(folder, model_type)]
+        prints = [fingerprint(folder / name, known, within=folder) for name in model_files(folder, model_type)]
 
         def work(session: Session) -> str:
             if embeddings_version is not None and session.get(BertEmbedding, embeddings_version) is None:

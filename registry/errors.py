@@ -36,6 +36,13 @@ class ChecksumMismatchError(InvalidArtifactsError):
     code = "checksum_mismatch"
 
 
+class UnsafeFileError(InvalidArtifactsError):
+    """A file to read is not a regular file (a FIFO, device, folder), exceeds its size
+    limit, or is a symlink resolving outside the folder it belongs to."""
+
+    code = "unsafe_file"
+
+
 class ModelNotFoundError(RegistryError, KeyError):
     """No model (or embeddings version, or A/B test) with the given id."""
 
@@ -139,4 +146,5 @@ __all__ = [
     "RegistryError",
     "RegistryNotFoundError",
     "SchemaVersionError",
+    "UnsafeFileError",
 ]

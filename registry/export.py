@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .artifacts import read_regular_file
 from .errors import ExportError
 from .models import ABTest, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
 
@@ -331,8 +332,8 @@ def file_generation(path: Path) -> int:
     if not path.exists():
         return -1
     try:
-        return int(_generation_file(path).read_text().strip())
-    except (OSError, ValueError):
+        return int(read_regular_file(_generation_file(path), max_bytes=64).decode("ascii").strip())
+    except (OSError, ValueError):  # UnsafeFileError (a FIFO, a device, oversize) is a ValueError
         return -1
 
 

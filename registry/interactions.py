@@ -14,12 +14,12 @@ it for popularity. It is optional: folders without it work as before.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidArtifactsError
+from .fsio import open_regular_file
 
 MAX_INTERACTIONS_BYTES = 2 << 30
 _KEYS = ("indptr", "indices")
@@ -84,8 +84,12 @@ def save_interactions(path: str | os.PathLike[str], interactions: Interactions) 
     return target
 
 
-def read_interactions(path: Path, num_users: int, num_items: int, *, max_bytes: int = MAX_INTERACTIONS_BYTES) -> Interactions:
+def read_interactions(path: Path, num_users: int, num_items: int, *, max_bytes: int = MAX_INTERACTIONS_BYTES,
+                      within: Path | None = None) -> Interactions:
     """Read and validate an interactions file against the model's user and item counts.
+
+    The file is opened by :func:`registry.fsio.open_regular_file` (regular file, bounded,
+    confined to ``within`` when given: the model's folder).
 
     Raises:
         InvalidArtifactsError: not a regular file, too large, not an ``.npz`` of the two integer
@@ -94,16 +98,11 @@ def read_interactions(path: Path, num_users: int, num_items: int, *, max_bytes: 
     import numpy as np
 
     try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise InvalidArtifactsError(f"{path}: not a regular file")
-            if info.st_size > max_bytes:
-                raise InvalidArtifactsError(f"{path}: {info.st_size} bytes exceeds the limit of {max_bytes}")
-            with np.load(handle, allow_pickle=False) as archive:
-                if sorted(archive.files) != sorted(_KEYS):
-                    raise InvalidArtifactsError(f"{path}: expected arrays {list(_KEYS)}, found {sorted(archive.files)}")
-                indptr, indices = archive["indptr"], archive["indices"]
+        with open_regular_file(path, max_bytes=max_bytes, within=within) as handle, \
+                np.load(handle, allow_pickle=False) as archive:
+            if sorted(archive.files) != sorted(_KEYS):
+                raise InvalidArtifactsError(f"{path}: expected arrays {list(_KEYS)}, found {sorted(archive.files)}")
+            indptr, indices = archive["indptr"], archive["indices"]
     except InvalidArtifactsError:
         raise
     except (OSError, ValueError, EOFError) as exc:

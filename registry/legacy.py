@@ -46,7 +46,15 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, export
-from .errors import ImportFormatError, InvalidArgumentError, ModelExistsError, RegistryError
+from .artifacts import read_regular_file
+from .errors import (
+    ImportFormatError,
+    InvalidArgumentError,
+    InvalidArtifactsError,
+    ModelExistsError,
+    RegistryError,
+    UnsafeFileError,
+)
 from .models import (
     AB_TEST_STATUSES,
     ABTest,
@@ -118,31 +126,19 @@ def read_json_strict(
         ImportFormatError: too large, not UTF-8, not JSON, nested too deeply,
             duplicate keys, numbers too long to convert, a non-finite number when
             ``allow_non_finite`` is False (its ``__cause__`` is then a
-            :class:`NonFiniteNumberError`), or not a readable file (a directory,
-            no permission).
+            :class:`NonFiniteNumberError`), or not a readable regular file (a
+            directory, a FIFO or device, no permission); symlinks are followed.
     """
     file_path = Path(path)
     try:
-        size = file_path.stat().st_size
+        data = read_regular_file(file_path, max_bytes=max_bytes)
     except FileNotFoundError:
         raise
+    except UnsafeFileError as exc:  # a directory, FIFO or device; too large
+        raise ImportFormatError(f"{exc}; give a registry.json file (the import limit is {max_bytes} bytes)") from exc
     except (OSError, UnicodeError, ValueError) as exc:  # a path with a lone surrogate or NUL, no permission...
-        raise ImportFormatError(f"{file_path!r}: cannot read the file ({exc})") from exc
-    if size > max_bytes:
-        raise ImportFormatError(
-            f"{file_path}: {size} bytes exceeds the import limit of {max_bytes} bytes; "
-            "this is not a registry file (or split it before importing)"
-        )
+        raise ImportFormatError(f"{file_path!r}: cannot read the file ({exc}); give a registry.json file") from exc
     try:
-        with open(file_path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:  # a directory, no permission, an I/O error
-        raise ImportFormatError(f"{file_path}: cannot read the file ({exc}); give a registry.json file") from exc
-    try:
-        if len(data) > max_bytes:
-            raise ImportFormatError(f"{file_path}: grew beyond the import limit of {max_bytes} bytes while reading")
         return json.loads(
             data.decode("utf-8"),
             object_pairs_hook=_refuse_duplicate_keys,
@@ -633,7 +629,11 @@ def fingerprint_artifacts(parsed: ParsedRegistry, context: RegistryContext) -> N
         for name in model_files(folder, row["model_type"]):
             file_path = folder / name
             if file_path.is_file():
-                p = fingerprint(file_path)
+                try:
+                    p = fingerprint(file_path, within=folder)
+                except InvalidArtifactsError as exc:  # e.g. a symlink out of the folder: the loader refuses it too
+                    parsed.warn(f"model {row['model_id']}: {exc}; the file is not fingerprinted")
+                    continue
                 parsed.artifact_files.append(
                     {"model_id": row["model_id"], "file_name": p.file_name, "size_bytes": p.size_bytes,
                      "sha256": p.sha256, "mtime_ns": p.mtime_ns}
@@ -642,9 +642,10 @@ def fingerprint_artifacts(parsed: ParsedRegistry, context: RegistryContext) -> N
         from .bert_registry import inspect_embeddings_folder
 
         for row in parsed.embeddings:
-            embeddings_file, _, problems = inspect_embeddings_folder(context.resolve(row["path"]))
+            folder = context.resolve(row["path"])
+            embeddings_file, _, problems = inspect_embeddings_folder(folder)
             if embeddings_file is not None and not problems:
-                p = fingerprint(embeddings_file)
+                p = fingerprint(embeddings_file, within=folder)
                 row.update(file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256)
 
 

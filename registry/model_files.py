@@ -145,19 +145,19 @@ def read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], sta
             differs from the recorded one.
     """
     prefix = record.model_type
-    U = _load_array(found[f"{prefix}_U.npy"], record, verify, mmap)
-    V = _load_array(found[f"{prefix}_V.npy"], record, verify, mmap)
-    params = _load_json(found.get(f"{prefix}_params.json"), record, verify, dict, {})
-    metadata = _load_json(found.get(f"{prefix}_metadata.json"), record, verify, dict, {})
-    user_ids = _load_json(found.get(f"{prefix}_user_ids.json"), record, verify, list, None)
-    item_ids = _load_json(found.get(f"{prefix}_item_ids.json"), record, verify, list, None)
+    U = _load_array(found[f"{prefix}_U.npy"], folder, record, verify, mmap)
+    V = _load_array(found[f"{prefix}_V.npy"], folder, record, verify, mmap)
+    params = _load_json(found.get(f"{prefix}_params.json"), folder, record, verify, dict, {})
+    metadata = _load_json(found.get(f"{prefix}_metadata.json"), folder, record, verify, dict, {})
+    user_ids = _load_json(found.get(f"{prefix}_user_ids.json"), folder, record, verify, list, None)
+    item_ids = _load_json(found.get(f"{prefix}_item_ids.json"), folder, record, verify, list, None)
     _check_shapes(record, U, V, user_ids, item_ids)
     if verify == "full":
         # Files the loader does not read (a custom type's extras) are still part of the model.
         read = {*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values()}
         for name, path in found.items():
             if name not in read and name in record.files:
-                artifacts.verify_sha256(path, record.files[name][1])
+                artifacts.verify_sha256(path, record.files[name][1], within=folder)
     metadata = {**metadata, "model_id": record.model_id, "model_type": record.model_type,
                 "version": record.version, "path": record.path}
     logger.info("loaded model %s from %s (%d bytes, verify=%s, mmap=%s)",
@@ -192,23 +192,21 @@ def _expected_sha256(path: Path, record: ModelRecord, verify: str) -> str | None
     return recorded[1]
 
 
-def _load_array(path: Path, record: ModelRecord, verify: str, mmap: bool) -> np.ndarray:
-    sha256 = _expected_sha256(path, record, verify)
-    if sha256 is not None and not mmap:
-        array = artifacts.load_npy_verified(path, sha256)
-    else:
-        if sha256 is not None:
-            artifacts.verify_sha256(path, sha256)  # a mapping is read lazily: hash the file first, then map it
-        array = artifacts.load_npy(path, mmap=mmap)
+def _load_array(path: Path, folder: Path, record: ModelRecord, verify: str, mmap: bool) -> np.ndarray:
+    # With mmap the file is hashed first and the same open file is then mapped (a mapping is read lazily).
+    array = artifacts.load_npy(path, mmap=mmap, within=folder, expected_sha256=_expected_sha256(path, record, verify))
     array.flags.writeable = False
     return array
 
 
-def _load_json(path: Path | None, record: ModelRecord, verify: str, kind: type, default: Any) -> Any:
+def _load_json(path: Path | None, folder: Path, record: ModelRecord, verify: str, kind: type, default: Any) -> Any:
     if path is None:
         return default
     sha256 = _expected_sha256(path, record, verify)
-    value = artifacts.read_json_verified(path, sha256) if sha256 else artifacts.read_json_file(path)
+    if sha256:
+        value = artifacts.read_json_verified(path, sha256, within=folder)
+    else:
+        value = artifacts.read_json_file(path, within=folder)
     if not isinstance(value, kind):
         raise InvalidArtifactsError(f"{path}: must hold a JSON {'object' if kind is dict else 'list'}")
     return value

@@ -475,6 +475,6 @@ def test_a_required_file_that_is_a_directory_is_reported(registry: ModelRegistry
     folder = make_model_dir(tmp_path / "artifacts/cf/als/odd")
     (folder / "als_V.npy").unlink()
     (folder / "als_V.npy").mkdir()
-    with pytest.raises(InvalidArtifactsError, match="missing required file als_V.npy"):
+    with pytest.raises(InvalidArtifactsError, match="als_V.npy: is a directory, not a regular file"):
         registry.register_model("artifacts/cf/als/odd", "als", {}, {}, {})
     assert registry.list_models().empty

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -354,6 +355,7 @@ def test_pt_file_without_torch_names_the_fix(bert: BERTEmbeddingsRegistry, tmp_p
     assert not ok and "torch is not installed" in problems[0]
 
 
+@pytest.mark.slow  # imports torch (seconds); .ci/run installs the torch extra for the slow run
 def test_pt_file_is_loaded_with_weights_only(bert: BERTEmbeddingsRegistry, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     folder = tmp_path / "artifacts" / "cf" / "bert" / "pt"
@@ -364,13 +366,62 @@ def test_pt_file_is_loaded_with_weights_only(bert: BERTEmbeddingsRegistry, tmp_p
     array, info = bert.load_embeddings(version)
     np.testing.assert_array_equal(array, tensor.numpy())
     assert info["version"] == version
+    torch.save(tensor + 1, folder / "product_embeddings.pt")  # changed since registration
+    with pytest.raises(ChecksumMismatchError, match="product_embeddings.pt"):
+        bert.load_embeddings(version)
+
+
+class _CreatesSentinel:
+    """Unpickling this object opens (creates) a file: proof that pickled code ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.slow  # imports torch (seconds)
+def test_pt_file_with_a_pickle_payload_is_refused_and_runs_nothing(
+    bert: BERTEmbeddingsRegistry, tmp_path: Path, database_url: str
+) -> None:
+    torch = pytest.importorskip("torch")
+    import workers
+
+    sentinel = tmp_path / "pwned"
+    payload = {"embeddings": torch.zeros(10, 4), "hook": _CreatesSentinel(sentinel)}
+    # Registration: the payload sits in a folder of its own.
+    hostile = tmp_path / "artifacts" / "cf" / "bert" / "hostile"
+    hostile.mkdir(parents=True)
+    torch.save(payload, hostile / "product_embeddings.pt")
+    before = workers.table_dump(database_url)
+    with pytest.raises(InvalidArtifactsError, match="product_embeddings.pt: not a loadable tensor file"):
+        bert.register_embeddings(hostile, "m", 10, 4)
+    ok, problems = bert.validate_embedding_files(hostile)
+    assert not ok and "not a loadable tensor file" in problems[0]
+    assert workers.table_dump(database_url) == before
+    # Load: a registered .pt replaced by the payload, read as a version without a recorded
+    # checksum (a legacy import) is read, and through load_embeddings (checksum first).
+    good = tmp_path / "artifacts" / "cf" / "bert" / "good"
+    good.mkdir(parents=True)
+    torch.save(torch.zeros(10, 4), good / "product_embeddings.pt")
+    version = bert.register_embeddings(good, "m", 10, 4)
+    torch.save(payload, good / "product_embeddings.pt")
+    with pytest.raises(InvalidArtifactsError, match="not a loadable tensor file"):
+        bert_module._load_torch(good / "product_embeddings.pt", good)
+    with pytest.raises(ChecksumMismatchError):
+        bert.load_embeddings(version)
+    assert not sentinel.exists()
+    # Control: the payload is live; without weights_only it does run.
+    torch.load(good / "product_embeddings.pt", weights_only=False)
+    assert sentinel.exists()
 
 
 @pytest.fixture
 def fake_pt_version(bert: BERTEmbeddingsRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     """A registered ``.pt`` version, with torch replaced by a stub (torch need not be installed)."""
     monkeypatch.setattr(bert_module, "torch_available", lambda: True)
-    monkeypatch.setattr(bert_module, "_load_torch", lambda path: np.zeros((10, 4), dtype=np.float32))
+    monkeypatch.setattr(bert_module, "_read_tensor", lambda handle, path: np.zeros((10, 4), dtype=np.float32))
     folder = tmp_path / "artifacts" / "cf" / "bert" / "pt"
     folder.mkdir(parents=True)
     file_path = folder / "product_embeddings.pt"
@@ -384,11 +435,10 @@ def test_pt_file_read_errors_are_typed(bert: BERTEmbeddingsRegistry, fake_pt_ver
     version, file_path = fake_pt_version
     assert bert.load_embeddings(version)[0].shape == (10, 4)
 
-    def unreadable(path: Path) -> str:
+    def unreadable(path: Path, **_: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(artifacts_module, "sha256_file", unreadable)
-    monkeypatch.setattr(bert_module, "sha256_file", unreadable, raising=False)
+    monkeypatch.setattr(bert_module, "open_regular_file", unreadable)
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
         bert.load_embeddings(version)
 
@@ -403,7 +453,7 @@ def test_pt_file_changed_since_registration_is_a_checksum_mismatch(
 
 def test_load_torch_reports_a_vanished_file_as_invalid_artifacts(tmp_path: Path) -> None:
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
-        bert_module._load_torch(tmp_path / "gone.pt")
+        bert_module._load_torch(tmp_path / "gone.pt", tmp_path)
 
 
 def test_argument_checks_use_the_shared_positive_int() -> None:

@@ -58,14 +58,20 @@ def test_many_processes_register_while_others_select_and_poll(
     registry: Any, registry_path: Path, database_url: str, model_dir: Any, tmp_path: Path
 ) -> None:
     """A1 + A5: PROCESSES x REGISTRATIONS registrations against a selector and a serving poller."""
-    model_path = model_dir("als/shared", seed=3)
-    registry.register_model(model_path, "als", {}, {METRIC: -1.0}, {}, version="seed")
+    # Every model has its own folder and arrays, so serving one model's arrays under another's id shows.
+    def seeded_folder(seed: int) -> str:
+        path = workers.seeded_model_path(seed)
+        assert model_dir(path.removeprefix("artifacts/cf/"), seed=seed) == path
+        return path
+
+    registry.register_model(seeded_folder(0), "als", {}, {METRIC: -1.0}, {}, version="seed")
     registry.select_best_model(metric=METRIC)
     ctx = multiprocessing.get_context("spawn")
     results, start, stop = ctx.Queue(), ctx.Event(), ctx.Event()
     common = (database_url, str(registry_path), str(tmp_path))
+    folders = [[seeded_folder(1 + worker * REGISTRATIONS + i) for i in range(REGISTRATIONS)] for worker in range(PROCESSES)]
     registrars = [
-        ctx.Process(target=workers.register_worker, args=(*common, model_path, worker, REGISTRATIONS, start, results))
+        ctx.Process(target=workers.register_worker, args=(*common, folders[worker], worker, start, results))
         for worker in range(PROCESSES)
     ]
     readers = [
@@ -111,6 +117,7 @@ def test_many_processes_register_while_others_select_and_poll(
     assert {current for _, current in poll["seen"]} <= stored
     if importlib.util.find_spec("registry.loader") is not None:
         assert poll["reloads"] > 0 and poll["swaps"] > 0, "the serving loader never reloaded"
+        assert poll["checked"] == poll["reloads"], "some served states were not checked against their folders"
 
     best = registry.select_best_model(metric=METRIC)
     top_value = max(value for _, value in registered)

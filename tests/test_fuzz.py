@@ -2,7 +2,8 @@
 
 Every call either succeeds or raises a ``RegistryError`` (whose leaves also are the
 builtins the doc names, e.g. ``ValueError``); a call that raises leaves every table
-(generation included) and every file under the artifacts root exactly as they were.
+(generation included) and every file under the artifacts root exactly as they were,
+and a call that is accepted stored exactly what it was given (read back and compared).
 """
 
 from __future__ import annotations
@@ -98,14 +99,20 @@ def snapshot(registry: Any, database_url: str, tmp_path: Path) -> Any:
 
 def _check_call(snapshot: Snapshot, call: Any, *, reraise: bool = False) -> Any:
     """Run ``call``; on an exception require a RegistryError and an unchanged registry."""
+    return _check_call_changed(snapshot, call, reraise=reraise)[0]
+
+
+def _check_call_changed(snapshot: Snapshot, call: Any, *, reraise: bool = False) -> tuple[Any, bool]:
+    """:func:`_check_call` that also says whether an accepted call changed the registry."""
     before = snapshot.take()
     try:
-        return call()
+        result = call()
+        return result, snapshot.take() != before
     except RegistryError:
         assert snapshot.take() == before, "a refused call changed the registry"
         if reraise:
             raise
-        return None
+        return None, False
     except Exception as exc:
         raise AssertionError(f"{type(exc).__name__} escaped instead of a RegistryError: {exc!r}") from exc
 
@@ -131,8 +138,99 @@ def test_register_model_refuses_bad_input_cleanly(
         "dotdot": "artifacts/cf/../../../x", "nul": "artifacts/cf/als\x00x", "long": "a" * 4097, "empty": "",
         "file": valid + "/als_U.npy", "root": "artifacts/cf", "int": 42,
     }
-    _check_call(snapshot, lambda: registry.register_model(
+    model_id, changed = _check_call_changed(snapshot, lambda: registry.register_model(
         paths[path_choice], model_type, hyperparameters, metrics, training_info, version=version, overwrite=overwrite))
+    if model_id is not None:
+        _assert_stored_as_given(registry, model_id, changed, paths[path_choice], model_type, version, metrics,
+                                hyperparameters, training_info)
+
+
+json_text = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
+valid_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False), json_text,
+    st.sampled_from([np.float32(1.5), np.float64(-0.25), np.int64(-7), np.bool_(True)]),
+)
+valid_payloads = st.recursive(valid_leaves, lambda children: st.one_of(
+    st.lists(children, max_size=3), st.tuples(children, children),
+    st.dictionaries(json_text, children, max_size=3),
+), max_leaves=12).filter(lambda value: isinstance(value, dict)) | st.dictionaries(json_text, valid_leaves, max_size=4)
+
+
+@FUZZ_SETTINGS
+@given(
+    version=st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True),
+                      st.sampled_from(["v1", "v1", "v2"])),
+    metrics=st.dictionaries(st.one_of(st.sampled_from(VALID_NAMES), st.from_regex(r"[A-Za-z0-9@._:/-]{1,64}", fullmatch=True)),
+                            st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**20), 10**20),
+                                      st.sampled_from([np.float32(0.195), np.float64(0.5), np.int64(3), np.float16(0.1)])),
+                            max_size=4),
+    hyperparameters=st.one_of(st.none(), valid_payloads),
+    training_info=st.one_of(st.none(), valid_payloads),
+    overwrite=st.booleans(),
+)
+def test_register_model_stores_exactly_the_values_it_accepts(
+    registry: Any, snapshot: Snapshot, model_dir: Any, tmp_path: Path, version: Any, metrics: Any,
+    hyperparameters: Any, training_info: Any, overwrite: bool,
+) -> None:
+    """Values near the edge of what is valid: each call is refused cleanly or stores exactly its input."""
+    path = model_dir("als/fuzz", seed=1) if not (tmp_path / "artifacts/cf/als/fuzz").exists() else "artifacts/cf/als/fuzz"
+    model_id, changed = _check_call_changed(snapshot, lambda: registry.register_model(
+        path, "als", hyperparameters, metrics, training_info, version=version, overwrite=overwrite))
+    if model_id is not None:
+        _assert_stored_as_given(registry, model_id, changed, path, "als", version, metrics, hyperparameters, training_info)
+
+
+def _assert_stored_as_given(registry: Any, model_id: str, changed: bool, path: str, model_type: Any, version: Any,
+                            metrics: Any, hyperparameters: Any, training_info: Any) -> None:
+    """An accepted registration stores exactly what was given (after the documented conversions)."""
+    stored = registry.get_model(model_id)
+    assert stored is not None
+    assert model_id == f"{model_type}_{stored['version']}"
+    assert stored["model_type"] == model_type and stored["path"] == path
+    if version is not None:
+        assert stored["version"] == version
+    if not changed:
+        # An idempotent re-run (same version, path and files): the first registration stands.
+        assert version is not None
+        return
+    assert stored["status"] == "active"
+    assert stored["metrics"] == _expected_metrics(metrics)
+    assert _same_json(stored["hyperparameters"], _expected_json(hyperparameters or {}))
+    assert _same_json(stored["training_info"], _expected_json(training_info or {}))
+
+
+def _expected_metrics(metrics: Any) -> dict[str, float]:
+    """Metric values as the registry documents storing them: plain floats, float32 as printed."""
+    expected = {}
+    for name, value in (metrics or {}).items():
+        if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+            expected[name] = float(str(value))
+        else:
+            expected[name] = float(value)
+    return expected
+
+
+def _expected_json(value: Any) -> Any:
+    """A payload as stored: tuples become lists, numpy scalars plain numbers, the rest unchanged."""
+    if isinstance(value, dict):
+        return {key: _expected_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_expected_json(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _same_json(stored: Any, expected: Any) -> bool:
+    """Equal values of the same JSON types (so 1 == 1.0 == True does not hide a conversion)."""
+    if isinstance(expected, dict):
+        return isinstance(stored, dict) and stored.keys() == expected.keys() and all(
+            _same_json(stored[key], expected[key]) for key in expected)
+    if isinstance(expected, list):
+        return isinstance(stored, list) and len(stored) == len(expected) and all(
+            _same_json(a, b) for a, b in zip(stored, expected))
+    return type(stored) is type(expected) and stored == expected
 
 
 @FUZZ_SETTINGS
@@ -154,6 +252,15 @@ def test_select_best_model_refuses_bad_input_cleanly(
         metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain))
     if result is not None:
         assert math.isfinite(result["value"]) and result["metric"] == metric
+        # Accepted: the stored pointer is the winner, and the winner really has that value.
+        current = registry.get_current_best()
+        assert current["model_id"] == result["model_id"]
+        assert current["selection_metric"] == metric and current["selection_value"] == result["value"]
+        winner = registry.get_model(result["model_id"])
+        assert winner["metrics"][metric] == result["value"]
+        assert model_type is None or winner["model_type"] == model_type
+        others = registry.list_models(model_type=model_type, status="active")
+        assert result["value"] == others[metric].max()
 
 
 @FUZZ_SETTINGS
@@ -173,6 +280,12 @@ def test_list_models_never_changes_anything(
     frame = _check_call(snapshot, lambda: registry.list_models(model_type, status, sort_by, ascending))
     if frame is not None:
         assert list(frame.columns[:5]) == ["model_id", "model_type", "version", "status", "created_at"]
+        # Accepted filters: exactly the stored models that match them.
+        wanted = [
+            row.model_id for row in registry.list_models().itertuples()
+            if (model_type is None or row.model_type == model_type) and (status is None or row.status == status)
+        ]
+        assert sorted(frame["model_id"]) == sorted(wanted)
     assert snapshot.take() == before
 
 

@@ -59,3 +59,19 @@ def test_registration_records_and_validates_the_file(registry, model_dir, tmp_pa
     with pytest.raises(InvalidArtifactsError, match="interactions"):
         registry.register_model(broken, "als", version="v2")
     assert registry.list_models().equals(before)
+
+
+def test_a_fifo_or_an_escaping_symlink_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    fifo = folder / "als_interactions.npz"
+    os.mkfifo(fifo)  # opening it for reading would block without O_NONBLOCK
+    with pytest.raises(InvalidArtifactsError, match="FIFO"):
+        read_interactions(fifo, num_users=3, num_items=5, within=folder)
+    fifo.unlink()
+    outside = save_interactions(tmp_path / "elsewhere.npz", interactions_from_pairs([0], [0], 3, 5))
+    (folder / "als_interactions.npz").symlink_to(outside)
+    with pytest.raises(InvalidArtifactsError, match="outside"):
+        read_interactions(folder / "als_interactions.npz", num_users=3, num_items=5, within=folder)

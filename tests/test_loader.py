@@ -45,6 +45,31 @@ DOC_STATS_KEYS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def thread_errors() -> Iterator[list[str]]:
+    """Fail the test when any thread it started dies of an exception.
+
+    A reader thread that raises would otherwise just stop, and the test could pass on
+    what the surviving threads saw.
+    """
+    import traceback
+
+    errors: list[str] = []
+    previous = threading.excepthook
+
+    def collect(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        errors.append(f"thread {name}: " + "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+
+    threading.excepthook = collect
+    try:
+        yield errors
+    finally:
+        threading.excepthook = previous
+    if errors:
+        pytest.fail(f"{len(errors)} thread(s) died of an exception:\n" + "\n".join(errors))
+
+
 @pytest.fixture
 def open_loader(registry_path: Path, database_url: str) -> Iterator[Any]:
     """Factory for loaders on the test registry; closes them at the end."""
@@ -356,6 +381,20 @@ def test_mmap_serves_read_only_mapped_arrays(
     assert model_id == "als_v1"
 
 
+@pytest.mark.parametrize("name", ["als_U.npy", "als_V.npy"])
+def test_mmap_with_full_verification_refuses_a_file_changed_since_registration(
+        registry: ModelRegistry, model_dir: Any, open_loader: Any, tmp_path: Path, name: str) -> None:
+    model_id = register(registry, model_dir, "v1", seed=1, ndcg=0.2)
+    path = tmp_path / "artifacts/cf/als/v1" / name
+    original = np.load(path)
+    np.save(path, original[::-1].copy())  # same size, same header, other content
+    with pytest.raises(ChecksumMismatchError, match=name):
+        open_loader(mmap=True, verify="full").load_model(model_id)
+    # Control: only the checksum refuses it; size verification maps the changed file.
+    U, V, _ = open_loader(mmap=True, verify="size", cache_enabled=False).load_model(model_id)
+    assert np.array_equal(U if name == "als_U.npy" else V, original[::-1])
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"verify": "sha1"}, "verify"),
     ({"max_cache_bytes": -1}, "max_cache_bytes"),
@@ -648,6 +687,25 @@ def test_threads_always_get_one_models_arrays_while_another_process_switches_the
     assert problems == []
     assert seen == {first, second}
     assert loader.get_stats()["swap_count"] >= 2
+
+
+def test_the_concurrency_pollers_array_check_catches_another_models_arrays(
+        registry: ModelRegistry, model_dir: Any, open_loader: Any) -> None:
+    """The multi-process battery checks served arrays with workers.served_arrays_problem: it must be able to fail."""
+    import dataclasses
+
+    import workers
+
+    first = registry.register_model(model_dir("als/m1", seed=1), "als", {}, {"ndcg@10": 0.1}, {})
+    second = registry.register_model(model_dir("als/m2", seed=2), "als", {}, {"ndcg@10": 0.2}, {})
+    assert registry.get_model(first)["path"] == workers.seeded_model_path(1)
+    loader = open_loader()
+    loader.load_model(first)
+    state = loader.get_current_model()
+    assert workers.served_arrays_problem(state, registry.get_model(first)["path"]) is None
+    mislabelled = dataclasses.replace(state, model_id=second)
+    problem = workers.served_arrays_problem(mislabelled, registry.get_model(second)["path"])
+    assert problem is not None and "serves other arrays" in problem
 
 
 def test_auto_reload_follows_the_registry_and_survives_errors(

@@ -33,15 +33,39 @@ def _open(database_url: str, registry_path: str, root: str, export_json: bool = 
 # --------------------------------------------------------------------------- concurrency (A1, A4, A5)
 
 
-def register_worker(database_url: str, registry_path: str, root: str, model_path: str, worker: int,
-                    count: int, start: Any, results: Any) -> None:
-    """Register ``count`` models with default (time-based) versions; report ``(model_id, value)`` pairs."""
+def seeded_model_path(seed: int) -> str:
+    """The relative folder of the model built from ``seed`` (see :func:`served_arrays_problem`)."""
+    return f"artifacts/cf/als/m{seed}"
+
+
+def served_arrays_problem(state: Any, stored_path: str) -> str | None:
+    """None when the loader's ``state`` holds the arrays of the folder registered for its model id.
+
+    ``stored_path`` is what the registry recorded for ``state.model_id``; the folder name
+    ``m{seed}`` gives the arrays ``factories.make_model_dir`` wrote there.
+    """
+    import numpy as np
+    from factories import model_arrays
+
+    name = Path(stored_path).name
+    if not name.startswith("m") or not name[1:].isdigit():
+        return f"model {state.model_id} was registered from {stored_path!r}, not a seeded folder"
+    U, V = model_arrays(int(name[1:]))
+    if not (np.array_equal(state.U, U) and np.array_equal(state.V, V)):
+        return f"loader reports {state.model_id} ({stored_path}) but serves other arrays"
+    return None
+
+
+def register_worker(database_url: str, registry_path: str, root: str, model_paths: list[str], worker: int,
+                    start: Any, results: Any) -> None:
+    """Register one model per folder of ``model_paths`` with default (time-based) versions;
+    report ``(model_id, value)`` pairs."""
     try:
         registry = _open(database_url, registry_path, root)
         rng = random.Random(worker)
         start.wait()
         registered = []
-        for _ in range(count):
+        for model_path in model_paths:
             value = rng.random()
             model_id = registry.register_model(
                 model_path, "als", {"factors": 8}, {METRIC: value, "recall@10": rng.random()},
@@ -73,7 +97,8 @@ def poll_worker(database_url: str, registry_path: str, root: str, worker: int, s
     """Serving-side poller: read ``(generation, current best)`` every few ms; report what it saw.
 
     With the loader available, also ``reload_model()`` and check that the served arrays are the
-    current model's arrays.
+    arrays of the folder the registry recorded for the model id the loader reports (every model
+    comes from its own folder with its own arrays, see :func:`served_arrays_problem`).
     """
     try:
         registry = _open(database_url, registry_path, root)
@@ -86,7 +111,8 @@ def poll_worker(database_url: str, registry_path: str, root: str, worker: int, s
             pass
         start.wait()
         seen: list[tuple[int, str | None]] = []
-        reloads = swaps = 0
+        reloads = swaps = checked = 0
+        paths: dict[str, str] = {}
         while not stop.is_set():
             seen.append(registry.context.generation())
             if loader is not None and seen[-1][1] is not None:
@@ -94,10 +120,16 @@ def poll_worker(database_url: str, registry_path: str, root: str, worker: int, s
                 if loader.reload_model():
                     swaps += 1
                 state = loader.get_current_model()
-                if state is None or state.U is None or state.V is None or state.U.shape[1] != state.V.shape[1]:
+                if state is None or state.U is None or state.V is None:
                     raise AssertionError(f"loader served an inconsistent state: {state!r}")
+                if state.model_id not in paths:
+                    paths[state.model_id] = registry.get_model(state.model_id)["path"]
+                problem = served_arrays_problem(state, paths[state.model_id])
+                if problem:
+                    raise AssertionError(problem)
+                checked += 1
             time.sleep(0.005)
-        results.put(("poll", worker, {"seen": seen, "reloads": reloads, "swaps": swaps}, None))
+        results.put(("poll", worker, {"seen": seen, "reloads": reloads, "swaps": swaps, "checked": checked}, None))
     except BaseException:  # noqa: BLE001 - reported to the parent
         results.put(("poll", worker, {}, traceback.format_exc()))
 

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sqlite3
 import tempfile
 from datetime import datetime, timezone
@@ -42,6 +41,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from .. import audit, export, legacy
+from ..artifacts import open_regular_file, read_regular_file
 from ..context import RegistryContext, json_locations
 from ..db import SQLITE_SUFFIXES, Database, ensure_schema, make_engine, resolve_database_url, sqlite_file
 from ..errors import (
@@ -51,6 +51,7 @@ from ..errors import (
     RegistryError,
     RegistryNotFoundError,
     SchemaVersionError,
+    UnsafeFileError,
 )
 from ..models import Base, Settings, UTCDateTime, utcnow
 from ..validation import finite_real, to_jsonable, validate_identifier, validate_metric_name
@@ -164,7 +165,7 @@ def restore_registry(
         SchemaVersionError: the backup comes from a newer version of this package.
     """
     source = Path(backup_path)
-    if not source.is_file():
+    if not source.exists():
         raise FileNotFoundError(f"backup {source} does not exist; list_backups() shows the available ones")
     with legacy.import_errors(source.name):
         tables, parsed = _read_backup(source)
@@ -260,11 +261,17 @@ def copy_to_backup(path: str | os.PathLike[str], backup_dir: str | os.PathLike[s
     """Copy a file to a new ``{stem}_backup_{timestamp}{suffix}`` beside it (or in ``backup_dir``).
 
     Raises:
-        ExportError: the copy could not be written.
+        ExportError: the copy could not be written, or ``path`` is not a regular file
+            of at most ``MAX_BACKUP_BYTES`` (a FIFO, a device).
+        FileNotFoundError: ``path`` does not exist.
     """
     source = Path(path)
     folder = Path(backup_dir) if backup_dir is not None else source.parent
-    target = _publish_unique(source.read_bytes(), folder, source.stem, source.suffix)
+    try:
+        data = read_regular_file(source, max_bytes=MAX_BACKUP_BYTES)
+    except UnsafeFileError as exc:
+        raise ExportError(f"cannot back up {source}: {exc}") from exc
+    target = _publish_unique(data, folder, source.stem, source.suffix)
     return str(folder / target.name)
 
 
@@ -441,7 +448,7 @@ def _read_sqlite_tables(source: Path) -> dict[str, list[dict[str, Any]]]:
     """Rows of a SQLite backup, read from a temporary copy migrated to the current schema."""
     with tempfile.TemporaryDirectory(prefix="cfreg-restore-") as scratch:
         copy = Path(scratch) / "backup.db"
-        shutil.copyfile(source, copy)
+        _copy_bounded(source, copy)
         url = f"sqlite:///{copy}"
         database: Database | None = None
         try:
@@ -459,6 +466,21 @@ def _read_sqlite_tables(source: Path) -> dict[str, list[dict[str, Any]]]:
         finally:
             if database is not None:
                 database.dispose()
+
+
+def _copy_bounded(source: Path, target: Path) -> None:
+    """Copy a backup file that must be a regular file of at most ``MAX_BACKUP_BYTES``."""
+    try:
+        with open_regular_file(source, max_bytes=MAX_BACKUP_BYTES) as reader, open(target, "wb") as writer:
+            # The size was checked on the open file; a file growing meanwhile is cut off and refused.
+            remaining = MAX_BACKUP_BYTES + 1
+            while remaining and (block := reader.read(min(1 << 20, remaining))):
+                writer.write(block)
+                remaining -= len(block)
+            if not remaining:
+                raise ImportFormatError(f"{source.name}: grew beyond the backup limit of {MAX_BACKUP_BYTES} bytes while read")
+    except UnsafeFileError as exc:
+        raise ImportFormatError(f"{exc}; give a registry backup file") from exc
 
 
 def _decode_tables(raw: Any, source: str) -> dict[str, list[dict[str, Any]]]:

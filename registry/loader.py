@@ -52,7 +52,7 @@ from .errors import (
     NoModelLoadedError,
     RegistryError,
 )
-from .export import TIME_FORMAT
+from .timestamps import format_timestamp
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
     CURRENT_QUERY,
@@ -310,7 +310,7 @@ class ModelLoader:
             finally:
                 with self._lock:
                     self._stats.reload_count += 1
-                    self._stats.last_reload_at = datetime.now(timezone.utc).strftime(TIME_FORMAT)
+                    self._stats.last_reload_at = format_timestamp(datetime.now(timezone.utc))
 
     # ------------------------------------------------------------------ A/B routing
 

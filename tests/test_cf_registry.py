@@ -111,7 +111,7 @@ def test_register_stores_the_documented_entry(registry: ModelRegistry, model_dir
     assert info["data_version"] == "abc123" and info["git_commit"] == "ghi789"
     assert info["baseline_comparison"]["improvement_ndcg@10"] == 0.912
     assert info["status"] == "active"
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", info["created_at"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00", info["created_at"])
     assert exported(registry)["models"][model_id]["metrics"]["ndcg@10"] == 0.195
 
 
@@ -770,7 +770,7 @@ def test_get_registry_stats_counts_every_status(registry: ModelRegistry, model_d
     assert stats["archived_models"] == 1 and stats["failed_models"] == 1
     assert stats["by_type"] == {"als": 3, "bpr": 1}
     assert stats["current_best"] == best
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", stats["last_updated"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00", stats["last_updated"])
 
 
 def test_models_and_registry_properties_are_fresh_copies(registry: ModelRegistry, model_dir) -> None:

@@ -80,6 +80,8 @@ _EXPORTS: dict[str, str] = {
     "ExportError": "errors",
     "ImportFormatError": "errors",
     "ReadOnlyQueryError": "errors",
+    "UnknownMetricError": "errors",
+    "UnknownModelTypeError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

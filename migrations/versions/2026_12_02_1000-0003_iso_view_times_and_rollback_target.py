@@ -1,7 +1,10 @@
-"""Reporting views show timestamps as ISO 8601 text with the UTC offset (2026-12-02T09:40:52+00:00).
+"""ISO timestamps in the reporting views; selections.restored_selection_id for rollbacks.
 
-The tables keep their native timestamp columns; only the views' time columns change,
-so every output of the registry (API, registry.json, CLI, views) uses one format.
+* The views show times as ISO 8601 text with the UTC offset (2026-12-02T09:40:52+00:00);
+  the tables keep their native timestamp columns, so every output of the registry
+  (API, registry.json, CLI, views) uses one format.
+* ``selections.restored_selection_id``: on a rollback row, the earlier selection whose
+  state it restored, so ``rollback(steps=N)`` walks back through history exactly.
 
 Revision ID: 0003
 Revises: 0001
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0003'
@@ -51,16 +55,26 @@ def _iso(column: str, dialect: str) -> str:
     return f"strftime('%Y-%m-%dT%H:%M:%S+00:00', {column})"
 
 
-def _recreate(columns: dict[str, str]) -> None:
-    for name, body in ISO_VIEWS.items():
+def _drop_views() -> None:
+    for name in ISO_VIEWS:
         op.execute(f"DROP VIEW IF EXISTS {name}")
+
+
+def _create_views(columns: dict[str, str]) -> None:
+    for name, body in ISO_VIEWS.items():
         op.execute(f"CREATE VIEW {name} AS {body.strip().format(**columns)}")
 
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    _recreate({key: _iso(column, dialect) for key, column in RAW_COLUMNS.items()})
+    _drop_views()  # SQLite cannot rebuild a table while views name it
+    with op.batch_alter_table('selections', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('restored_selection_id', sa.Integer(), nullable=True))
+    _create_views({key: _iso(column, dialect) for key, column in RAW_COLUMNS.items()})
 
 
 def downgrade() -> None:
-    _recreate(RAW_COLUMNS)
+    _drop_views()
+    with op.batch_alter_table('selections', schema=None) as batch_op:
+        batch_op.drop_column('restored_selection_id')
+    _create_views(RAW_COLUMNS)

@@ -557,7 +557,8 @@ class ModelRegistry:
             models = {m.model_id: m for m in session.scalars(select(Model).where(Model.model_id.in_(ids)))}
             missing = [model_id for model_id in ids if model_id not in models]
             if missing:
-                raise ModelNotFoundError(f"Model(s) not found: {missing}; run `cfreg list` to see registered ids")
+                raise ModelNotFoundError(f"Model(s) not found: {missing}", hint="list_models() shows the registered ids",
+                                         cli_hint="`cfreg list` shows the registered ids")
             values = metrics_by_model(session, ids)
             rows = []
             for model_id in ids:
@@ -768,7 +769,8 @@ def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
                 _suffix_hints.clear()  # one entry is enough: the clock only moves forward
                 _suffix_hints[hint_key] = suffix
                 return model_id, version
-    raise RegistryError(f"too many automatic versions of {model_type!r} in one second; pass version=")
+    raise RegistryError(f"too many automatic versions of {model_type!r} in one second",
+                        hint="pass version=", cli_hint="pass --version")
 
 
 def _same_content(session: Session, model: Model, stored_path: str, prints: list[FileFingerprint]) -> bool:

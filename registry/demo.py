@@ -226,7 +226,13 @@ def run_demo(
     Returns:
         A :class:`DemoResult`; the CLI prints it with :func:`registry.cli.run.render_demo_result`.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from threadpoolctl import threadpool_limits
 
     from .cf_registry import ModelRegistry

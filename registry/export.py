@@ -25,7 +25,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import ExportError
-from .models import ABTest, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
+from .models import (
+    ABTest,
+    BertEmbedding,
+    EmbeddingLink,
+    Model,
+    ModelMetric,
+    Selection,
+    Settings,
+    utcnow,
+)
 from .timestamps import format_timestamp
 
 logger = logging.getLogger(__name__)

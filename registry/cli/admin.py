@@ -40,14 +40,21 @@ def upgrade(ctx: typer.Context) -> None:
 
     Example: cfreg --database-url postgresql+psycopg://me@db/registry upgrade
     """
-    from ..db import Database, ensure_schema, make_engine, resolve_database_url, schema_state, sqlite_file
+    from ..db import (
+        Database,
+        ensure_schema,
+        make_engine,
+        resolve_database_url,
+        schema_state,
+        sqlite_file,
+    )
     from ..errors import RegistryNotFoundError
 
     state = state_of(ctx)
     url = resolve_database_url(state.registry_path, state.database_url)
     db_file = sqlite_file(url)
     if db_file is not None and not db_file.exists():
-        raise RegistryNotFoundError(f"no registry database at {db_file}; create one with `cfreg init`")
+        raise RegistryNotFoundError(f"Registry not found: {db_file} does not exist")
     # Not open_database(): it would migrate before the revisions could be read, and cache the engine.
     database = Database(url=url, engine=make_engine(url))
     try:

@@ -29,6 +29,26 @@ _EXPORTS: dict[str, str] = {
     "register_model_type": "artifacts",
     "validate_artifacts": "artifacts",
     "generate_version_id": "utils.versioning",
+    # Utilities the original package also exported at top level (registry.utils has them too)
+    "parse_version_id": "utils.versioning",
+    "compare_versions": "utils.versioning",
+    "get_git_commit": "utils.git",
+    "get_git_commit_short": "utils.git",
+    "get_git_branch": "utils.git",
+    "is_git_clean": "utils.git",
+    "compute_file_hash": "utils.hashing",
+    "compute_directory_hash": "utils.hashing",
+    "compute_data_version": "utils.hashing",
+    "validate_model_path": "utils.artifact_management",
+    "ensure_directory": "utils.artifact_management",
+    "copy_model_artifacts": "utils.artifact_management",
+    "cleanup_old_artifacts": "utils.artifact_management",
+    "backup_registry": "utils.backup",
+    "restore_registry": "utils.backup",
+    "list_backups": "utils.backup",
+    "create_model_metadata": "utils.metadata",
+    "load_model_metadata": "utils.metadata",
+    "save_model_metadata": "utils.metadata",
     "create_empty_registry": "export",
     "validate_registry_schema": "export",
     # ModelLoader
@@ -64,6 +84,8 @@ _EXPORTS: dict[str, str] = {
     "ImportFormatError": "errors",
     "ReadOnlyQueryError": "errors",
     "ChurnLimitError": "errors",
+    "UnknownMetricError": "errors",
+    "UnknownModelTypeError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -98,5 +120,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .selection import baseline_improvement
     from .export import create_empty_registry, validate_registry_schema
     from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
-    from .utils.versioning import generate_version_id
+    from .utils.artifact_management import cleanup_old_artifacts, copy_model_artifacts, ensure_directory, validate_model_path
+    from .utils.backup import backup_registry, list_backups, restore_registry
+    from .utils.git import get_git_branch, get_git_commit, get_git_commit_short, is_git_clean
+    from .utils.hashing import compute_data_version, compute_directory_hash, compute_file_hash
+    from .utils.metadata import create_model_metadata, load_model_metadata, save_model_metadata
+    from .utils.versioning import compare_versions, generate_version_id, parse_version_id
     from .validation import MODEL_STATUS

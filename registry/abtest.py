@@ -138,14 +138,16 @@ def _require_test(session: Session, test_id: str | None) -> ABTest:
         return test
     test = session.get(ABTest, test_id)
     if test is None:
-        raise ModelNotFoundError(f"A/B test {test_id!r} not found; list_ab_tests() shows the registry's tests")
+        raise ModelNotFoundError(f"A/B test {test_id!r} not found", hint="list_ab_tests() shows the registry's tests",
+                                 cli_hint="`cfreg ab status --all` shows the registry's tests")
     return test
 
 
 def _require_active_model(session: Session, model_id: str, role: str) -> Model:
     model = session.get(Model, model_id)
     if model is None:
-        raise ModelNotFoundError(f"{role} model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
+        raise ModelNotFoundError(f"{role} model {model_id!r} not found in registry",
+                                 hint="list_models() shows the registered ids", cli_hint="`cfreg list` shows the registered ids")
     if model.status != "active":
         raise ModelInUseError(f"{role} model {model_id!r} is {model.status}; only active models can take part in an A/B test")
     return model
@@ -221,7 +223,9 @@ def start_ab_test(
         if running is not None:
             raise ModelInUseError(
                 f"A/B test {running.test_id!r} is already running ({running.control_model} vs "
-                f"{running.treatment_model}); stop it with stop_ab_test({running.test_id!r}) first"
+                f"{running.treatment_model})",
+                hint=f"stop it with stop_ab_test({running.test_id!r}) first",
+                cli_hint=f"stop it with `cfreg ab stop {running.test_id}` first",
             )
         now = utcnow()
         if test_id is not None and session.get(ABTest, test_id) is not None:
@@ -330,7 +334,9 @@ def stop_ab_test(
         if test.status != "running":
             if arm is not None:
                 raise InvalidArgumentError(
-                    f"A/B test {test.test_id!r} is already stopped; use promote_model() to change the current best"
+                    f"A/B test {test.test_id!r} is already stopped",
+                    hint="use promote_model() to change the current best",
+                    cli_hint="use `cfreg promote MODEL_ID` to change the current best",
                 )
             return ab_test_info(test)
         test.status, test.end_time = "stopped", utcnow()
@@ -378,8 +384,9 @@ def rollback_ab_test(context: RegistryContext, test_id: str | None = None) -> di
                        else f"the current best is now {current or 'unset'}, not its treatment {test.treatment_model}")
                 raise InvalidArgumentError(
                     f"A/B test {test.test_id!r} is stopped and {why}; rollback_ab_test only undoes a running test "
-                    "or a promoted treatment that is still the current best. Change the current best with "
-                    "promote_model() or rollback() instead"
+                    "or a promoted treatment that is still the current best",
+                    hint="change the current best with promote_model() or rollback() instead",
+                    cli_hint="change the current best with `cfreg promote MODEL_ID` or `cfreg rollback` instead",
                 )
         restored = _make_current(session, test, "control")
         if restored:
@@ -417,5 +424,7 @@ def route_user(context: RegistryContext, user_id: Any) -> str:
     if config is not None:
         return get_model_for_user(user_id, config)
     if current is None:
-        raise NoModelLoadedError("no A/B test is running and no current best is set; run select_best_model() or promote_model()")
+        raise NoModelLoadedError("no A/B test is running and no current best is set",
+                                 hint="run select_best_model() or promote_model()",
+                                 cli_hint="run `cfreg select-best` or `cfreg promote MODEL_ID`")
     return current

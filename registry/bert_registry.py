@@ -333,7 +333,9 @@ class BERTEmbeddingsRegistry:
             _require_embeddings(session, embedding_version)
             if session.get(Model, model_id) is None:
                 raise ModelNotFoundError(
-                    f"CF model {model_id!r} not found in registry; register it first (run `cfreg list` to see ids)"
+                    f"CF model {model_id!r} not found in registry",
+                    hint="register it first (list_models() shows the registered ids)",
+                    cli_hint="register it first (`cfreg list` shows the registered ids)",
                 )
             if session.get(EmbeddingLink, (embedding_version, model_id)) is None:
                 session.add(EmbeddingLink(embedding_version=embedding_version, model_id=model_id))
@@ -432,15 +434,18 @@ class BERTEmbeddingsRegistry:
             row = _require_embeddings(session, version)
             if settings_row(session).current_embeddings_version == version:
                 raise ModelInUseError(
-                    f"Embeddings {version!r} are the current version and cannot be deleted; "
-                    "set_current_best() another version first"
+                    f"Embeddings {version!r} are the current version and cannot be deleted",
+                    hint="set_current_best() another version first",
+                    cli_hint="make another version current first with `cfreg bert set-current VERSION`",
                 )
             linked = list(session.scalars(
                 select(EmbeddingLink.model_id).where(EmbeddingLink.embedding_version == version).order_by(EmbeddingLink.model_id)
             ))
             if linked:
                 raise ModelInUseError(
-                    f"Embeddings {version!r} are linked to CF models {linked}; unlink_model() them (or delete the models) first"
+                    f"Embeddings {version!r} are linked to CF models {linked}",
+                    hint="unlink_model() them (or delete the models) first",
+                    cli_hint=f"unlink them first with `cfreg bert unlink {version} MODEL_ID` (or delete the models)",
                 )
             to_remove.clear()
             if delete_files:
@@ -560,7 +565,8 @@ def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any
     def work(session: Session) -> tuple[dict[str, Any], str, str | None, str | None]:
         chosen = version or settings_row(session).current_embeddings_version
         if chosen is None:
-            raise NoModelLoadedError("No current best embeddings: register embeddings or call set_current_best() first")
+            raise NoModelLoadedError("No current best embeddings", hint="register embeddings or call set_current_best() first",
+                                     cli_hint="register embeddings or run `cfreg bert set-current VERSION` first")
         row = _require_embeddings(session, chosen)
         return _info(session, row), row.path, row.file_name, row.sha256
 
@@ -605,7 +611,9 @@ def _require_embeddings(session: Session, version: str) -> BertEmbedding:
     row = session.get(BertEmbedding, version)
     if row is None:
         raise ModelNotFoundError(
-            f"Embeddings version {version!r} not found in registry; list_embeddings() shows the registered versions"
+            f"Embeddings version {version!r} not found in registry",
+            hint="list_embeddings() shows the registered versions",
+            cli_hint="`cfreg bert list` shows the registered versions",
         )
     return row
 

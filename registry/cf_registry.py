@@ -88,6 +88,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_REGISTRY_PATH = "artifacts/cf/registry.json"
 LIST_BASE_COLUMNS = ["model_id", "model_type", "version", "status", "created_at"]
 DEFAULT_COMPARE_METRICS = ("recall@10", "ndcg@10", "coverage")
+DOC_SELECTION_KEYS = ("model_id", "model_info", "metric", "value")
 GIT_CACHE_SECONDS = 10.0
 MAX_VERSIONS_PER_SECOND = 10_000
 
@@ -346,14 +347,33 @@ class ModelRegistry:
         current best (see :meth:`diff_models`) at or below that fraction; the check
         is written into the ``SELECT_BEST`` audit event.
 
-        Raises:
-            ChurnLimitError: the winner's churn exceeds ``max_churn`` (nothing changes).
-
         Returns:
-            ``{'model_id', 'model_info', 'metric', 'value'}`` or None when there is no
-            candidate (nothing changes). Selecting the model that is already current
-            by the same metric writes nothing.
+            ``{'model_id', 'model_info', 'metric', 'value'}`` (the doc's shape), or None
+            when there is no eligible candidate (nothing changes). When the winner is
+            already current nothing is written (no history row, no audit event);
+            :meth:`select_best_model_outcome` also says whether anything changed.
+
+        Raises:
+            UnknownMetricError: no registered model has ``metric`` (a typo); the error
+                lists the known metrics. (A registry without any metric accepts any name.)
+            UnknownModelTypeError: ``model_type`` is neither registered nor in the registry.
+            ChurnLimitError: the winner's churn exceeds ``max_churn`` (nothing changes).
         """
+        outcome = self.select_best_model_outcome(metric, min_improvement, model_type,
+                                                 min_gain_over_current=min_gain_over_current, max_churn=max_churn)
+        return None if outcome is None else {key: outcome[key] for key in DOC_SELECTION_KEYS}
+
+    def select_best_model_outcome(
+        self,
+        metric: str = "ndcg@10",
+        min_improvement: float = 0.0,
+        model_type: str | None = None,
+        *,
+        min_gain_over_current: float | None = None,
+        max_churn: float | None = None,
+    ) -> dict[str, Any] | None:
+        """:meth:`select_best_model` returning also ``changed`` (False: the winner was already
+        current, nothing written) and ``previous_model_id`` (the current best before the call)."""
         validate_metric_name(metric)
         min_improvement = selection.non_negative_fraction(min_improvement, "min_improvement")
         if model_type is not None:
@@ -374,6 +394,8 @@ class ModelRegistry:
                       max_churn: float | None = None, force: bool = False) -> dict[str, Any]:
         """Make ``model_id`` the current best by hand (``selected_by='manual'``).
 
+        The selection is recorded without a metric unless ``metric`` names one (its value
+        is then recorded too). Promoting the current best writes nothing (``changed`` False).
         With ``max_churn`` the promotion is refused when the model's top-10 churn against
         the current best (see :meth:`diff_models`) exceeds that fraction; ``force=True``
         (which needs a ``reason``) promotes anyway. The check, forced or not, is written
@@ -421,17 +443,32 @@ class ModelRegistry:
         params = compute.DiffParams.checked(k, users, items, seed, full)
         return compute.diff_models(self._ctx, model_a, model_b, params)
 
-    def rollback(self, to: str | None = None, reason: str | None = None) -> dict[str, Any]:
-        """Restore the previous current best (or make ``to`` current); audit ``ROLLBACK``.
+    def rollback(self, to: str | None = None, reason: str | None = None, *, steps: int = 1) -> dict[str, Any]:
+        """Walk the current best back through the selection history; audit ``ROLLBACK``.
+
+        The history is a line of states (each change of the current best adds one;
+        re-selecting the current model adds none). ``rollback()`` goes one state back,
+        ``rollback(steps=N)`` N states back, ``rollback(to=model_id)`` back to the most
+        recent earlier state of that model. A rollback moves back along the line, so
+        after A -> B -> C two rollbacks lead to B, then A (never back to C); a later
+        selection or promotion starts a new line from there.
+
+        Returns:
+            The ``select_best_model`` dict with ``changed`` and ``previous_model_id``;
+            ``metric``/``value`` are those of the restored selection.
 
         Raises:
-            InvalidArgumentError: there is no previous best to go back to.
+            InvalidArgumentError: no earlier state, ``steps`` beyond the history, ``to``
+                not an earlier current best, or both ``to`` and ``steps`` given.
             ModelNotFoundError / ModelInUseError: the target was deleted or is not active.
         """
         if to is not None:
             validate_identifier(to, "model_id")
+        steps = positive_int(steps, "steps")
+        if to is not None and steps != 1:
+            raise InvalidArgumentError("give either to= or steps=, not both")
         reason = optional_text(reason, "reason", 1024)
-        return self._ctx.mutate(lambda session: selection.rollback(session, to, reason))
+        return self._ctx.mutate(lambda session: selection.rollback(session, to, steps, reason))
 
     def get_selection_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Current-best changes, newest first (``is_current`` marks the one in force)."""
@@ -483,6 +520,8 @@ class ModelRegistry:
 
         Raises:
             InvalidArgumentError: unknown ``status`` or ``sort_by``.
+            UnknownModelTypeError: ``model_type`` is neither a registered type nor
+                stored in the registry (a typo); the error lists the known types.
         """
         import pandas as pd
 
@@ -499,6 +538,7 @@ class ModelRegistry:
         def work(session: Session) -> tuple[list[Any], list[Any], set[str]]:
             conditions = []
             if model_type is not None:
+                selection.require_known_model_type(session, model_type)
                 conditions.append(Model.model_type == model_type)
             if status is not None:
                 conditions.append(Model.status == status)
@@ -569,7 +609,8 @@ class ModelRegistry:
             models = {m.model_id: m for m in session.scalars(select(Model).where(Model.model_id.in_(ids)))}
             missing = [model_id for model_id in ids if model_id not in models]
             if missing:
-                raise ModelNotFoundError(f"Model(s) not found: {missing}; run `cfreg list` to see registered ids")
+                raise ModelNotFoundError(f"Model(s) not found: {missing}", hint="list_models() shows the registered ids",
+                                         cli_hint="`cfreg list` shows the registered ids")
             values = metrics_by_model(session, ids)
             rows = []
             for model_id in ids:
@@ -787,7 +828,8 @@ def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
                 _suffix_hints.clear()  # one entry is enough: the clock only moves forward
                 _suffix_hints[hint_key] = suffix
                 return model_id, version
-    raise RegistryError(f"too many automatic versions of {model_type!r} in one second; pass version=")
+    raise RegistryError(f"too many automatic versions of {model_type!r} in one second",
+                        hint="pass version=", cli_hint="pass --version")
 
 
 def _same_content(session: Session, model: Model, stored_path: str, prints: list[FileFingerprint]) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, export
-from .db import Database, HeldReader, open_database, resolve_database_url, sqlite_file
+from .db import Database, HeldReader, open_database, record_database_url, resolve_database_url, sqlite_file
 from .errors import ExportError, RegistryNotFoundError
 from .models import Settings
 
@@ -88,9 +88,12 @@ class RegistryContext:
         db_file = sqlite_file(url)
         if db_file is not None and not db_file.exists() and not auto_create:
             raise RegistryNotFoundError(
-                f"Registry not found: {db_file} does not exist (create it with ModelRegistry(auto_create=True) or `cfreg init`)"
+                f"Registry not found: {db_file} does not exist",
+                hint="create it with ModelRegistry(registry_path, auto_create=True)",
             )
         database = open_database(url, create=auto_create)
+        if auto_create:
+            record_database_url(registry_path, url)
         stored_root = database.read(lambda s: s.get(Settings, 1).root)  # type: ignore[union-attr]
         resolved_root = Path(root or os.environ.get(ENV_ROOT) or stored_root or os.getcwd()).expanduser().absolute()
         context = cls(

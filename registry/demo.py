@@ -54,6 +54,7 @@ from .recsys_train import (
     train_als,
     train_bpr,
 )
+from .timestamps import format_timestamp
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,7 +226,13 @@ def run_demo(
     Returns:
         A :class:`DemoResult`; the CLI prints it with :func:`registry.cli.run.render_demo_result`.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from threadpoolctl import threadpool_limits
 
     from .cf_registry import ModelRegistry
@@ -417,7 +424,7 @@ def _save_artifacts(
         np.save(staging / f"{model_type}_V.npy", np.ascontiguousarray(item_factors, dtype=np.float32))
         files = {
             f"{model_type}_params.json": hyperparameters,
-            f"{model_type}_metadata.json": {**metadata, "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")},
+            f"{model_type}_metadata.json": {**metadata, "created_at": format_timestamp(datetime.now(timezone.utc))},
             f"{model_type}_user_ids.json": data.user_ids,
             f"{model_type}_item_ids.json": data.item_ids,
         }

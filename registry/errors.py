@@ -10,18 +10,60 @@ from __future__ import annotations
 
 
 class RegistryError(Exception):
-    """Root of every error raised by the registry."""
+    """Root of every error raised by the registry.
+
+    Args:
+        *args: the message (what went wrong, naming the offending value).
+        hint: what to do next, for Python callers (e.g. ``stop it with stop_ab_test('ab_1')``);
+            appended to the message.
+        cli_hint: the same advice as ``cfreg`` commands; the CLI shows it instead of ``hint``.
+    """
 
     code = "registry_error"
 
-    def __str__(self) -> str:  # KeyError quotes its message; keep messages readable
+    def __init__(self, *args: object, hint: str | None = None, cli_hint: str | None = None) -> None:
+        super().__init__(*args)
+        self.hint = hint
+        self.cli_hint = cli_hint
+
+    @property
+    def message(self) -> str:
+        """The message without the hint."""
         return " ".join(str(arg) for arg in self.args)
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep messages readable
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+    def cli_message(self) -> str:
+        """The message with the hint for ``cfreg`` users (falls back to the Python hint)."""
+        hint = self.cli_hint or self.hint
+        return f"{self.message}; {hint}" if hint else self.message
 
 
 class InvalidArgumentError(RegistryError, ValueError):
     """A caller-supplied value is malformed (ids, metric names, statuses, sort keys...)."""
 
     code = "invalid_argument"
+
+
+class UnknownMetricError(InvalidArgumentError):
+    """No registered model has this metric (usually a typo); ``known`` lists the metrics that exist."""
+
+    code = "unknown_metric"
+
+    def __init__(self, *args: object, known: list[str] | None = None, **hints: str | None) -> None:
+        super().__init__(*args, **hints)
+        self.known = list(known or [])
+
+
+class UnknownModelTypeError(InvalidArgumentError):
+    """A model type that is neither registered nor in the registry; ``known`` lists the types."""
+
+    code = "unknown_model_type"
+
+    def __init__(self, *args: object, known: list[str] | None = None, **hints: str | None) -> None:
+        super().__init__(*args, **hints)
+        self.known = list(known or [])
 
 
 class InvalidArtifactsError(RegistryError, ValueError):
@@ -146,5 +188,7 @@ __all__ = [
     "RegistryError",
     "RegistryNotFoundError",
     "SchemaVersionError",
+    "UnknownMetricError",
+    "UnknownModelTypeError",
     "UnsafeFileError",
 ]

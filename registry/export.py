@@ -26,11 +26,20 @@ from sqlalchemy.orm import Session
 
 from .artifacts import read_regular_file
 from .errors import ExportError
-from .models import ABTest, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
+from .models import (
+    ABTest,
+    BertEmbedding,
+    EmbeddingLink,
+    Model,
+    ModelMetric,
+    Selection,
+    Settings,
+    utcnow,
+)
+from .timestamps import format_timestamp
 
 logger = logging.getLogger(__name__)
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 REGISTRY_VERSION = "1.0"
 # The registry's own temp files end with this suffix (and start with "."): the sweep on open
 # removes only these, never a user's ".notes.tmp" that happens to sit in the folder.
@@ -39,8 +48,8 @@ ORPHAN_TEMP_AGE_SECONDS = 3600
 
 
 def iso(moment: datetime | None) -> str | None:
-    """The doc's timestamp format (UTC, seconds)."""
-    return moment.strftime(TIME_FORMAT) if moment else None
+    """The registry's timestamp format: ISO 8601, UTC, seconds, ``+00:00`` (see :mod:`registry.timestamps`)."""
+    return format_timestamp(moment)
 
 
 # --------------------------------------------------------------------------- mappers

@@ -44,7 +44,6 @@ from .ab_routing import ABRouting, load_routing
 from .auto_reload import AutoReloader, ReloadCallback
 from .cf_registry import DEFAULT_REGISTRY_PATH
 from .context import RegistryContext
-from .instances import SharedInstances
 from .errors import (
     ChecksumMismatchError,
     InvalidArgumentError,
@@ -52,7 +51,7 @@ from .errors import (
     NoModelLoadedError,
     RegistryError,
 )
-from .export import TIME_FORMAT
+from .instances import SharedInstances
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
     CURRENT_QUERY,
@@ -65,6 +64,7 @@ from .model_files import (
     stat_files,
 )
 from .model_state import CacheKey, FileStamp, ModelState
+from .timestamps import format_timestamp
 from .validation import validate_identifier
 
 logger = logging.getLogger(__name__)
@@ -224,8 +224,10 @@ class ModelLoader:
             state, known = self._state, self._known
         if known is None or known[1] is None or state is None or state.model_id != known[1]:
             raise NoModelLoadedError(
-                f"No current best model in registry {self._ctx.database.describe()}: select one with "
-                "ModelRegistry.select_best_model() or promote_model(), or serve a given model with load_model(model_id)"
+                f"No current best model in registry {self._ctx.database.describe()}",
+                hint="select one with ModelRegistry.select_best_model() or promote_model(), "
+                     "or serve a given model with load_model(model_id)",
+                cli_hint="select one with `cfreg select-best` or `cfreg promote MODEL_ID`",
             )
         if not changed:
             with self._lock:
@@ -310,7 +312,7 @@ class ModelLoader:
             finally:
                 with self._lock:
                     self._stats.reload_count += 1
-                    self._stats.last_reload_at = datetime.now(timezone.utc).strftime(TIME_FORMAT)
+                    self._stats.last_reload_at = format_timestamp(datetime.now(timezone.utc))
 
     # ------------------------------------------------------------------ A/B routing
 

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .export import iso
 from .models import EmbeddingLink, Model
-from .selection import settings_row
+from .selection import require_known_metric, settings_row
 from .validation import validate_identifier, validate_metrics
 
 if TYPE_CHECKING:
@@ -105,6 +105,8 @@ class UpdateResult:
     selection: dict[str, Any] | None = None
     already_registered: bool = False
     note: str | None = None
+    # Where the version came from: "argument", "folder name" or "generated" (v_YYYYMMDD_HHMMSS, UTC).
+    version_source: str = "generated"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -275,6 +277,11 @@ def update_registry_from_folder(
     """
     folder = read_model_folder(model_path, model_type, base=registry.root)
     chosen_version = version or folder.version
+    if auto_select:
+        # A typo in the selection metric must fail before anything is registered.
+        new_metrics = validate_metrics(metrics if metrics is not None else folder.metrics)
+        if metric not in new_metrics:
+            registry.context.read(lambda session: require_known_metric(session, metric))
     existing = (registry.get_model(f"{folder.model_type}_{chosen_version}")
                 if chosen_version is not None and not overwrite else None)
     model_id = registry.register_model(
@@ -296,6 +303,7 @@ def update_registry_from_folder(
         metrics_source="arguments" if metrics is not None else folder.metrics_source,
         auto_select=auto_select, promoted=False, current_best=None, decision="registered (no auto-select)",
         already_registered=existing is not None,
+        version_source="argument" if version else ("folder name" if folder.version else "generated"),
     )
     if existing is not None:
         # register_model treats the same folder with the same files as an idempotent re-run.

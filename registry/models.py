@@ -164,6 +164,8 @@ class Selection(Base):
     selected_at: Mapped[datetime] = mapped_column(default=utcnow)
     selected_by: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
+    # On a rollback row: the earlier selection whose state it restored (how far back it went).
+    restored_selection_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class BertEmbedding(Base):

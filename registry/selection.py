@@ -9,20 +9,26 @@ and an audit event in the same transaction.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
+import math
 from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError
+from .artifacts import REQUIRED_MODEL_FILES
+from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
 from .export import current_best_info, iso, metrics_by_model, model_info
 from .models import Model, ModelMetric, Selection, Settings
 from .validation import finite_real
 
 logger = logging.getLogger(__name__)
+
+# selections.selected_by values written here (A/B tests write "ab_test", imports keep the file's).
+AUTO = "auto"
+MANUAL = "manual"
+ROLLBACK = "rollback"
 
 
 def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: float) -> float | None:
@@ -69,7 +75,8 @@ def require_model(session: Session, model_id: str) -> Model:
     """The model row, or ModelNotFoundError naming the id."""
     model = session.get(Model, model_id)
     if model is None:
-        raise ModelNotFoundError(f"Model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
+        raise ModelNotFoundError(f"Model {model_id!r} not found in registry", hint="list_models() shows the registered ids",
+                                 cli_hint="`cfreg list` shows the registered ids")
     return model
 
 
@@ -111,17 +118,17 @@ def best_candidate(session: Session, metric: str, min_improvement: float, model_
 
 
 def set_current(session: Session, settings: Settings, model_id: str, metric: str | None, value: float | None,
-                 selected_by: str, reason: str | None) -> None:
+                 selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
     """Move the current-best pointer to ``model_id`` and record the selection row."""
     selection = Selection(
         model_id=model_id, metric=metric, value=value, previous_model_id=settings.current_model_id,
-        selected_by=selected_by, reason=reason,
+        selected_by=selected_by, reason=reason, restored_selection_id=restored_selection_id,
     )
     session.add(selection)
     session.flush()
     settings.current_model_id = model_id
     settings.current_selection_id = selection.id
-    if metric and selected_by == "auto":
+    if metric and selected_by == AUTO:
         settings.selection_criteria = metric
 
 
@@ -132,8 +139,9 @@ def refresh_current_selection(session: Session, settings: Settings, model_id: st
     selection = Selection(
         model_id=model_id, metric=metric, value=metrics.get(metric) if metric else None,
         previous_model_id=current.previous_model_id if current else None,
-        selected_by=current.selected_by if current else "auto",
+        selected_by=current.selected_by if current else AUTO,
         reason="re-registered with overwrite=True",
+        restored_selection_id=current.restored_selection_id if current else None,
     )
     session.add(selection)
     session.flush()
@@ -141,25 +149,50 @@ def refresh_current_selection(session: Session, settings: Settings, model_id: st
     settings.current_selection_id = selection.id
 
 
-def previous_best(session: Session, current_model_id: str | None) -> str | None:
-    """The model that was current before the current one.
+def history_line(session: Session) -> list[Selection]:
+    """The current line of history, oldest first: the states a rollback walks back through.
 
-    The newest selection that moved the pointer away from another model; rows that
-    re-selected the same model (another metric, overwrite refresh) are skipped.
+    Replays every selection row in order. A row for another model than the last state
+    pushes a new state; a row for the same model (re-selection by another metric, an
+    overwrite refresh) is not a new state; a rollback row pops back to the state it
+    restored (``restored_selection_id``; rows written before that column existed: the
+    nearest earlier state of the same model). So after ``A -> B -> C`` one rollback goes
+    to B and the next to A; it never toggles back to C.
     """
-    statement = select(Selection.previous_model_id).where(Selection.previous_model_id.is_not(None))
-    if current_model_id is not None:
-        statement = statement.where(Selection.previous_model_id != current_model_id)
-    return session.scalar(statement.order_by(Selection.id.desc()).limit(1))
+    line: list[Selection] = []
+    for row in session.scalars(select(Selection).order_by(Selection.id)):
+        if row.selected_by == ROLLBACK:
+            index = _restored_index(line, row)
+            line = line[: index + 1] if index is not None else [row]
+        elif not line or line[-1].model_id != row.model_id:
+            line.append(row)
+    return line
 
 
-def selection_result(session: Session, model: Model, metric: str, value: float | None) -> dict[str, Any]:
-    """The doc's return shape of ``select_best_model``."""
+def _restored_index(line: list[Selection], row: Selection) -> int | None:
+    for index in range(len(line) - 2, -1, -1):
+        if row.restored_selection_id is not None:
+            if line[index].id == row.restored_selection_id:
+                return index
+        elif line[index].model_id == row.model_id:
+            return index
+    return None
+
+
+def selection_result(session: Session, model: Model, metric: str | None, value: float | None, *,
+                     changed: bool, previous_model_id: str | None) -> dict[str, Any]:
+    """The doc's return shape of ``select_best_model`` plus ``changed`` and ``previous_model_id``.
+
+    ``changed`` is False when the call left the current best as it was;
+    ``previous_model_id`` is the current best before the call.
+    """
     return {
         "model_id": model.model_id,
         "model_info": model_info(model, metrics_of(session, model.model_id)),
         "metric": metric,
         "value": value,
+        "changed": changed,
+        "previous_model_id": previous_model_id,
     }
 
 
@@ -173,6 +206,34 @@ def settings_row(session: Session) -> Settings:
 def current_selection(session: Session, settings: Settings) -> Selection | None:
     """The selection row in force, if any."""
     return session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+
+
+def known_metrics(session: Session) -> list[str]:
+    """Every metric name some registered model has, sorted."""
+    return list(session.scalars(select(ModelMetric.name).distinct().order_by(ModelMetric.name)))
+
+
+def known_model_types(session: Session) -> list[str]:
+    """The registered model types (``REQUIRED_MODEL_FILES``) plus any type stored in the registry, sorted."""
+    stored = set(session.scalars(select(Model.model_type).distinct()))
+    return sorted(stored | set(REQUIRED_MODEL_FILES))
+
+
+def require_known_metric(session: Session, metric: str) -> None:
+    """UnknownMetricError when models have metrics but none has ``metric`` (a typo, e.g. ``bogus@10``).
+
+    A registry without any metric yet (nothing registered) accepts every name.
+    """
+    known = known_metrics(session)
+    if known and metric not in known:
+        raise UnknownMetricError(f"No model has metric {metric!r}; known metrics: {', '.join(known)}", known=known)
+
+
+def require_known_model_type(session: Session, model_type: str) -> None:
+    """UnknownModelTypeError for a type that is neither registered nor stored (a typo, e.g. ``xyz``)."""
+    known = known_model_types(session)
+    if model_type not in known:
+        raise UnknownModelTypeError(f"Unknown model type {model_type!r}; known types: {', '.join(known)}", known=known)
 
 
 # churn_guard(session, current_id, candidate_id) -> an object with ``text`` and ``details`` for the
@@ -194,21 +255,23 @@ def select_best(
     churn_guard: ChurnGuardFn | None = None,
 ) -> dict[str, Any] | None:
     """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated)."""
+    require_known_metric(session, metric)
+    if model_type is not None:
+        require_known_model_type(session, model_type)
     winner = best_candidate(session, metric, min_improvement, model_type)
     if winner is None:
-        logger.warning("no active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
+        logger.warning("no eligible active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
     model, value = winner
     settings = settings_row(session)
     previous_id = settings.current_model_id
     previous_value = metric_value(session, previous_id, metric) if previous_id else None
     if previous_id == model.model_id:
+        # Already current: nothing to record (no X -> X history row, no audit event).
         if min_gain_over_current is not None:
             return None
-        current = current_selection(session, settings)
-        if current is not None and current.metric == metric:
-            return selection_result(session, model, metric, value)
-    elif min_gain_over_current is not None and previous_value is not None:
+        return selection_result(session, model, metric, value, changed=False, previous_model_id=previous_id)
+    if min_gain_over_current is not None and previous_value is not None:
         gain = (value - previous_value) / abs(previous_value) if previous_value else math.inf
         if value <= previous_value or gain < min_gain_over_current:
             logger.info("best %s (%.6g) does not beat current %s (%.6g) by %.1f%%",
@@ -220,49 +283,82 @@ def select_best(
         {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,
          "min_improvement": min_improvement, "model_type": model_type},
     )
-    set_current(session, settings, model.model_id, metric, value, "auto", None)
+    set_current(session, settings, model.model_id, metric, value, AUTO, None)
     audit.record(session, "SELECT_BEST", model.model_id, summary, details)
-    return selection_result(session, model, metric, value)
+    return selection_result(session, model, metric, value, changed=True, previous_model_id=previous_id)
 
 
 def promote(session: Session, model_id: str, reason: str | None, metric: str | None,
             churn_guard: ChurnGuardFn | None = None) -> dict[str, Any]:
-    """Body of :meth:`ModelRegistry.promote_model`."""
+    """Body of :meth:`ModelRegistry.promote_model`.
+
+    Recorded as ``selected_by='manual'`` with no metric, unless the caller names one
+    (then its value is recorded too). Promoting the current best changes nothing.
+    """
     model = require_model(session, model_id)
     if model.status != "active":
         raise ModelInUseError(f"Model {model_id!r} is {model.status}; only active models can become the current best")
     settings = settings_row(session)
-    chosen = metric or settings.selection_criteria
-    value = metric_value(session, model_id, chosen)
-    if settings.current_model_id != model_id:
-        previous = settings.current_model_id
-        summary, details = churn_checked(
-            session, churn_guard, previous, model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
-            {"previous_model_id": previous, "reason": reason, "metric": chosen},
-        )
-        set_current(session, settings, model_id, chosen, value, "manual", reason)
-        audit.record(session, "PROMOTE", model_id, summary, details)
-    return selection_result(session, model, chosen, value)
-
-
-def rollback(session: Session, to: str | None, reason: str | None) -> dict[str, Any]:
-    """Body of :meth:`ModelRegistry.rollback`."""
-    settings = settings_row(session)
-    current = current_selection(session, settings)
-    target_id = to or previous_best(session, settings.current_model_id)
-    if target_id is None:
-        raise InvalidArgumentError("nothing to roll back to: the registry has no previous current best")
-    target = require_model(session, target_id)
-    if target.status != "active":
-        raise ModelInUseError(f"cannot roll back to {target_id!r}: it is {target.status}")
-    chosen = current.metric if current and current.metric else settings.selection_criteria
-    value = metric_value(session, target_id, chosen)
+    value = metric_value(session, model_id, metric) if metric else None
     previous = settings.current_model_id
-    if previous != target_id:
-        set_current(session, settings, target_id, chosen, value, "rollback", reason)
-        audit.record(session, "ROLLBACK", target_id, f"from={previous or 'none'}",
-                     {"previous_model_id": previous, "reason": reason})
-    return selection_result(session, target, chosen, value)
+    if previous == model_id:
+        return selection_result(session, model, metric, value, changed=False, previous_model_id=previous)
+    summary, details = churn_checked(
+        session, churn_guard, previous, model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
+        {"previous_model_id": previous, "reason": reason, "metric": metric},
+    )
+    set_current(session, settings, model_id, metric, value, MANUAL, reason)
+    audit.record(session, "PROMOTE", model_id, summary, details)
+    return selection_result(session, model, metric, value, changed=True, previous_model_id=previous)
+
+
+def rollback(session: Session, to: str | None, steps: int, reason: str | None) -> dict[str, Any]:
+    """Body of :meth:`ModelRegistry.rollback`: walk back ``steps`` states, or back to ``to``.
+
+    The states are :func:`history_line`; the target's own selection (metric, value) is
+    what the new rollback row records, with ``restored_selection_id`` pointing at it.
+    """
+    settings = settings_row(session)
+    line = history_line(session)
+    current_id = settings.current_model_id
+    earlier = line[:-1] if line and line[-1].model_id == current_id else line
+    listed = ", ".join(row.model_id for row in reversed(earlier)) or "none"
+    if to is not None:
+        matches = [row for row in earlier if row.model_id == to]
+        if not matches:
+            model = require_model(session, to)
+            if to == current_id:
+                return selection_result(session, model, None, None, changed=False, previous_model_id=current_id)
+            raise InvalidArgumentError(
+                f"cannot roll back to {to!r}: it is not an earlier current best on the selection history "
+                f"(earlier, newest first: {listed})",
+                hint=f"make it current with promote_model({to!r})",
+                cli_hint=f"make it current with `cfreg promote {to}`",
+            )
+        restored = matches[-1]
+    elif not earlier:
+        raise InvalidArgumentError(
+            "nothing to roll back to: the current best has no earlier state in the selection history",
+            hint="make a model current with promote_model(model_id)",
+            cli_hint="make a model current with `cfreg promote MODEL_ID`",
+        )
+    elif steps > len(earlier):
+        raise InvalidArgumentError(
+            f"cannot roll back {steps} steps: the history has only {len(earlier)} earlier current best(s) "
+            f"(newest first: {listed})"
+        )
+    else:
+        restored = earlier[-steps]
+    target = require_model(session, restored.model_id)
+    if target.status != "active":
+        raise ModelInUseError(f"cannot roll back to {target.model_id!r}: it is {target.status}")
+    metric = restored.metric
+    value = metric_value(session, target.model_id, metric) if metric else None
+    set_current(session, settings, target.model_id, metric, value, ROLLBACK, reason, restored_selection_id=restored.id)
+    audit.record(session, "ROLLBACK", target.model_id, f"from={current_id or 'none'}",
+                 {"previous_model_id": current_id, "reason": reason, "restored_selection_id": restored.id})
+    return selection_result(session, target, metric, value, changed=target.model_id != current_id,
+                            previous_model_id=current_id)
 
 
 def history(session: Session, limit: int | None) -> list[dict[str, Any]]:
@@ -275,7 +371,8 @@ def history(session: Session, limit: int | None) -> list[dict[str, Any]]:
         {
             "id": row.id, "model_id": row.model_id, "metric": row.metric, "value": row.value,
             "previous_model_id": row.previous_model_id, "selected_at": iso(row.selected_at),
-            "selected_by": row.selected_by, "reason": row.reason, "is_current": row.id == current_id,
+            "selected_by": row.selected_by, "reason": row.reason,
+            "restored_selection_id": row.restored_selection_id, "is_current": row.id == current_id,
         }
         for row in session.scalars(statement)
     ]

@@ -18,7 +18,9 @@ def refuse_if_in_running_test(session: Session, model_id: str, verb: str) -> Non
     """ModelInUseError when ``model_id`` is an arm of the running A/B test."""
     test = running_test(session)
     if test is not None and model_id in (test.control_model, test.treatment_model):
-        raise ModelInUseError(f"cannot {verb} {model_id!r}: it is in the running A/B test {test.test_id!r}; stop the test first")
+        raise ModelInUseError(f"cannot {verb} {model_id!r}: it is in the running A/B test {test.test_id!r}",
+                              hint=f"stop the test first with stop_ab_test({test.test_id!r})",
+                              cli_hint=f"stop the test first with `cfreg ab stop {test.test_id}`")
 
 
 def refuse_if_folder_shared(

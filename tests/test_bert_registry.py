@@ -572,7 +572,7 @@ def test_get_stats(bert: BERTEmbeddingsRegistry, registry: ModelRegistry, embedd
     assert stats["current_best"] == a
     assert stats["total_linked_models"] == 1
     assert stats["total_links"] == 2
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", stats["last_updated"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", stats["last_updated"])
 
 
 # ---------------------------------------------------------------------- deletion
@@ -661,7 +661,7 @@ def test_bert_registry_json_follows_the_doc_shape(
     assert entry["path"] == "artifacts/cf/bert/v1" and entry["generation_config"] == {"batch_size": 32}
     assert document["embeddings"][second]["linked_models"] == [model_id]
     assert document["metadata"]["num_embeddings"] == 2
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", document["metadata"]["last_updated"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", document["metadata"]["last_updated"])
 
     bert.set_current_best(second)
     bert.delete_embeddings(first)

@@ -29,6 +29,8 @@ from registry import (
     ModelRegistry,
     RegistryError,
     RegistryNotFoundError,
+    UnknownMetricError,
+    UnknownModelTypeError,
     audit,
     get_registry,
 )
@@ -111,7 +113,7 @@ def test_register_stores_the_documented_entry(registry: ModelRegistry, model_dir
     assert info["data_version"] == "abc123" and info["git_commit"] == "ghi789"
     assert info["baseline_comparison"]["improvement_ndcg@10"] == 0.912
     assert info["status"] == "active"
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", info["created_at"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00", info["created_at"])
     assert exported(registry)["models"][model_id]["metrics"]["ndcg@10"] == 0.195
 
 
@@ -338,11 +340,42 @@ def test_missing_metric_is_never_treated_as_zero(registry: ModelRegistry, model_
     assert registry.select_best_model("ndcg@10")["model_id"] == best
 
 
-def test_no_model_with_the_metric_returns_none_and_changes_nothing(registry: ModelRegistry, model_dir) -> None:
-    add(registry, model_dir, "v1", {"recall@10": 0.9})
+def test_a_metric_no_model_has_is_an_error_listing_the_known_ones(registry: ModelRegistry, model_dir) -> None:
+    add(registry, model_dir, "v1", {"recall@10": 0.9, "coverage": 0.3})
     before = snapshot(registry)
-    assert registry.select_best_model("ndcg@10") is None
+    with pytest.raises(UnknownMetricError, match="'ndcg@10'.*known metrics: coverage, recall@10") as raised:
+        registry.select_best_model("ndcg@10")
+    assert isinstance(raised.value, InvalidArgumentError) and isinstance(raised.value, ValueError)
+    assert raised.value.known == ["coverage", "recall@10"]
     assert snapshot(registry) == before
+
+
+def test_a_known_metric_without_an_eligible_candidate_returns_none_and_changes_nothing(
+    registry: ModelRegistry, model_dir
+) -> None:
+    archived = add(registry, model_dir, "v1", {"ndcg@10": 0.9})
+    add(registry, model_dir, "v2", {"recall@10": 0.9})
+    registry.archive_model(archived)
+    before = snapshot(registry)
+    assert registry.select_best_model("ndcg@10") is None  # only an archived model has it
+    assert registry.select_best_model("recall@10", model_type="bpr") is None  # no bpr model at all
+    assert registry.select_best_model("ndcg@10", min_improvement=0.1) is None
+    assert snapshot(registry) == before
+
+
+def test_a_registry_without_metrics_accepts_any_metric_name(registry: ModelRegistry) -> None:
+    assert registry.select_best_model("ndcg@10") is None
+
+
+def test_an_unknown_model_type_is_an_error_listing_the_known_ones(registry: ModelRegistry, model_dir) -> None:
+    add(registry, model_dir, "v1", {"ndcg@10": 0.9})
+    before = snapshot(registry)
+    with pytest.raises(UnknownModelTypeError, match="'xyz'.*known types: als, bert_als, bpr"):
+        registry.select_best_model("ndcg@10", model_type="xyz")
+    with pytest.raises(UnknownModelTypeError, match="known types: als, bert_als, bpr"):
+        registry.list_models(model_type="xyz")
+    assert snapshot(registry) == before
+    assert registry.list_models(model_type="bpr").empty  # a known type without models is fine
 
 
 def test_ties_go_to_the_earliest_registered(registry: ModelRegistry, model_dir) -> None:
@@ -488,13 +521,28 @@ def test_rollback_after_two_selections(registry: ModelRegistry, model_dir) -> No
     assert exported(registry)["current_best"]["model_id"] == first
 
 
-def test_rollback_to_an_explicit_model(registry: ModelRegistry, model_dir) -> None:
+def test_rollback_to_an_explicit_earlier_model(registry: ModelRegistry, model_dir) -> None:
+    a = add(registry, model_dir, "a", {"ndcg@10": 0.1})
+    b = add(registry, model_dir, "b", {"ndcg@10": 0.2})
+    c = add(registry, model_dir, "c", {"ndcg@10": 0.3})
+    for model_id in (a, b, c):
+        registry.promote_model(model_id)
+    result = registry.rollback(to=a)
+    assert (result["model_id"], result["changed"], result["previous_model_id"]) == (a, True, c)
+    assert registry.get_current_best()["model_id"] == a
+
+
+def test_rollback_to_a_model_that_was_never_current_is_refused(registry: ModelRegistry, model_dir) -> None:
     a = add(registry, model_dir, "a", {"ndcg@10": 0.1})
     add(registry, model_dir, "b", {"ndcg@10": 0.2})
-    add(registry, model_dir, "c", {"ndcg@10": 0.3})
-    registry.select_best_model("ndcg@10")
-    assert registry.rollback(to=a)["model_id"] == a
-    assert registry.get_current_best()["model_id"] == a
+    c = add(registry, model_dir, "c", {"ndcg@10": 0.3})
+    registry.promote_model(c)
+    registry.select_best_model("ndcg@10")  # c again: no new state
+    before = snapshot(registry)
+    with pytest.raises(InvalidArgumentError, match=f"{a!r}: it is not an earlier current best.*promote_model") as raised:
+        registry.rollback(to=a)
+    assert "cfreg promote" in raised.value.cli_message()
+    assert snapshot(registry) == before
 
 
 def test_rollback_after_reselecting_the_same_model_by_another_metric(registry: ModelRegistry, model_dir) -> None:
@@ -531,9 +579,12 @@ def test_promote_model_is_manual_and_audited(registry: ModelRegistry, model_dir)
     add(registry, model_dir, "high", {"ndcg@10": 0.3})
     registry.select_best_model("ndcg@10")
     result = registry.promote_model(low, reason="canary won")
-    assert result["model_id"] == low and result["value"] == 0.1
+    assert result["model_id"] == low and result["changed"] is True
+    # Recorded as manual, not under the previous selection's metric.
+    assert result["metric"] is None and result["value"] is None
     current = registry.get_current_best()
     assert current["model_id"] == low and current["selected_by"] == "manual"
+    assert current["selection_metric"] is None and current["selection_value"] is None
     assert registry.get_selection_history()[0]["reason"] == "canary won"
     assert audit_rows(registry)[-1]["action"] == "PROMOTE"
 
@@ -770,7 +821,7 @@ def test_get_registry_stats_counts_every_status(registry: ModelRegistry, model_d
     assert stats["archived_models"] == 1 and stats["failed_models"] == 1
     assert stats["by_type"] == {"als": 3, "bpr": 1}
     assert stats["current_best"] == best
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", stats["last_updated"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00", stats["last_updated"])
 
 
 def test_models_and_registry_properties_are_fresh_copies(registry: ModelRegistry, model_dir) -> None:
@@ -946,3 +997,107 @@ def test_min_improvement_can_replace_a_current_best_without_baseline_unless_guar
     assert registry.select_best_model("ndcg@10", min_improvement=0.1, min_gain_over_current=0.0) is None
     assert registry.get_current_best()["model_id"] == current
     assert registry.select_best_model("ndcg@10", min_improvement=0.1)["model_id"] == eligible
+
+
+# ---------------------------------------------------------------------- selection history semantics
+
+
+def test_selecting_the_current_best_again_records_nothing(registry: ModelRegistry, model_dir) -> None:
+    best = add(registry, model_dir, "v1", {"ndcg@10": 0.3, "recall@10": 0.5})
+    first = registry.select_best_model_outcome("ndcg@10")
+    assert (first["model_id"], first["changed"], first["previous_model_id"]) == (best, True, None)
+    before = snapshot(registry)
+    for metric in ("ndcg@10", "recall@10"):  # same model, same or another metric
+        again = registry.select_best_model_outcome(metric)
+        assert (again["model_id"], again["changed"], again["previous_model_id"]) == (best, False, best)
+        assert set(registry.select_best_model(metric)) == {"model_id", "model_info", "metric", "value"}
+    assert snapshot(registry) == before  # no X -> X history row, no audit event, no generation bump
+    assert [(h["model_id"], h["previous_model_id"]) for h in registry.get_selection_history()] == [(best, None)]
+
+
+def test_promoting_the_current_best_records_nothing(registry: ModelRegistry, model_dir) -> None:
+    best = add(registry, model_dir, "v1", {"ndcg@10": 0.3})
+    registry.promote_model(best)
+    before = snapshot(registry)
+    result = registry.promote_model(best, reason="again")
+    assert (result["changed"], result["previous_model_id"]) == (False, best)
+    assert snapshot(registry) == before
+
+
+def test_a_manual_promotion_after_a_selection_is_recorded_as_manual(registry: ModelRegistry, model_dir) -> None:
+    add(registry, model_dir, "hi", {"ndcg@10": 0.3})
+    low = add(registry, model_dir, "lo", {"ndcg@10": 0.1})
+    registry.select_best_model("ndcg@10")
+    registry.promote_model(low)
+    latest = registry.get_selection_history(limit=1)[0]
+    assert (latest["model_id"], latest["selected_by"], latest["metric"], latest["value"]) == (low, "manual", None, None)
+    with_metric = registry.promote_model(add(registry, model_dir, "mid", {"ndcg@10": 0.2}), metric="ndcg@10")
+    assert (with_metric["metric"], with_metric["value"]) == ("ndcg@10", 0.2)
+
+
+def test_rollback_walks_back_through_history_instead_of_toggling(registry: ModelRegistry, model_dir) -> None:
+    a, b, c = (add(registry, model_dir, name, {"ndcg@10": value}) for name, value in (("a", 0.1), ("b", 0.2), ("c", 0.3)))
+    registry.promote_model(a)
+    registry.promote_model(b)
+    registry.select_best_model("ndcg@10")  # c
+    first = registry.rollback()
+    assert (first["model_id"], first["changed"], first["previous_model_id"]) == (b, True, c)
+    second = registry.rollback()
+    assert (second["model_id"], second["previous_model_id"]) == (a, b)  # the original toggled back to c
+    before = snapshot(registry)
+    with pytest.raises(InvalidArgumentError, match="nothing to roll back to"):
+        registry.rollback()
+    assert snapshot(registry) == before
+    history = registry.get_selection_history()
+    assert [(h["model_id"], h["selected_by"]) for h in history] == [
+        (a, "rollback"), (b, "rollback"), (c, "auto"), (b, "manual"), (a, "manual")]
+
+
+def test_rollback_steps_goes_several_states_back_and_records_the_restored_selection(
+    registry: ModelRegistry, model_dir
+) -> None:
+    ids = [add(registry, model_dir, f"m{n}", {"ndcg@10": n / 10}) for n in range(1, 5)]
+    for model_id in ids:
+        registry.promote_model(model_id)
+    # A -> B -> C -> D; two steps back from D is B.
+    result = registry.rollback(steps=2)
+    assert (result["model_id"], result["previous_model_id"]) == (ids[1], ids[3])
+    assert registry.rollback()["model_id"] == ids[0]  # then one more step: A (not C, not D)
+    history = registry.get_selection_history()
+    promoted_b = next(h for h in history if h["model_id"] == ids[1] and h["selected_by"] == "manual")
+    assert history[1]["restored_selection_id"] == promoted_b["id"]
+
+
+def test_rollback_steps_finds_the_right_state_when_a_model_appears_twice(registry: ModelRegistry, model_dir) -> None:
+    a, b, c, d = (add(registry, model_dir, n, {"ndcg@10": 0.1}) for n in "abcd")
+    for model_id in (a, b, c, b, d):
+        registry.promote_model(model_id)
+    assert registry.rollback(steps=3)["model_id"] == b  # the older b (A, B | C, B, D)
+    assert registry.rollback()["model_id"] == a  # so one more step is A, not C
+    registry.promote_model(d)  # a new line: A, D
+    assert registry.rollback()["model_id"] == a
+
+
+def test_rollback_refuses_bad_steps_and_both_arguments(registry: ModelRegistry, model_dir) -> None:
+    a, b = add(registry, model_dir, "a", {"ndcg@10": 0.1}), add(registry, model_dir, "b", {"ndcg@10": 0.2})
+    registry.promote_model(a)
+    registry.promote_model(b)
+    before = snapshot(registry)
+    with pytest.raises(InvalidArgumentError, match="only 1 earlier"):
+        registry.rollback(steps=2)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(InvalidArgumentError):
+            registry.rollback(steps=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        registry.rollback(to=a, steps=2)
+    assert snapshot(registry) == before
+
+
+def test_rollback_to_the_current_model_changes_nothing(registry: ModelRegistry, model_dir) -> None:
+    a, b = add(registry, model_dir, "a", {"ndcg@10": 0.1}), add(registry, model_dir, "b", {"ndcg@10": 0.2})
+    registry.promote_model(a)
+    registry.promote_model(b)
+    before = snapshot(registry)
+    result = registry.rollback(to=b)
+    assert (result["model_id"], result["changed"]) == (b, False)
+    assert snapshot(registry) == before

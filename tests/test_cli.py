@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from registry import ModelNotFoundError, ModelRegistry, db
 from registry.audit import query_events
 from registry.cli import app
+from registry.timestamps import format_timestamp
 
 REPO = Path(__file__).resolve().parent.parent
 CFREG = Path(sys.executable).parent / "cfreg"
@@ -168,20 +170,24 @@ def test_select_promote_rollback_history(cli: Cli, registry: ModelRegistry, trai
     cli("register", trained("v2", 0.2, seed=2))
     best = cli.json("select-best", "--metric", "ndcg@10")
     assert (best["model_id"], best["value"]) == ("als_v2", 0.2)
-    assert best == plain(registry.select_best_model(metric="ndcg@10"))  # already current: same answer, no write
+    assert (best["changed"], best["previous_model_id"]) == (True, None)
+    again = cli.json("select-best", "--metric", "ndcg@10")  # already current: same answer, no write
+    assert {key: again[key] for key in ("model_id", "model_info", "metric", "value")} == plain(
+        registry.select_best_model(metric="ndcg@10"))
+    assert (again["changed"], again["previous_model_id"]) == (False, "als_v2")
 
     assert cli.json("select-best", "--metric", "ndcg@10", "--min-gain-over-current", "0.5") is None
-    assert "No change" in cli("select-best", "--type", "bpr").stdout
+    assert "Unchanged" in cli("select-best", "--type", "bpr").stdout
 
     assert cli.json("promote", "als_v1", "--reason", "hotfix")["model_id"] == "als_v1"
     assert cli.json("rollback")["model_id"] == "als_v2"
-    assert cli.json("rollback", "--to", "als_v1")["model_id"] == "als_v1"
+    assert "not an earlier current best" in cli.fails("rollback", "--to", "als_v1")  # the line is now just v2
     history = cli.json("history")
     assert history == plain(registry.get_selection_history())
     assert [(h["model_id"], h["selected_by"]) for h in history] == [
-        ("als_v1", "rollback"), ("als_v2", "rollback"), ("als_v1", "manual"), ("als_v2", "auto")
+        ("als_v2", "rollback"), ("als_v1", "manual"), ("als_v2", "auto")
     ]
-    assert history[2]["reason"] == "hotfix"
+    assert history[1]["reason"] == "hotfix"
     assert len(cli.json("history", "--limit", "1")) == 1
 
 
@@ -212,7 +218,10 @@ def test_audit_filters(cli: Cli, registry: ModelRegistry, trained) -> None:
     cli("select-best")
     events = cli.json("audit")
     assert [e["action"] for e in events] == ["REGISTER", "REGISTER", "SELECT_BEST"]
-    assert events == plain(registry.context.read(lambda s: query_events(s)))
+    api_events = plain(registry.context.read(lambda s: query_events(s)))
+    for event in api_events:  # the CLI prints the registry's one timestamp format
+        event["at"] = format_timestamp(datetime.fromisoformat(event["at"]))
+    assert events == api_events
     assert [e["target"] for e in cli.json("audit", "--action", "register")] == ["als_v1", "als_v2"]
     assert [e["action"] for e in cli.json("audit", "--model", "als_v2")] == ["REGISTER", "SELECT_BEST"]
     assert [e["action"] for e in cli.json("audit", "--limit", "1")] == ["SELECT_BEST"]
@@ -247,7 +256,8 @@ def test_commands_on_a_missing_registry_fail_without_creating_it(tmp_path: Path,
     for command in (["list"], ["upgrade"], ["stats"], ["cleanup", "--keep-last", "1"]):
         result = runner.invoke(app, ["--registry", "nowhere/registry.json", *command])
         assert result.exit_code == 1, command
-        assert "cfreg init" in one_error_line(result.stderr)
+        assert "Registry not found" in one_error_line(result.stderr)
+        assert "cfreg --registry PATH init" in one_error_line(result.stderr)
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -597,7 +607,8 @@ def test_subprocess_setup_group_with_the_installed_entry_point(tmp_path: Path) -
     upgraded = run_cfreg(["--json", "upgrade"], tmp_path, entry_point=True)
     assert json.loads(upgraded.stdout)["upgraded"] is False
     missing = run_cfreg(["--registry", "elsewhere/registry.json", "list"], tmp_path, entry_point=True)
-    assert missing.returncode == 1 and "cfreg init" in one_error_line(missing.stderr)
+    assert missing.returncode == 1
+    assert "cfreg --registry artifacts/cf/registry.json list" in one_error_line(missing.stderr)  # the one found
 
 
 def api_registry(tmp_path: Path) -> ModelRegistry:
@@ -689,7 +700,7 @@ def test_subprocess_serve_answers_http(tmp_path: Path, trained) -> None:
 def test_serve_without_a_registry_is_one_line(tmp_path: Path, workdir: Path) -> None:
     result = CliRunner().invoke(app, ["--registry", "none/registry.json", "serve", "--port", "1"])
     assert result.exit_code == 1
-    assert "cfreg init" in one_error_line(result.stderr)
+    assert "Registry not found" in one_error_line(result.stderr)
 
 
 def test_unexpected_exceptions_are_one_line_too(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ from registry import export
 from registry.export import build_registry_document, publish
 from registry.legacy import BACKUP_KEYS, MODEL_FIELDS, REGISTRY_KEYS, import_registry_json
 
-TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
 DOC_CURRENT_BEST_KEYS = {"model_id", "model_type", "version", "path", "selection_metric", "selection_value",
                          "selected_at", "selected_by"}
 DOC_MODEL_KEYS = {"model_type", "version", "path", "created_at", "data_version", "git_commit", "hyperparameters",
@@ -159,6 +159,10 @@ def test_doc_registry_schema_example_imports_and_exports_as_documented(workdir):
     registry = ModelRegistry(registry_path="artifacts/cf/registry.json", auto_create=True)  # imports it
 
     exported = strict_load(Path("artifacts/cf/registry.json"))
+    # The example's naive times are read as UTC and exported with the offset: 2025-01-16T14:15:00+00:00.
+    example["current_best"]["selected_at"] += "+00:00"
+    for entry in example["models"].values():
+        entry["created_at"] += "+00:00"
     assert exported["current_best"] == example["current_best"]
     assert exported["models"] == example["models"]
     assert exported["metadata"]["registry_version"] == "1.0"
@@ -312,7 +316,8 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(plain_text, json_values, max_size=4)
 timestamps = st.datetimes(min_value=__import__("datetime").datetime(2000, 1, 1),
-                          max_value=__import__("datetime").datetime(2099, 12, 31)).map(lambda d: d.replace(microsecond=0))
+                          max_value=__import__("datetime").datetime(2099, 12, 31)).map(
+    lambda d: d.replace(microsecond=0, tzinfo=__import__("datetime").timezone.utc))  # ISO text with +00:00, as we export
 
 
 @st.composite

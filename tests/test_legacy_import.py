@@ -42,11 +42,11 @@ def test_original_format_gives_same_models_metrics_and_current_best(registry, tm
         assert imported["metrics"] == finite_metrics(entry), model_id
         for key in ("model_type", "version", "path", "status", "data_version", "git_commit", "training_info"):
             assert imported[key] == entry[key], (model_id, key)
-        assert imported["created_at"] == entry["created_at"][:19]  # microseconds dropped, as exported
+        assert imported["created_at"] == entry["created_at"][:19] + "+00:00"  # seconds, UTC offset, as exported
     best = registry.get_current_best()
     assert best["model_id"] == "als_v2_20250116_141500"
     assert (best["selection_metric"], best["selection_value"], best["selected_by"]) == ("ndcg@10", 0.195, "auto")
-    assert best["selected_at"] == "2025-01-16T14:30:00"
+    assert best["selected_at"] == "2025-01-16T14:30:00+00:00"
     assert registry.get_model("als_v1_20250115_103000")["status"] == "archived"
 
 
@@ -110,8 +110,8 @@ def test_bare_string_current_best_and_naive_or_aware_times(registry, tmp_path):
 
     best = registry.get_current_best()
     assert best["model_id"] == "als_a" and best["selected_by"] == "import"
-    assert registry.get_model("als_a")["created_at"] == "2025-01-15T10:30:00"  # naive: taken as UTC
-    assert registry.get_model("als_b")["created_at"] == "2025-01-15T10:30:00"  # +02:00 converted to UTC
+    assert registry.get_model("als_a")["created_at"] == "2025-01-15T10:30:00+00:00"  # naive: taken as UTC
+    assert registry.get_model("als_b")["created_at"] == "2025-01-15T10:30:00+00:00"  # +02:00 converted to UTC
     assert registry.get_model("als_b")["status"] == "active"  # missing status: active
 
 

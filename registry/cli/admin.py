@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..errors import InvalidArgumentError
+from ..timestamps import TIME_SPEC_HELP, format_timestamp, parse_time_spec
 from .common import emit, mapping_table, records_table, state_of
 
 
@@ -53,14 +55,21 @@ def upgrade(ctx: typer.Context) -> None:
 
     Example: cfreg --database-url postgresql+psycopg://me@db/registry upgrade
     """
-    from ..db import Database, ensure_schema, make_engine, resolve_database_url, schema_state, sqlite_file
+    from ..db import (
+        Database,
+        ensure_schema,
+        make_engine,
+        resolve_database_url,
+        schema_state,
+        sqlite_file,
+    )
     from ..errors import RegistryNotFoundError
 
     state = state_of(ctx)
     url = resolve_database_url(state.registry_path, state.database_url)
     db_file = sqlite_file(url)
     if db_file is not None and not db_file.exists():
-        raise RegistryNotFoundError(f"no registry database at {db_file}; create one with `cfreg init`")
+        raise RegistryNotFoundError(f"Registry not found: {db_file} does not exist")
     # Not open_database(): it would migrate before the revisions could be read, and cache the engine.
     database = Database(url=url, engine=make_engine(url))
     try:
@@ -91,24 +100,40 @@ def audit(
     ctx: typer.Context,
     action: Annotated[str | None, typer.Option(help="Only this action (REGISTER, SELECT_BEST, ...).")] = None,
     model: Annotated[str | None, typer.Option(help="Only events about this model/target.")] = None,
-    since: Annotated[datetime | None, typer.Option(help="From this UTC time (YYYY-MM-DD[THH:MM:SS]).")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Up to this UTC time.")] = None,
+    since: Annotated[str | None, typer.Option(help=f"From this time: {TIME_SPEC_HELP}.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this time (same forms as --since).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the newest N events.")] = None,
 ) -> None:
-    """The audit trail, oldest first.
+    """The audit trail, oldest first; times are UTC (2026-12-02T09:40:52+00:00).
 
-    Example: cfreg audit --action SELECT_BEST --since 2025-01-16
+    --since and --until take ISO dates and times, today, yesterday (from midnight UTC),
+    or an age: 30m, 2h, 7d, 2w.
+
+    Example: cfreg audit --action SELECT_BEST --since 7d
     """
     from ..audit import query_events
 
     state = state_of(ctx)
+    start = _time_option(since, "--since")
+    end = _time_option(until, "--until")
     events = state.registry().context.read(
         lambda session: query_events(session, action=action.upper() if action else None, target=model,
-                                     since=since, until=until, limit=limit)
+                                     since=start, until=end, limit=limit)
     )
+    for event in events:  # the registry's one timestamp format (second resolution, UTC offset)
+        event["at"] = format_timestamp(datetime.fromisoformat(event["at"]))
     emit(state, events, lambda: state.out.print(
         records_table(events, ["at", "action", "target", "summary", "actor"], title="audit") if events else "No events."
     ))
+
+
+def _time_option(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time_spec(value)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
 def sql(

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from ..errors import InvalidArgumentError, RegistryError
+from ..errors import InvalidArgumentError, RegistryError, RegistryNotFoundError
 
 if TYPE_CHECKING:
     from ..bert_registry import BERTEmbeddingsRegistry
@@ -128,8 +129,72 @@ def state_of(ctx: typer.Context) -> CliState:
 # --------------------------------------------------------------------------- error boundary
 
 
+GLOBAL_FLAGS = ("--json", "--traceback", "--verbose", "-v")
+GLOBAL_VALUE_OPTIONS = ("--registry", "--database-url")
+
+
+def hoist_global_options(group: TyperGroup, ctx: typer.Context, args: list[str]) -> list[str]:
+    """``args`` with the global options found after the subcommand moved before it.
+
+    ``cfreg list --json`` becomes ``cfreg --json list``. Option values of the
+    subcommand (``--reason --json``) and everything after ``--`` stay where they are.
+    """
+    index = 0
+    while index < len(args) and args[index].startswith("-"):  # global options already in front
+        index += 2 if args[index] in GLOBAL_VALUE_OPTIONS else 1
+    if index >= len(args):
+        return args
+    command: Any = group
+    moved: list[str] = []
+    kept: list[str] = []
+    value_options: set[str] = set()
+    position = index
+    while position < len(args):
+        token = args[position]
+        name = token.split("=", 1)[0]
+        if token == "--":
+            kept.extend(args[position:])
+            break
+        if token in GLOBAL_FLAGS:
+            moved.append(token)
+            position += 1
+        elif name in GLOBAL_VALUE_OPTIONS:
+            step = 1 if "=" in token else 2
+            moved.extend(args[position:position + step])
+            position += step
+        elif name in value_options and "=" not in token:
+            kept.extend(args[position:position + 2])
+            position += 2
+        else:
+            if not token.startswith("-") and hasattr(command, "get_command"):  # a group: token names a subcommand
+                command = command.get_command(ctx, token)
+                value_options = _value_options(command)
+            kept.append(token)
+            position += 1
+    return [*args[:index], *moved, *kept]
+
+
+def _value_options(command: Any) -> set[str]:
+    """The option names of ``command`` (a click command, or None) that take a value."""
+    if command is None:
+        return set()
+    return {
+        opt for param in command.params
+        if param.param_type_name == "option" and not param.is_flag and not param.count
+        for opt in param.opts
+    }
+
+
 class RegistryGroup(TyperGroup):
-    """Command group with the registry's error boundary (one line, exit 1; ``--traceback`` re-raises)."""
+    """Command group with the registry's error boundary (one line, exit 1; ``--traceback`` re-raises).
+
+    Global options work before and after the subcommand (:func:`hoist_global_options`).
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if ctx.parent is None:
+            args = hoist_global_options(self, ctx, list(args))
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -140,15 +205,34 @@ class RegistryGroup(TyperGroup):
             # The reader went away (`cfreg list | head`): stop quietly, as Unix tools do.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
+        except RegistryNotFoundError as exc:
+            if state_of(ctx).traceback:
+                raise
+            _print_error(_one_line(not_found_message(exc)))
         except RegistryError as exc:
             if state_of(ctx).traceback:
                 raise
-            _print_error(_one_line(exc))
+            _print_error(_one_line(exc.cli_message()))
         except Exception as exc:  # a bug, or an error the API should have typed
             if state_of(ctx).traceback:
                 raise
             _print_error(f"unexpected {type(exc).__name__}: {_one_line(exc)} (re-run with --traceback and report it)")
         raise typer.Exit(1)
+
+
+def not_found_message(exc: RegistryNotFoundError) -> str:
+    """A missing registry: the registries found under the working directory, or how to name one."""
+    from ..discovery import DEFAULT_MAX_DEPTH, find_registries
+
+    cwd = Path.cwd()
+    found = find_registries(cwd)
+    if found:
+        listed = ", ".join(shlex.quote(str(path)) for path in found)
+        example = shlex.quote(str(found[0]))
+        return (f"{exc.message}. Registries under {cwd}: {listed}; "
+                f"name one with --registry, e.g. `cfreg --registry {example} list`")
+    return (f"{exc.message}. No registry under {cwd} (searched {DEFAULT_MAX_DEPTH} folders deep); "
+            "name one with --registry PATH (or --database-url URL), or create one with `cfreg --registry PATH init`")
 
 
 def _one_line(text: object) -> str:

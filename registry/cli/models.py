@@ -29,7 +29,7 @@ def register(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="The model's artifact folder ({type}_U.npy, _V.npy, _params.json, _metadata.json).")],
     model_type: Annotated[str | None, typer.Option("--type", "-t", help="Model type (als, bpr, bert_als); default: from the {type}_U.npy file.")] = None,
-    version: Annotated[str | None, typer.Option(help="Version id; default: the folder name when valid, else v_YYYYMMDD_HHMMSS.")] = None,
+    version: Annotated[str | None, typer.Option(help="Version id. Default: the folder's name when it is a valid version (als/v2_20250116 -> als_v2_20250116), else v_YYYYMMDD_HHMMSS (UTC), the Python API's default.")] = None,
     metrics_file: Annotated[Path | None, typer.Option("--metrics-file", exists=True, dir_okay=False, help="JSON object of metric name -> value.")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="A metric as name=value (repeatable).")] = None,
     params_file: Annotated[Path | None, typer.Option("--params-file", exists=True, dir_okay=False, help="JSON object of hyperparameters (default: {type}_params.json).")] = None,
@@ -41,6 +41,11 @@ def register(
     min_gain: Annotated[float, typer.Option(help="With --auto-select: relative gain over the current best required (0.02 = 2%).")] = 0.0,
 ) -> None:
     """Register a trained model from its artifact folder.
+
+    The model id is {type}_{version}. Unlike ModelRegistry.register_model, whose
+    default version is v_YYYYMMDD_HHMMSS, the CLI takes the version from the folder's
+    name when it is a valid version id: artifacts/cf/als/v2_20250116 registers
+    als_v2_20250116. Pass --version to choose it; the output says which rule applied.
 
     Metrics come from --metrics-file/--metric, else {type}_metrics.json, else the
     "metrics" key of {type}_metadata.json. Training info, data_version, git_commit
@@ -71,11 +76,18 @@ def register(
         if result.note:
             state.out.print(f"Note: {result.note}")
         else:
-            state.out.print(f"Registered {result.model_id} ({result.path})")
+            state.out.print(f"Registered {result.model_id} ({result.path}); {VERSION_RULES[result.version_source]}")
         if result.auto_select:
             state.out.print(result.decision)
 
     emit(state, result, render)
+
+
+VERSION_RULES = {
+    "argument": "version from --version",
+    "folder name": "version from the folder name (--version to choose another)",
+    "generated": "version v_YYYYMMDD_HHMMSS (UTC) generated: the folder name is not a valid version",
+}
 
 
 def _parse_metric_pairs(pairs: list[str]) -> dict[str, float]:
@@ -104,18 +116,25 @@ def select_best(
     Example: cfreg select-best --metric ndcg@10 --min-improvement 0.05
     """
     state = state_of(ctx)
-    result = state.registry().select_best_model(
+    result = state.registry().select_best_model_outcome(
         metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
         max_churn=max_churn,
     )
 
     def render() -> None:
         if result is None:
-            state.out.print(f"No change: no eligible active model with {metric} (that beats the current best)")
+            state.out.print(f"Unchanged: no eligible active model with {metric} (that beats the current best)")
         else:
-            state.out.print(f"Best model: {result['model_id']}, {metric}: {cell(result['value'])}")
+            state.out.print(f"{change_line(result)} ({metric}: {cell(result['value'])})")
 
     emit(state, result, render)
+
+
+def change_line(result: dict[str, Any]) -> str:
+    """``Changed: A -> B`` or ``Unchanged: B is already the current best``."""
+    if result["changed"]:
+        return f"Changed: current best {result['previous_model_id'] or 'none'} -> {result['model_id']}"
+    return f"Unchanged: {result['model_id']} is already the current best"
 
 
 def promote(
@@ -131,21 +150,29 @@ def promote(
     """
     state = state_of(ctx)
     result = state.registry().promote_model(model_id, reason=reason, max_churn=max_churn, force=force)
-    emit(state, result, lambda: state.out.print(f"Current best: {result['model_id']}"))
+    emit(state, result, lambda: state.out.print(change_line(result)))
 
 
 def rollback(
     ctx: typer.Context,
-    to: Annotated[str | None, typer.Option(help="Model to go back to (default: the previous current best).")] = None,
+    to: Annotated[str | None, typer.Option(help="Go back to the most recent earlier state of this model.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Go this many states back.")] = 1,
     reason: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
-    """Restore the previous current best (or the one given with --to).
+    """Walk the current best back through the selection history (one state by default).
 
-    Example: cfreg rollback
+    Each change of the current best is a state; rollback moves back along them:
+    after A -> B -> C, `cfreg rollback` gives B and a second one A (it does not
+    toggle back to C). --steps N goes N states back; --to MODEL_ID to that model's
+    most recent earlier state. `cfreg history` shows the states.
+
+    Example: cfreg rollback --steps 2
     """
     state = state_of(ctx)
-    result = state.registry().rollback(to=to, reason=reason)
-    emit(state, result, lambda: state.out.print(f"Current best: {result['model_id']}"))
+    if to is not None and steps != 1:
+        raise typer.BadParameter("give --to or --steps, not both", param_hint="--steps")
+    result = state.registry().rollback(to=to, reason=reason, steps=steps)
+    emit(state, result, lambda: state.out.print(change_line(result)))
 
 
 def list_models(

@@ -6,6 +6,7 @@ only layer that prints (``tools/demo.py`` imports it from here too).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,7 +28,9 @@ def demo(
 ) -> None:
     """Train ALS/BPR on synthetic data, register, select the best, start an A/B test, recommend.
 
-    The default workdir is the current directory, so `cfreg list` works right after.
+    The registry is <workdir>/artifacts/cf/registry.json; the run ends by printing the
+    commands that explore it (e.g. cfreg --registry demo_workdir/artifacts/cf/registry.json list).
+    With the default workdir (the current directory) a plain `cfreg list` works too.
 
     Example: cfreg demo --workdir /tmp/cfreg-demo
     """
@@ -120,3 +123,21 @@ def render_demo_result(result: DemoResult, console: Console) -> None:
             recs.add_row(str(rank + 1), *cells)
         console.print(recs)
     console.print(f"Registry: {result.registry_path} ({result.database}); finished in {result.elapsed_seconds:.1f}s")
+    console.print("Next, from this folder:")
+    for command in next_commands(result.registry_path):
+        console.print(f"  {command}", markup=False, highlight=False)
+
+
+def next_commands(registry_path: Path) -> list[str]:
+    """The commands that explore the demo's registry, exactly as they run from the working directory.
+
+    The path is relative when the registry is under the working directory. A database
+    named by --database-url is recorded in the registry folder, so --registry suffices.
+    """
+    path = Path(registry_path)
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    registry = shlex.quote(shown)
+    return [f"cfreg --registry {registry} {command}" for command in ("list", "history", "ab status")]

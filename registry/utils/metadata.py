@@ -12,6 +12,7 @@ from typing import Any
 from ..artifacts import read_json_file
 from ..errors import InvalidArgumentError, InvalidArtifactsError
 from ..export import atomic_write_text
+from ..timestamps import format_timestamp
 from ..validation import to_jsonable, validate_identifier
 from .git import get_git_commit
 
@@ -53,7 +54,7 @@ def create_model_metadata(
     metadata: dict[str, Any] = {name: int(value) for name, value in sizes.items()}
     metadata.update(
         model_type=model_type,
-        training_date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        training_date=format_timestamp(datetime.now(timezone.utc)),
         data_version_hash=data_version or "unknown",
         git_commit=git_commit if git_commit is not None else get_git_commit(),
     )

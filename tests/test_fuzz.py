@@ -1,4 +1,4 @@
-"""Fuzzing the public API's input checks (reliability.md section 8, D1/D2/D7) with hypothesis.
+"""Fuzzing the public API's input checks (docs/reliability.md, D1/D2/D7) with hypothesis.
 
 Every call either succeeds or raises a ``RegistryError`` (whose leaves also are the
 builtins the doc names, e.g. ``ValueError``); a call that raises leaves every table
@@ -110,6 +110,7 @@ def _check_call(snapshot: Snapshot, call: Any, *, reraise: bool = False) -> Any:
         raise AssertionError(f"{type(exc).__name__} escaped instead of a RegistryError: {exc!r}") from exc
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(
     model_type=st.one_of(st.just("als"), identifiers),
@@ -135,6 +136,7 @@ def test_register_model_refuses_bad_input_cleanly(
         paths[path_choice], model_type, hyperparameters, metrics, training_info, version=version, overwrite=overwrite))
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(
     metric=metric_names,
@@ -156,6 +158,7 @@ def test_select_best_model_refuses_bad_input_cleanly(
         assert math.isfinite(result["value"]) and result["metric"] == metric
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(
     model_type=st.one_of(st.none(), identifiers),

@@ -8,7 +8,10 @@ server is unreachable, the tests fail: they never skip.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 from factories import make_embeddings_dir, make_model_dir
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -26,9 +30,13 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 CHECKOUT_IGNORED = {".git", ".venv", ".ci-venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
                     "build", "dist"}
 
-# hypothesis keeps its example database in ./.hypothesis by default: inside the checkout.
+# hypothesis keeps its example database and caches in ./.hypothesis by default: inside the
+# checkout. No example database; the caches go to a temporary folder of this process.
 settings.register_profile("cfreg", database=None)
 settings.load_profile("cfreg")
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="cfreg-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def checkout_files() -> set[str]:

@@ -127,6 +127,8 @@ def run_page(page: str, tmp_path: Path, postgres_url: str | None) -> subprocess.
 def test_page_blocks_run_as_written(page: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     has_postgres_blocks = any(block.marker == "postgres" for block in _blocks(page))
     postgres_url = request.getfixturevalue("postgres_url") if has_postgres_blocks and os.environ.get(POSTGRES_ENV) else None
+    if not runnable_blocks(_blocks(page), postgres=postgres_url is not None):
+        pytest.skip(f"{page} has only PostgreSQL blocks and {POSTGRES_ENV} is not set")
     completed = run_page(page, tmp_path, postgres_url)
     assert completed.returncode == 0, f"{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}"
     expected = runnable_blocks(_blocks(page), postgres=postgres_url is not None)

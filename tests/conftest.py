@@ -8,22 +8,59 @@ server is unreachable, the tests fail: they never skip.
 
 from __future__ import annotations
 
+import atexit
 import os
-import sys
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from factories import make_embeddings_dir, make_model_dir
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from factories import make_embeddings_dir, make_model_dir  # noqa: E402
-
 POSTGRES_ENV = "CFREG_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get(POSTGRES_ENV) else [])
+CHECKOUT = Path(__file__).resolve().parent.parent
+# Not the tests' business: version control, environments, caches and build output.
+CHECKOUT_IGNORED = {".git", ".venv", ".ci-venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+                    "build", "dist"}
+
+# hypothesis keeps its example database and caches in ./.hypothesis by default: inside the
+# checkout. No example database; the caches go to a temporary folder of this process.
+settings.register_profile("cfreg", database=None)
+settings.load_profile("cfreg")
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="cfreg-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+
+
+def checkout_files() -> set[str]:
+    """Every file and folder of the checkout (relative paths), ignored folders left out."""
+    found: set[str] = set()
+    for folder, subfolders, files in os.walk(CHECKOUT):
+        subfolders[:] = [name for name in subfolders if name not in CHECKOUT_IGNORED and not name.endswith(".egg-info")]
+        relative = Path(folder).relative_to(CHECKOUT)
+        found.update(str(relative / name) for name in subfolders + files)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _writes_only_under_tmp() -> Iterator[None]:
+    """Fail a test that leaves new files in the checkout: tests write only under tmp paths."""
+    before = checkout_files()
+    yield
+    created = sorted(checkout_files() - before)
+    if created:
+        pytest.fail(
+            f"the test created {created} in the checkout {CHECKOUT}; write under tmp_path instead "
+            "(with pytest-xdist a test running at the same time may be the culprit: rerun with -n 0)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -239,6 +239,7 @@ def _start_in_process(database_url: str, registry_path: str, root: str, control:
         results.put(("unexpected " + type(exc).__name__, str(exc)))
 
 
+@pytest.mark.slow
 def test_two_processes_starting_at_once_exactly_one_wins(registry, two_models, database_url, tmp_path, model_dir) -> None:
     control, treatment = two_models
     other = registry.register_model(model_dir("als/v3", seed=3), "als", {}, {"ndcg@10": 0.18}, {}, version="v3")

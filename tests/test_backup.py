@@ -150,7 +150,9 @@ def test_restore_from_a_plain_registry_json_keeps_the_audit_trail(registry, mode
     assert actions == ["REGISTER", "RESTORE"]
 
 
-def test_restore_into_a_registry_that_does_not_exist_yet(tmp_path, model_dir, embeddings_dir):
+def test_restore_into_a_registry_that_does_not_exist_yet(tmp_path, workdir, model_dir, embeddings_dir):
+    # A registry created by the restore takes the working directory as its root until the
+    # backup's settings arrive (its RESTORE audit line goes to ./logs): run in the test folder.
     source = ModelRegistry(tmp_path / "old" / "registry.json", root=tmp_path)
     build_history(source, model_dir, embeddings_dir)
     backup = backup_registry(source.registry_path)
@@ -282,6 +284,7 @@ def writer(registry_path: str, database_url: str, root: str, model_path: str, na
         errors.put(traceback.format_exc())
 
 
+@pytest.mark.slow
 def test_backups_taken_while_two_processes_register_are_complete(tmp_path, model_dir, database_url, registry_path):
     registry = ModelRegistry(registry_path, database_url=database_url, root=tmp_path, export_json=False)
     path = model_dir("als/shared")

@@ -36,7 +36,10 @@ def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
             assert row["ours"]["n"] >= 3 and row["ours"]["median_ms"] > 0 and row["floor"]["median_ms"] > 0
             assert row["ours"]["p95_ms"] >= row["ours"]["median_ms"]
     assert rows[("hashing_only", 30)]["floor"]["n"] >= 3
-    assert rows[("register_known_files", 30)]["status"] in ("pass, pass", "pass, MISS", "MISS, pass", "MISS, MISS")
+    assert rows[("register_known_files", 30)]["status"] in ("met, met", "met, missed", "missed, met", "missed, missed")
+    flat = rows[("register_known_files", 30)]["checks"][1]
+    assert flat["measured"] == pytest.approx(rows[("register_known_files", 30)]["ours"]["median_ms"]
+                                             / rows[("register_known_files", 10)]["ours"]["median_ms"])
     if document["meta"]["loader"]:
         for op in ("reload_model_no_change", "cold_load", "mmap_load", "cached_load", "cold_load_full_verify"):
             assert rows[(op, 30)]["ours"]["median_ms"] > 0
@@ -45,7 +48,10 @@ def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
     assert text == completed.stdout
     assert "| operation | N | ours median / p95 |" in text
     assert "| register (files already hashed) | 30 |" in text
-    assert "## Misses" in text
+    assert "## Verdict per target" in text and f"measured on **{document['meta']['date']}**" in text
+    checks = [item for row in document["rows"] for item in row["checks"]]
+    met = sum(item["ok"] for item in checks)
+    assert f"**{met} of {len(checks)} targets met, {len(checks) - met} missed.**" in text
     assert not (tmp_path / "work").exists(), "the bench left its work folder behind"
 
     # Re-rendering a saved run keeps the table and any hand-written analysis below the marker.
@@ -60,6 +66,21 @@ def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
     assert rendered.startswith(text) and rendered.endswith(marker + "\nOur notes.\n")
 
 
+def test_verdicts_say_met_or_by_how_much_a_target_is_missed() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    assert bench.verdict_text(bench.check("<= 5 ms", 5.0, 5.0)) == "met"  # at the limit is met
+    assert bench.verdict_text(bench.check("<= 5 ms", 5.5, 5.0)) == "missed by 0.500 ms (10% over)"
+    assert bench.verdict_text(bench.check("<= 1.5x", 1.8, 1.5, unit="x")) == "missed by 0.30x (20% over)"
+    assert bench.verdict_text(bench.check(">= 10x", 10.0, 10.0, unit="x", at_least=True)) == "met"
+    assert bench.verdict_text(bench.check(">= 10x", 4.0, 10.0, unit="x", at_least=True)) == \
+        "missed: 4.0x of 10x (2.5x short)"
+
+
+@pytest.mark.slow
 def test_bench_rejects_bad_sizes(tmp_path: Path) -> None:
     completed = subprocess.run([sys.executable, str(BENCH), "--quick", "--sizes", "ten"], cwd=tmp_path,
                                capture_output=True, text=True, timeout=60, check=False)

@@ -1,4 +1,4 @@
-"""ModelRegistry behaviour (design.md sections 2, 4, 5), on SQLite and PostgreSQL.
+"""ModelRegistry behaviour (docs/registry.md), on SQLite and PostgreSQL.
 
 Every test uses the ``registry`` fixture (a fresh registry on each backend, rooted at
 the test folder) and real artifact folders written by ``model_dir``.

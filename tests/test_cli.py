@@ -582,6 +582,7 @@ def test_bert_group(cli: Cli, registry: ModelRegistry, trained, tmp_path: Path) 
 # ---------------------------------------------------------------------- real processes
 
 
+@pytest.mark.slow
 def test_subprocess_models_group_and_error_line(tmp_path: Path, registry: ModelRegistry, database_url: str, trained) -> None:
     base = ["--registry", str(registry.registry_path), "--database-url", database_url]
     done = run_cfreg([*base, "--json", "register", trained("v1", 0.1), "--auto-select"], tmp_path)
@@ -598,6 +599,7 @@ def test_subprocess_models_group_and_error_line(tmp_path: Path, registry: ModelR
     assert usage.returncode == 2 and usage.stdout == ""
 
 
+@pytest.mark.slow
 def test_subprocess_setup_group_with_the_installed_entry_point(tmp_path: Path) -> None:
     assert CFREG.exists(), "the console script `cfreg` is not installed in the virtualenv"
     created = run_cfreg(["--json", "init"], tmp_path, entry_point=True)
@@ -616,6 +618,7 @@ def api_registry(tmp_path: Path) -> ModelRegistry:
     return ModelRegistry(tmp_path / "artifacts/cf/registry.json", root=tmp_path)
 
 
+@pytest.mark.slow
 def test_subprocess_files_cleanup_and_sql(tmp_path: Path, trained) -> None:
     registry = api_registry(tmp_path)
     for index in (1, 2, 3):
@@ -631,6 +634,7 @@ def test_subprocess_files_cleanup_and_sql(tmp_path: Path, trained) -> None:
     assert sorted(registry.models) == ["als_v1", "als_v2", "als_v3"]
 
 
+@pytest.mark.slow
 def test_subprocess_ab_and_bert_groups(tmp_path: Path, trained) -> None:
     registry = api_registry(tmp_path)
     registry.register_model(trained("v1", 0.1), "als", version="v1")
@@ -652,6 +656,7 @@ def test_subprocess_ab_and_bert_groups(tmp_path: Path, trained) -> None:
     assert bad.returncode == 1 and "nope" in one_error_line(bad.stderr)
 
 
+@pytest.mark.slow
 def test_subprocess_demo_quick(tmp_path: Path) -> None:
     done = run_cfreg(["--json", "demo", "--quick", "--workdir", "run"], tmp_path)
     assert done.returncode == 0, done.stderr
@@ -669,6 +674,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_subprocess_serve_answers_http(tmp_path: Path, trained) -> None:
     import time
 
@@ -729,6 +735,7 @@ DEBUG_COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 def test_the_docs_debug_commands_work(tmp_path: Path, trained) -> None:
     """The four commands of the doc's "Debug Commands" section, in a folder with artifacts/cf/."""
     registry = ModelRegistry(tmp_path / "artifacts/cf/registry.json", root=tmp_path)

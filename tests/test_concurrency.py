@@ -1,4 +1,4 @@
-"""Concurrency battery (reliability.md section 8, A1/A3-A5/A7) on SQLite and PostgreSQL.
+"""Concurrency battery (docs/reliability.md, A1/A3-A5/A7) on SQLite and PostgreSQL.
 
 Processes use the ``spawn`` start method and receive the database URL; the worker
 functions live in ``tests/workers.py`` (importable by the spawned interpreters).

@@ -1,4 +1,4 @@
-"""Crash battery (reliability.md section 8, B1): SIGKILL writers in the middle of their work.
+"""Crash battery (docs/reliability.md, B1): SIGKILL writers in the middle of their work.
 
 Each round starts ``VICTIMS`` processes that loop {register, select_best} with the
 JSON export on, waits until both are in the loop, lets them run for a random

@@ -109,6 +109,7 @@ def _open_and_write(url: str, barrier, results) -> None:  # type: ignore[no-unty
         results.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [6])
 def test_many_processes_create_the_same_new_registry_and_write_at_once(tmp_path: Path, processes: int) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'registry.db'}"
@@ -127,6 +128,7 @@ def test_many_processes_create_the_same_new_registry_and_write_at_once(tmp_path:
         assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
+@pytest.mark.slow
 def test_postgres_processes_write_at_once(postgres_url: str) -> None:
     db.open_database(postgres_url)
     barrier = SPAWN.Barrier(4)

@@ -358,7 +358,7 @@ def test_training_script_example(doc_env: Path, capsys: pytest.CaptureFixture[st
     )
     assert info["training_info"] == {"training_time_seconds": 1.25, "num_users": 30, "num_items": 20}
     # No baseline_comparison was passed, so min_improvement=0.05 finds no eligible model
-    # (design.md section 4): nothing is selected and nothing printed.
+    # (docs/registry.md, "Selecting the best model"): nothing is selected and nothing printed.
     assert capsys.readouterr().out == ""
     assert registry.get_current_best() is None
 
@@ -455,6 +455,7 @@ DEBUG_COMMANDS = {
 }
 
 
+@pytest.mark.slow
 def test_troubleshooting_debug_commands(doc_env: Path) -> None:
     preregister("v2_20250116_141500", 0.195)
     preregister("v1_20250115_103000", 0.189)

@@ -370,6 +370,7 @@ def legacy_documents(draw: Any) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=legacy_documents())
 def test_export_import_export_is_stable(document, registry, tmp_path):
@@ -418,6 +419,7 @@ def register_worker(registry_path: str, database_url: str, root: str, model_path
         errors.put(traceback.format_exc())
 
 
+@pytest.mark.slow
 def test_reader_never_sees_invalid_json_while_four_processes_register(tmp_path, model_dir, database_url, registry_path):
     ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
     path = model_dir("als/shared")

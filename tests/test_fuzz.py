@@ -1,4 +1,4 @@
-"""Fuzzing the public API's input checks (reliability.md section 8, D1/D2/D7) with hypothesis.
+"""Fuzzing the public API's input checks (docs/reliability.md, D1/D2/D7) with hypothesis.
 
 Every call either succeeds or raises a ``RegistryError`` (whose leaves also are the
 builtins the doc names, e.g. ``ValueError``); a call that raises leaves every table
@@ -117,6 +117,7 @@ def _check_call_changed(snapshot: Snapshot, call: Any, *, reraise: bool = False)
         raise AssertionError(f"{type(exc).__name__} escaped instead of a RegistryError: {exc!r}") from exc
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(
     model_type=st.one_of(st.just("als"), identifiers),
@@ -233,6 +234,7 @@ def _same_json(stored: Any, expected: Any) -> bool:
     return type(stored) is type(expected) and stored == expected
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(
     metric=metric_names,
@@ -263,6 +265,7 @@ def test_select_best_model_refuses_bad_input_cleanly(
         assert result["value"] == others[metric].max()
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(
     model_type=st.one_of(st.none(), identifiers),

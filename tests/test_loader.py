@@ -465,6 +465,7 @@ def test_clear_cache_keeps_serving(registry: ModelRegistry, model_dir: Any, open
 # --------------------------------------------------------------------------- reload
 
 
+@pytest.mark.slow
 def test_reload_sees_a_best_selected_by_another_process_and_reads_nothing_when_unchanged(
         registry: ModelRegistry, model_dir: Any, open_loader: Any, registry_path: Path,
         database_url: str, tmp_path: Path, disk_reads: list[str]) -> None:
@@ -640,6 +641,7 @@ SWITCHER = """
 """
 
 
+@pytest.mark.slow
 def test_threads_always_get_one_models_arrays_while_another_process_switches_the_best(
         registry: ModelRegistry, model_dir: Any, open_loader: Any, registry_path: Path,
         database_url: str, tmp_path: Path) -> None:

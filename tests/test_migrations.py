@@ -111,6 +111,7 @@ def test_missing_database_is_not_created_without_create(tmp_path: Path) -> None:
     assert not target.exists() and not target.parent.exists()
 
 
+@pytest.mark.slow
 def test_alembic_command_line_upgrades_a_url(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     env = {**os.environ, "CFREG_DATABASE_URL": url}
@@ -121,6 +122,7 @@ def test_alembic_command_line_upgrades_a_url(tmp_path: Path) -> None:
     assert db.schema_state(db.open_database(url, create=False))[0] == "current"
 
 
+@pytest.mark.slow
 def test_installed_wheel_finds_its_migrations(tmp_path: Path) -> None:
     """A non-editable install has no repo-root migrations/: they must ship inside the package."""
     subprocess.run(

@@ -1,4 +1,4 @@
-"""One test per failure measured on the original JSON registry (top of design.md).
+"""One test per failure measured on the original JSON registry (docs/design-decisions.md).
 
 Each test reproduces the situation that broke the original and asserts what a user
 would check afterwards. All run on SQLite and, when configured, PostgreSQL.
@@ -84,6 +84,7 @@ print(json.dumps(ids))
 """
 
 
+@pytest.mark.slow
 def test_two_registry_instances_in_two_processes_both_keep_their_models(
     registry: ModelRegistry, registry_path: Path, database_url: str, tmp_path: Path
 ) -> None:

@@ -157,7 +157,7 @@ def test_auto_select_promotes_only_when_it_beats_the_current_best(registry: Mode
                                             auto_select=True, min_gain=0.10)
     assert not no_metric.promoted and "has no ndcg@10" in no_metric.decision
 
-    # Auto-select is the registry's selection (design.md): the best active model wins. Here that is
+    # Auto-select is the registry's selection (docs/cli.md): the best active model wins. Here that is
     # bpr_v1, registered earlier and refused then only because of min_gain; the decision says so.
     other = update_registry_from_folder(registry, folder(tmp_path, "als/v6", metrics={"ndcg@10": 0.205}, seed=7),
                                         auto_select=True)
@@ -366,6 +366,7 @@ def test_cleanup_arguments_are_checked(registry: ModelRegistry) -> None:
 # ---------------------------------------------------------------------- the scripts as processes
 
 
+@pytest.mark.slow
 def test_update_registry_script(tmp_path: Path, registry: ModelRegistry, database_url: str) -> None:
     registry_arg = ["--registry", str(registry.registry_path)]
     first = run_script(UPDATE_SCRIPT, ["--model-path", folder(tmp_path, "als/v1_20250115_103000", metrics={"ndcg@10": 0.189}),
@@ -389,6 +390,7 @@ def test_update_registry_script(tmp_path: Path, registry: ModelRegistry, databas
     assert registry.get_model("als_v5")["metrics"] == {"ndcg@10": 0.5}
 
 
+@pytest.mark.slow
 def test_update_registry_script_errors(tmp_path: Path) -> None:
     both = tmp_path / "artifacts/cf/mixed"
     make_model_dir(both, "als")
@@ -401,6 +403,7 @@ def test_update_registry_script_errors(tmp_path: Path) -> None:
     assert usage.returncode == 2 and "--model-path" in usage.stderr
 
 
+@pytest.mark.slow
 def test_cleanup_script(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path / "artifacts/cf/registry.json", root=tmp_path)
     database_url = None
@@ -434,6 +437,7 @@ def test_cleanup_script(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_docs_describe_the_update_script_and_cfreg_register_as_they_are(tmp_path: Path) -> None:
     import typer.main
 

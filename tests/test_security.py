@@ -1,4 +1,4 @@
-"""Security battery (reliability.md section 8, D2-D4): hostile files, escaping deletes, SQL-looking names."""
+"""Security battery (docs/reliability.md, D2-D4): hostile files, escaping deletes, SQL-looking names."""
 
 from __future__ import annotations
 

@@ -339,6 +339,7 @@ def _in_other_process(registry: ModelRegistry, database_url: str, statement: str
     return completed.stdout.strip()
 
 
+@pytest.mark.slow
 def test_real_server_switches_model_on_reload_with_zero_failed_requests(
     registry: ModelRegistry, database_url: str, two_models: tuple[str, str]
 ) -> None:
@@ -366,6 +367,7 @@ def test_real_server_switches_model_on_reload_with_zero_failed_requests(
     assert b in served_after and a not in served_after[:15]
 
 
+@pytest.mark.slow
 def test_real_server_auto_reload_picks_up_a_new_best(registry: ModelRegistry, database_url: str,
                                                      two_models: tuple[str, str]) -> None:
     a, b = two_models

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "REQUIRED_MODEL_FILES": "artifacts",
     "register_model_type": "artifacts",
     "validate_artifacts": "artifacts",
+    "write_model_folder": "model_folder",
     "generate_version_id": "utils.versioning",
     "create_empty_registry": "export",
     "validate_registry_schema": "export",
@@ -92,5 +93,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .selection import baseline_improvement
     from .export import create_empty_registry, validate_registry_schema
     from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
+    from .model_folder import write_model_folder
     from .utils.versioning import generate_version_id
     from .validation import MODEL_STATUS

@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "REQUIRED_MODEL_FILES": "artifacts",
     "register_model_type": "artifacts",
     "validate_artifacts": "artifacts",
+    "write_model_folder": "model_folder",
     "generate_version_id": "utils.versioning",
     # Utilities the original package also exported at top level (registry.utils has them too)
     "parse_version_id": "utils.versioning",
@@ -120,6 +121,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .selection import baseline_improvement
     from .export import create_empty_registry, validate_registry_schema
     from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
+    from .model_folder import write_model_folder
     from .utils.artifact_management import cleanup_old_artifacts, copy_model_artifacts, ensure_directory, validate_model_path
     from .utils.backup import backup_registry, list_backups, restore_registry
     from .utils.git import get_git_branch, get_git_commit, get_git_commit_short, is_git_clean

@@ -29,11 +29,11 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -411,30 +411,28 @@ def _save_artifacts(
     hyperparameters: dict[str, Any],
     metadata: dict[str, Any],
 ) -> Path:
-    """Write the doc's files into a new ``v{n}_{YYYYMMDD_HHMMSS}`` folder; returns it.
+    """Write the model folder (with id maps and training interactions) as a new ``v{n}_{YYYYMMDD_HHMMSS}``; returns it.
 
-    Files go to a hidden temporary folder that is renamed into place at the end,
-    so a crash never leaves a half-written version folder behind.
+    :func:`registry.write_model_folder` writes a hidden staging folder that is then
+    renamed into place, so a crash never leaves a half-written version folder behind.
     """
+    from .model_folder import write_model_folder
+
     type_folder.mkdir(parents=True, exist_ok=True)
     staging = type_folder / f".staging-{os.getpid()}-{time.monotonic_ns()}"
-    staging.mkdir()
+    user_rows, item_rows = np.nonzero(data.train)
     try:
-        np.save(staging / f"{model_type}_U.npy", np.ascontiguousarray(user_factors, dtype=np.float32))
-        np.save(staging / f"{model_type}_V.npy", np.ascontiguousarray(item_factors, dtype=np.float32))
-        files = {
-            f"{model_type}_params.json": hyperparameters,
-            f"{model_type}_metadata.json": {**metadata, "created_at": format_timestamp(datetime.now(timezone.utc))},
-            f"{model_type}_user_ids.json": data.user_ids,
-            f"{model_type}_item_ids.json": data.item_ids,
-        }
-        for name, content in files.items():
-            (staging / name).write_text(json.dumps(content, indent=2 if isinstance(content, dict) else None) + "\n", encoding="utf-8")
+        write_model_folder(
+            staging, model_type,
+            np.ascontiguousarray(user_factors, dtype=np.float32), np.ascontiguousarray(item_factors, dtype=np.float32),
+            params=hyperparameters,
+            metadata={**metadata, "created_at": format_timestamp(datetime.now(timezone.utc))},
+            user_ids=data.user_ids, item_ids=data.item_ids,
+            interactions=(user_rows, item_rows),  # the service leaves each user's training items out
+        )
         return _publish_version_folder(staging, type_folder)
     except BaseException:
-        for child in staging.glob("*"):
-            child.unlink()
-        staging.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
@@ -478,7 +476,8 @@ def _recommend(
 ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
     """Load the current best through ``get_loader()`` and recommend for the first users with held-out items.
 
-    Items a user already interacted with in training are excluded, as a service would do.
+    Items a user already interacted with in training are left out by the loaded model
+    itself: the demo's folders carry their training interactions.
     """
     from .loader import get_loader
 
@@ -491,8 +490,7 @@ def _recommend(
     recommendations = {}
     for row in users.tolist():
         user_id = data.user_ids[row]
-        seen = [data.item_ids[i] for i in np.flatnonzero(data.train[row])]
-        item_ids, scores = state.recommend_for_user(user_id, k=TOP_K, exclude=seen)
+        item_ids, scores = state.recommend_for_user(user_id, k=TOP_K)
         held_out = {data.item_ids[i] for i in np.flatnonzero(data.holdout[row])}
         recommendations[user_id] = [
             {"item_id": item_id, "score": float(score), "held_out": item_id in held_out}

@@ -17,9 +17,10 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -263,12 +264,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     The new file keeps the old one's permissions (new files: ``0o666`` minus the umask,
     as ``open()`` would give), so readers under other accounts keep their access.
     """
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, lambda handle: handle.write(data))
+
+
+def atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file atomically and durably through ``write(handle)`` (a binary file object).
+
+    A temp file beside ``path`` is written, fsynced and renamed over it, then the
+    folder is fsynced; on any failure the temp file is removed and the old file
+    survives. Permissions as :func:`atomic_write_text`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, _file_mode(path))
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)

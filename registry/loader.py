@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -68,6 +68,8 @@ from .timestamps import format_timestamp
 from .validation import validate_identifier
 
 logger = logging.getLogger(__name__)
+
+LoadListener = Callable[[str, float], Any]
 
 __all__ = [
     "DEFAULT_MAX_CACHE_BYTES",
@@ -169,6 +171,7 @@ class ModelLoader:
         self._routing: ABRouting | None = None  # None until A/B routing is first used
         self._failure: tuple[CacheKey, tuple[FileStamp, ...], ChecksumMismatchError] | None = None
         self._stats = LoaderStats()
+        self._listeners: tuple[LoadListener, ...] = ()
         self._auto = AutoReloader(self.reload_model, self._served_id, f"cfreg-auto-reload-{self.registry_path.parent.name}")
         if auto_load:
             try:
@@ -246,9 +249,12 @@ class ModelLoader:
         if isinstance(model_id, str):
             with self._lock:
                 state = self._in_memory(model_id)
+                previous = self._state
                 if state is not None:
                     self._count(from_disk=False)
                     self._install(state, serve=True)
+            if state is not None and previous is not state:
+                _log_swap(previous, state, None)
         if state is None:
             validate_identifier(model_id, "model_id")
             with self._load_lock:
@@ -441,6 +447,33 @@ class ModelLoader:
         """Stop the auto-reload thread; False when none was running."""
         return self._auto.stop()
 
+    # ------------------------------------------------------------------ load listeners
+
+    def add_load_listener(self, listener: LoadListener) -> Callable[[], None]:
+        """Call ``listener(model_id, seconds)`` after every model read from disk (e.g. for metrics).
+
+        Listeners run in the loading thread, after the model is installed; their
+        errors are logged and never fail a load.
+
+        Returns:
+            A function that removes the listener again.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            with self._lock:
+                self._listeners = tuple(item for item in self._listeners if item is not listener)
+
+        return remove
+
+    def _notify_load(self, model_id: str, seconds: float) -> None:
+        for listener in self._listeners:
+            try:
+                listener(model_id, seconds)
+            except Exception:  # a metrics hook must never fail a load
+                logger.exception("load listener %r failed", listener)
+
     def close(self) -> None:
         """Stop auto-reload and release the loader's database connection (the cache stays usable)."""
         self.stop_auto_reload()
@@ -472,9 +505,7 @@ class ModelLoader:
             elif served is not None and served.key == record.key and files_unchanged(served):
                 changed = False
             else:
-                state = self._take(record, check_files=True, serve=True)
-                if served is not None:
-                    logger.info("now serving %s (was %s)", state.model_id, served.model_id)
+                self._take(record, check_files=True, serve=True)
                 changed = True
         finally:  # a stopped test must stop routing even when the new best fails to load
             if self._routing is not None and (known is None or generation != known[0]):
@@ -497,7 +528,12 @@ class ModelLoader:
         state, from_disk, elapsed = self._obtain(record, check_files=check_files)
         with self._lock:
             self._count(from_disk, elapsed)
+            previous = self._state
             self._install(state, serve=serve, pinned=pinned)
+        if from_disk:
+            self._notify_load(state.model_id, elapsed / 1000.0)
+        if serve and previous is not state:
+            _log_swap(previous, state, elapsed if from_disk else None)
         return state
 
     def _obtain(self, record: ModelRecord, *, check_files: bool) -> tuple[ModelState, bool, float]:
@@ -570,6 +606,13 @@ class ModelLoader:
         held = {*pinned, *routing.keys()} if routing else set(pinned)
         # The served model is never evicted; A/B arms (and ``pinned``) only when nothing else is left.
         self._stats.evictions += self._cache.evict(self._state.key if self._state is not None else None, held)
+
+
+def _log_swap(previous: ModelState | None, state: ModelState, load_ms: float | None) -> None:
+    """One INFO line per change of the served model: from, to, and how it was obtained."""
+    how = f"read from disk in {load_ms:.1f} ms" if load_ms is not None else "from memory"
+    logger.info("model swap: now serving %s (was %s); %s", state.model_id,
+                previous.model_id if previous is not None else "nothing", how)
 
 
 # --------------------------------------------------------------------------- shared loaders

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, select
 from . import artifacts
 from .errors import ChecksumMismatchError, InvalidArtifactsError
 from .export import iso
+from .interactions import Interactions, interactions_file, read_interactions
 from .model_state import CacheKey, FileStamp, ModelState
 from .models import ArtifactFile, Model, Settings, utcnow
 
@@ -76,11 +77,15 @@ def record_from_rows(rows: list[tuple[Any, ...]]) -> ModelRecord | None:
 
 def model_file_names(record: ModelRecord) -> list[str]:
     """Every file of the model to check and watch: ``U``, ``V`` first, then the other
-    standard files and id maps, then the rest of the recorded files (e.g. the extra
-    files of a type added with :func:`registry.artifacts.register_model_type`)."""
-    prefix = record.model_type
-    names = [*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values()]
+    standard files, id maps and the interactions file, then the rest of the recorded
+    files (e.g. the extra files of a type added with :func:`registry.artifacts.register_model_type`)."""
+    names = _read_file_names(record.model_type)
     return names + sorted(set(record.files) - set(names))
+
+
+def _read_file_names(prefix: str) -> list[str]:
+    """The files :func:`read_model` reads itself (the others are only checked)."""
+    return [*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values(), interactions_file(prefix)]
 
 
 def stat_files(record: ModelRecord, folder: Path, verify: str) -> tuple[dict[str, Path], tuple[FileStamp, ...]]:
@@ -152,9 +157,14 @@ def read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], sta
     user_ids = _load_json(found.get(f"{prefix}_user_ids.json"), folder, record, verify, list, None)
     item_ids = _load_json(found.get(f"{prefix}_item_ids.json"), folder, record, verify, list, None)
     _check_shapes(record, U, V, user_ids, item_ids)
+    seen_name = interactions_file(prefix)
+    # Only an interactions file registered with the model (or any, for a legacy import
+    # without recorded files): one dropped into the folder later was never validated.
+    seen_path = found.get(seen_name) if seen_name in record.files or not record.files else None
+    interactions = _load_interactions(seen_path, record, verify, U.shape[0], V.shape[0])
     if verify == "full":
         # Files the loader does not read (a custom type's extras) are still part of the model.
-        read = {*artifacts.standard_model_files(prefix), *artifacts.id_map_files(prefix).values()}
+        read = set(_read_file_names(prefix))
         for name, path in found.items():
             if name not in read and name in record.files:
                 artifacts.verify_sha256(path, record.files[name][1], within=folder)
@@ -166,7 +176,7 @@ def read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], sta
         model_id=record.model_id, model_type=record.model_type, version=record.version, U=U, V=V,
         params=params, metadata=metadata, loaded_at=iso(utcnow()) or "", path=record.path,
         user_ids=user_ids, item_ids=item_ids, folder=str(folder), checksums=record.key[1],
-        file_stamps=stamps,
+        file_stamps=stamps, interactions=interactions,
     )
 
 
@@ -210,6 +220,20 @@ def _load_json(path: Path | None, folder: Path, record: ModelRecord, verify: str
     if not isinstance(value, kind):
         raise InvalidArtifactsError(f"{path}: must hold a JSON {'object' if kind is dict else 'list'}")
     return value
+
+
+def _load_interactions(path: Path | None, record: ModelRecord, verify: str,
+                       num_users: int, num_items: int) -> Interactions | None:
+    """The model's training interactions, checked against its shapes (and sha256 under ``'full'``)."""
+    if path is None:
+        return None
+    sha256 = _expected_sha256(path, record, verify)
+    if sha256 is not None:
+        artifacts.verify_sha256(path, sha256)
+    interactions = read_interactions(path, num_users, num_items)
+    interactions.indptr.flags.writeable = False
+    interactions.indices.flags.writeable = False
+    return interactions
 
 
 def _check_shapes(record: ModelRecord, U: np.ndarray, V: np.ndarray,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError, ModelNotFoundError
+from .interactions import Interactions
 from .validation import positive_int
 
 # (model_id, ((file_name, sha256), ...)): a model's identity including its file contents.
@@ -28,7 +29,9 @@ class ModelState:
     The first nine fields are the original documentation's; ``metadata`` is the
     artifact's ``{type}_metadata.json`` plus ``model_id``, ``model_type``,
     ``version`` and ``path``. ``user_ids``/``item_ids`` come from
-    ``{type}_user_ids.json``/``{type}_item_ids.json`` when the folder has them.
+    ``{type}_user_ids.json``/``{type}_item_ids.json`` when the folder has them;
+    ``interactions`` the training interactions of ``{type}_interactions.npz``
+    (which items each user was trained on), used to leave seen items out.
     """
 
     model_id: str
@@ -45,6 +48,7 @@ class ModelState:
     folder: str = ""
     checksums: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     file_stamps: tuple[FileStamp, ...] = field(default=(), repr=False)
+    interactions: Interactions | None = field(default=None, repr=False)
     _user_lookup: dict[Any, int] | None = field(default=None, init=False, repr=False)
     _item_lookup: dict[Any, int] | None = field(default=None, init=False, repr=False)
 
@@ -55,8 +59,17 @@ class ModelState:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by ``U`` and ``V`` (what the cache budget counts)."""
-        return int(self.U.nbytes + self.V.nbytes)
+        """Bytes held by ``U``, ``V`` and the interactions arrays (what the cache budget counts)."""
+        seen = self.interactions
+        extra = 0 if seen is None else int(seen.indptr.nbytes + seen.indices.nbytes)
+        return int(self.U.nbytes + self.V.nbytes) + extra
+
+    def seen_items(self, user_index: int) -> np.ndarray:
+        """Item indices the user interacted with in training (empty without an interactions file)."""
+        row = _index_argument(user_index, self.num_users, "user_index")
+        if self.interactions is None:
+            return np.empty(0, dtype=np.int64)
+        return np.asarray(self.interactions.seen(row), dtype=np.int64)
 
     @property
     def num_users(self) -> int:
@@ -73,13 +86,16 @@ class ModelState:
         """Columns of ``U`` and ``V``: the embedding size."""
         return int(self.U.shape[1])
 
-    def recommend(self, user_index: int, k: int = 10, exclude: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, user_index: int, k: int = 10, exclude: Iterable[int] | None = None, *,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for a user row: scores ``U[user_index] @ V.T``, best first.
 
         Args:
             user_index: row of ``U`` (0-based).
             k: how many items; fewer come back when fewer items are eligible.
             exclude: item indices never to return (e.g. already purchased).
+            exclude_seen: also leave out the items the user interacted with in
+                training, when the model has an interactions file (no effect otherwise).
 
         Returns:
             ``(item_indices, scores)`` as arrays of the same length.
@@ -94,11 +110,12 @@ class ModelState:
         if scores.dtype.kind != "f":
             scores = scores.astype(np.float64)
         eligible = self.num_items
-        if exclude is not None:
-            excluded = _item_indices(exclude, self.num_items)
-            if excluded.size:
-                scores[excluded] = -np.inf
-                eligible -= int(np.unique(excluded).size)
+        excluded = _item_indices(exclude, self.num_items) if exclude is not None else np.empty(0, dtype=np.int64)
+        if exclude_seen and self.interactions is not None:
+            excluded = np.concatenate([excluded, self.seen_items(row)])
+        if excluded.size:
+            scores[excluded] = -np.inf
+            eligible -= int(np.unique(excluded).size)
         count = min(count, eligible)
         if count <= 0:
             return np.empty(0, dtype=np.int64), scores[:0]
@@ -109,13 +126,15 @@ class ModelState:
         top = top[np.argsort(-scores[top], kind="stable")]
         return top.astype(np.int64, copy=False), scores[top]
 
-    def recommend_for_user(self, user_id: Any, k: int = 10, exclude: Iterable[Any] | None = None) -> tuple[list[Any], np.ndarray]:
+    def recommend_for_user(self, user_id: Any, k: int = 10, exclude: Iterable[Any] | None = None, *,
+                           exclude_seen: bool = True) -> tuple[list[Any], np.ndarray]:
         """Top-``k`` item ids for an external user id, through the model's id maps.
 
         Args:
             user_id: an id from ``{type}_user_ids.json``.
             k: how many items.
             exclude: item ids never to return; ids the model does not know are ignored.
+            exclude_seen: also leave out the user's training items (see :meth:`recommend`).
 
         Returns:
             ``(item_ids, scores)``.
@@ -140,7 +159,7 @@ class ModelState:
         if exclude is not None:
             items = self._lookup("_item_lookup", self.item_ids)
             excluded = [items[item] for item in exclude if _hashable(item) and item in items]
-        indices, scores = self.recommend(row, k, excluded)
+        indices, scores = self.recommend(row, k, excluded, exclude_seen=exclude_seen)
         return [self.item_ids[i] for i in indices], scores
 
     def _lookup(self, name: str, ids: list[Any]) -> dict[Any, int]:

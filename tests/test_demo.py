@@ -192,7 +192,8 @@ def test_artifacts_follow_the_documented_layout(quick_run) -> None:  # type: ign
         assert model.model_id == f"{model.model_type}_{folder.name}"
         prefix = model.model_type
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            f"{prefix}_{suffix}" for suffix in ("U.npy", "V.npy", "params.json", "metadata.json", "user_ids.json", "item_ids.json")
+            f"{prefix}_{suffix}" for suffix in ("U.npy", "V.npy", "params.json", "metadata.json", "user_ids.json",
+                                                "item_ids.json", "interactions.npz")
         )
         assert validate_artifacts(folder, prefix) == (True, [])
         U = np.load(folder / f"{prefix}_U.npy")
@@ -294,3 +295,31 @@ def test_tools_demo_script_runs_in_a_fresh_process(tmp_path: Path) -> None:
     assert "Leaderboard" in completed.stdout and "Current best" in completed.stdout
     assert (workdir / "artifacts" / "cf" / "registry.json").is_file()
     assert (workdir / "artifacts" / "cf" / "registry.db").is_file()
+
+
+def test_the_demo_service_leaves_out_training_items(quick_run) -> None:  # type: ignore[no-untyped-def]
+    # Regression: /recommend/u0001 returned items the user had in training (the demo filtered them itself).
+    import warnings
+
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    from registry.serving import create_app
+
+    result = quick_run
+    seen = _train_items(result.workdir)
+    with TestClient(create_app(result.registry_path)) as client:
+        assert client.get("/model").json()["has_interactions"] is True
+        for user_id in list(seen)[:20]:
+            body = client.get(f"/recommend/{user_id}", params={"k": 20}).json()
+            assert body["seen_excluded"] is True
+            assert not {item["item_id"] for item in body["items"]} & seen[user_id], user_id
+        leaked = 0
+        for user_id in list(seen)[:20]:
+            body = client.get(f"/recommend/{user_id}", params={"k": 20, "include_seen": "true"}).json()
+            assert body["seen_excluded"] is False
+            leaked += len({item["item_id"] for item in body["items"]} & seen[user_id])
+        assert leaked > 0  # without the exclusion the models do rank training items high

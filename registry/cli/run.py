@@ -47,18 +47,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     reload_interval: Annotated[float, typer.Option(min=0.0, help="Seconds between hot-reload checks (0 = off).")] = 5.0,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding the bearer token that POST /reload_model requires (default: $CFREG_SERVE_TOKEN; "
+             "neither: the endpoint is open).")] = None,
 ) -> None:
     """Serve recommendations over HTTP with hot-reload (needs the `serve` extra).
 
-    Example: cfreg serve --port 8000 --reload-interval 5
+    Example: cfreg serve --port 8000 --reload-interval 5 --token-file ~/.cfreg-token
     """
     state = state_of(ctx)
     try:
         from ..serving import serve as run_server
+        from ..serving_auth import read_token_file
     except ImportError as exc:
         raise RegistryError(f"serving needs the 'serve' extra: pip install 'cf-model-registry[serve]' ({exc})") from exc
+    token = read_token_file(token_file) if token_file is not None else None
     state.registry()  # fail fast, with one line, when the registry does not exist
-    run_server(state.registry_path, host, port, reload_interval or None, state.database_url)
+    run_server(state.registry_path, host, port, reload_interval or None, state.database_url, api_token=token)
 
 
 def render_demo_result(result: DemoResult, console: Console) -> None:

@@ -42,6 +42,18 @@ class ModelNotFoundError(RegistryError, KeyError):
     code = "not_found"
 
 
+class FilterSyntaxError(InvalidArgumentError):
+    """A search filter or order_by entry could not be parsed; the message points at the token."""
+
+    code = "bad_filter"
+
+    def __init__(self, text: str, position: int, message: str) -> None:
+        self.text = text
+        self.position = position
+        self.reason = message
+        super().__init__(f"{message} at position {position}:\n  {text}\n  {' ' * position}^")
+
+
 class ModelExistsError(RegistryError, ValueError):
     """A model or embeddings version with that id already exists with different content."""
 
@@ -99,6 +111,7 @@ class ReadOnlyQueryError(RegistryError, ValueError):
 __all__ = [
     "ChecksumMismatchError",
     "ExportError",
+    "FilterSyntaxError",
     "ImportFormatError",
     "InvalidArgumentError",
     "InvalidArtifactsError",

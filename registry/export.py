@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from .errors import ExportError
 from .models import ABTest, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
+from .tags import tags_of
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ def iso(moment: datetime | None) -> str | None:
 # --------------------------------------------------------------------------- mappers
 
 
-def model_info(model: Model, metrics: dict[str, float]) -> dict[str, Any]:
-    """A model row as the doc's ``models[model_id]`` entry."""
+def model_info(model: Model, metrics: dict[str, float], tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A model row as the doc's ``models[model_id]`` entry.
+
+    ``description`` and ``tags`` are added only when set: extra keys legacy readers ignore.
+    """
     info: dict[str, Any] = {
         "model_type": model.model_type,
         "version": model.version,
@@ -61,6 +65,7 @@ def model_info(model: Model, metrics: dict[str, float]) -> dict[str, Any]:
     if model.bert_integration:
         info["bert_integration"] = model.bert_integration
     info["status"] = model.status
+    _describe(info, model.description, tags)
     for key, value in (model.extra or {}).items():
         info.setdefault(key, value)
     return info
@@ -97,8 +102,15 @@ def ab_test_info(test: ABTest) -> dict[str, Any]:
     return info
 
 
-def embedding_info(embedding: BertEmbedding, linked_models: list[str]) -> dict[str, Any]:
-    """A BERT embeddings row as the doc's ``embeddings[version]`` entry."""
+def _describe(info: dict[str, Any], description: str | None, tags: dict[str, str] | None) -> None:
+    if description:
+        info["description"] = description
+    if tags:
+        info["tags"] = dict(tags)
+
+
+def embedding_info(embedding: BertEmbedding, linked_models: list[str], tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A BERT embeddings row as the doc's ``embeddings[version]`` entry (plus ``description``/``tags`` when set)."""
     info: dict[str, Any] = {
         "version": embedding.version,
         "path": embedding.path,
@@ -112,6 +124,7 @@ def embedding_info(embedding: BertEmbedding, linked_models: list[str]) -> dict[s
         "text_fields_used": embedding.text_fields_used or [],
         "linked_models": linked_models,
     }
+    _describe(info, embedding.description, tags)
     for key, value in (embedding.extra or {}).items():
         info.setdefault(key, value)
     return info
@@ -177,10 +190,11 @@ def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
     settings = session.get(Settings, 1)
     assert settings is not None
     metrics = metrics_by_model(session)
+    tags = tags_of(session, "model")
     models: dict[str, Any] = {}
     current: dict[str, Any] | None = None
     for model in session.scalars(select(Model).order_by(Model.created_at, Model.model_id)):
-        models[model.model_id] = model_info(model, metrics.get(model.model_id, {}))
+        models[model.model_id] = model_info(model, metrics.get(model.model_id, {}), tags.get(model.model_id))
         if model.model_id == settings.current_model_id:
             selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
             current = current_best_info(model, selection)
@@ -208,8 +222,9 @@ def build_bert_document(session: Session) -> tuple[dict[str, Any], int]:
     settings = session.get(Settings, 1)
     assert settings is not None
     links = links_by_embedding(session)
+    tags = tags_of(session, "embeddings")
     embeddings = {
-        row.version: embedding_info(row, links.get(row.version, []))
+        row.version: embedding_info(row, links.get(row.version, []), tags.get(row.version))
         for row in session.scalars(select(BertEmbedding).order_by(BertEmbedding.created_at, BertEmbedding.version))
     }
     document = {

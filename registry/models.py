@@ -47,6 +47,8 @@ AB_TEST_STATUSES = ("running", "stopped")
 # Model ids are validated to ID_MAX_LENGTH; the columns keep some headroom.
 ID_LENGTH = 160
 VERSION_LENGTH = ID_MAX_LENGTH
+TAG_KEY_LENGTH = ID_MAX_LENGTH
+TAG_VALUE_LENGTH = 1024
 
 
 def utcnow() -> datetime:
@@ -110,9 +112,23 @@ class Model(Base):
     bert_integration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Unknown keys of an imported legacy entry, written back on export.
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return f"Model({self.model_id!r}, status={self.status!r})"
+
+
+class ModelTag(Base):
+    """A key/value tag on a model (``tags.team = 'search'`` in search filters)."""
+
+    __tablename__ = "model_tags"
+    __table_args__ = (Index("ix_model_tags_key_value", "key", "value"),)
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
 
 
 class ModelMetric(Base):
@@ -185,6 +201,19 @@ class BertEmbedding(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class EmbeddingTag(Base):
+    """A key/value tag on a BERT embeddings version."""
+
+    __tablename__ = "embedding_tags"
+
+    version: Mapped[str] = mapped_column(
+        ForeignKey("bert_embeddings.version", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
 
 
 class EmbeddingLink(Base):

@@ -118,3 +118,21 @@ def test_filter_values_are_never_sql(registry, three_models) -> None:  # type: i
     with pytest.raises(FilterSyntaxError):
         registry.search_models("tags.team = 'search'; DROP TABLE models")
     assert len(registry.list_models()) == 3
+
+
+def test_embeddings_versions_have_tags_and_descriptions(tmp_path, embeddings_dir, database_url) -> None:  # type: ignore[no-untyped-def]
+    from registry import BERTEmbeddingsRegistry
+
+    bert = BERTEmbeddingsRegistry(tmp_path / "artifacts" / "cf" / "bert_registry.json", database_url=database_url, root=tmp_path)
+    version = bert.register_embeddings(embeddings_dir("bert/v1", num_items=25, dim=16), "phobert-base", 25, 16, version="bert_v1")
+    assert bert.set_tag(version, "source", "phobert") is True
+    assert bert.set_description(version, "PhoBERT base, product titles") is True
+    assert bert.get_tags(version) == {"source": "phobert"}
+    info = bert.get_embeddings(version)
+    assert info["tags"] == {"source": "phobert"} and info["description"] == "PhoBERT base, product titles"
+    assert bert.list_embeddings()[0]["tags"] == {"source": "phobert"}
+    exported = json.loads((tmp_path / "artifacts" / "cf" / "bert_registry.json").read_text())["embeddings"][version]
+    assert exported["tags"] == {"source": "phobert"}
+    assert bert.delete_tag(version, "source") is True and bert.get_tags(version) == {}
+    with pytest.raises(ModelNotFoundError):
+        bert.set_tag("bert_missing", "source", "x")

@@ -136,3 +136,21 @@ def test_embeddings_versions_have_tags_and_descriptions(tmp_path, embeddings_dir
     assert bert.delete_tag(version, "source") is True and bert.get_tags(version) == {}
     with pytest.raises(ModelNotFoundError):
         bert.set_tag("bert_missing", "source", "x")
+
+
+def test_cli_tag_and_describe(registry, three_models, registry_path, database_url, workdir) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from registry.cli import app
+
+    base = ["--registry", str(registry_path), "--database-url", database_url]
+    runner = CliRunner()
+    assert runner.invoke(app, [*base, "tag", "set", "als_v1", "team", "ranking"]).exit_code == 0
+    assert runner.invoke(app, [*base, "describe", "als_v1", "baseline ALS"]).exit_code == 0
+    listed = runner.invoke(app, [*base, "--json", "tag", "list", "als_v1"])
+    assert json.loads(listed.stdout) == {"team": "ranking"}
+    assert registry.get_model("als_v1")["description"] == "baseline ALS"
+    removed = runner.invoke(app, [*base, "--json", "tag", "delete", "als_v1", "team"])
+    assert json.loads(removed.stdout)["changed"] is True and registry.get_tags("als_v1") == {}
+    bad = runner.invoke(app, [*base, "tag", "set", "als_v1", "bad key", "x"])
+    assert bad.exit_code == 1 and "invalid tag key" in bad.stderr

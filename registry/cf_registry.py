@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from . import abtest, audit, search, selection, tags, usage
+from . import abtest, aliases, audit, search, selection, tags, usage
 from .tags import tags_of
 from .artifacts import (
     REQUIRED_MODEL_FILES,
@@ -55,6 +55,7 @@ from .export import (
 from .instances import SharedInstances
 from .listing import LIST_BASE_COLUMNS, SORT_KEY, metric_columns, models_frame, public_columns
 from .models import (
+    CURRENT_BEST_ALIAS,
     ArtifactFile,
     BertEmbedding,
     EmbeddingLink,
@@ -524,6 +525,77 @@ class ModelRegistry:
                 frame[name] = float("nan")
         return frame[public_columns(metric_names)].reset_index(drop=True)
 
+    # ------------------------------------------------------------------ aliases
+
+    def set_alias(self, name: str, model_id: str, *, expected: Any = aliases.UNSET, reason: str | None = None) -> dict[str, Any]:
+        """Point alias ``name`` at ``model_id`` (an active model); ``current_best`` is a promotion.
+
+        Args:
+            expected: compare-and-set. The model id the caller last saw the alias point at, or
+                None for "the alias must not exist yet"; omitted, the move is unconditional.
+            reason: recorded in the alias history and the audit event.
+
+        Returns:
+            ``{"alias", "model_id", "previous_model_id", "changed"}``.
+
+        Raises:
+            AliasConflictError: ``expected`` was given and the alias points elsewhere (the message
+                names the current target). ModelNotFoundError: unknown model.
+            ModelInUseError: the model is not active.
+        """
+        aliases.validate_alias_name(name)
+        validate_identifier(model_id, "model_id")
+        if expected is not aliases.UNSET and expected is not None:
+            validate_identifier(expected, "expected")
+        reason = optional_text(reason, "reason", 1024)
+
+        def work(session: Session) -> dict[str, Any]:
+            previous = aliases.target_of(session, name)
+            aliases.check_expected(name, previous, expected)
+            if name == CURRENT_BEST_ALIAS:
+                selection.promote(session, model_id, reason, None)
+                changed = previous != model_id
+            else:
+                changed = aliases.move(session, name, selection.require_model(session, model_id), reason=reason)
+            return {"alias": name, "model_id": model_id, "previous_model_id": previous, "changed": changed}
+
+        return self._ctx.mutate(work)
+
+    def get_alias(self, name: str) -> dict[str, Any] | None:
+        """``{"alias", "model_id", "model_type", "version"}`` of the alias's target, or None when unset."""
+        aliases.validate_alias_name(name)
+
+        def work(session: Session) -> dict[str, Any] | None:
+            model_id = aliases.target_of(session, name)
+            model = session.get(Model, model_id) if model_id else None
+            if model is None:
+                return None
+            return {"alias": name, "model_id": model.model_id, "model_type": model.model_type, "version": model.version}
+
+        return self._ctx.read(work)
+
+    def delete_alias(self, name: str, *, expected: Any = aliases.UNSET, reason: str | None = None) -> str:
+        """Remove a named alias; returns the model id it pointed at.
+
+        Raises:
+            AliasNotFoundError: no such alias. AliasConflictError: ``expected`` given and stale.
+            InvalidArgumentError: ``current_best`` (promote or roll back instead).
+        """
+        aliases.validate_alias_name(name)
+        reason = optional_text(reason, "reason", 1024)
+        return self._ctx.mutate(lambda session: aliases.delete(session, name, expected, reason))
+
+    def list_aliases(self) -> list[dict[str, Any]]:
+        """Every alias (``current_best`` first when set): ``alias, model_id, model_type, updated_at, updated_by, reason``."""
+        return self._ctx.read(aliases.listing)
+
+    def alias_history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Moves of one alias, newest first: ``id, alias, at, by, from, to, reason, selected_by, metric, value``."""
+        aliases.validate_alias_name(name)
+        if limit is not None:
+            positive_int(limit, "limit")
+        return self._ctx.read(lambda session: aliases.history(session, name, limit))
+
     # ------------------------------------------------------------------ tags and descriptions
 
     def set_tag(self, model_id: str, key: str, value: str) -> bool:
@@ -660,6 +732,7 @@ class ModelRegistry:
                 logger.warning("Cannot archive %s: it is the current best; select or promote another model first", model_id)
                 return False
             usage.refuse_if_in_running_test(session, model_id, "archive")
+            aliases.refuse_if_aliased(session, model_id, "archive")
             if model.status == "archived":
                 return True
             previous, model.status = model.status, "archived"
@@ -684,6 +757,7 @@ class ModelRegistry:
                 if selection.current_model_id(session) == model_id:
                     raise ModelInUseError(f"Model {model_id!r} is the current best and cannot become {status}; promote another model first")
                 usage.refuse_if_in_running_test(session, model_id, f"mark {status}")
+                aliases.refuse_if_aliased(session, model_id, f"mark {status}")
             if model.status == status:
                 return True
             previous, model.status = model.status, status
@@ -713,6 +787,7 @@ class ModelRegistry:
             if selection.current_model_id(session) == model_id:
                 raise ModelInUseError(f"Model {model_id!r} is the current best and cannot be deleted; promote another model first")
             usage.refuse_if_in_running_test(session, model_id, "delete")
+            aliases.refuse_if_aliased(session, model_id, "delete")
             to_remove.clear()
             if delete_files:
                 folder = self._ctx.resolve(model.path)

@@ -66,6 +66,30 @@ class ModelInUseError(RegistryError, ValueError):
     code = "in_use"
 
 
+class AliasNotFoundError(ModelNotFoundError):
+    """No alias with the given name."""
+
+    code = "alias_not_found"
+
+
+class ConflictError(RegistryError, ValueError):
+    """Someone else changed the state the caller based its request on."""
+
+    code = "conflict"
+
+
+class AliasConflictError(ConflictError):
+    """Compare-and-set on an alias failed: it no longer points where the caller expected."""
+
+    code = "alias_conflict"
+
+    def __init__(self, alias: str, current: str | None, expected: str | None) -> None:
+        self.alias, self.current, self.expected = alias, current, expected
+        where = f"points at {current!r}" if current is not None else "does not exist"
+        wanted = f"{expected!r}" if expected is not None else "no alias"
+        super().__init__(f"alias {alias!r} {where}, not {wanted}: someone moved it since you looked; read it again and retry")
+
+
 class RegistryNotFoundError(RegistryError, FileNotFoundError):
     """The registry does not exist and may not be created."""
 
@@ -109,6 +133,9 @@ class ReadOnlyQueryError(RegistryError, ValueError):
 
 
 __all__ = [
+    "AliasConflictError",
+    "AliasNotFoundError",
+    "ConflictError",
     "ChecksumMismatchError",
     "ExportError",
     "FilterSyntaxError",

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import ExportError
-from .models import ABTest, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
+from .models import ABTest, Alias, BertEmbedding, EmbeddingLink, Model, ModelMetric, Selection, Settings, utcnow
 from .tags import tags_of
 
 logger = logging.getLogger(__name__)
@@ -212,6 +212,9 @@ def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
     test = session.scalars(select(ABTest).order_by(ABTest.start_time.desc(), ABTest.test_id).limit(1)).first()
     if test is not None:
         document["ab_test"] = ab_test_info(test)
+    named = dict(session.execute(select(Alias.name, Alias.model_id).order_by(Alias.name)).all())
+    if named:
+        document["aliases"] = named  # an extra key legacy readers ignore
     for key, value in (settings.extra or {}).items():
         document.setdefault(key, value)
     return document, settings.generation

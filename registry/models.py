@@ -47,6 +47,7 @@ AB_TEST_STATUSES = ("running", "stopped")
 # Model ids are validated to ID_MAX_LENGTH; the columns keep some headroom.
 ID_LENGTH = 160
 VERSION_LENGTH = ID_MAX_LENGTH
+CURRENT_BEST_ALIAS = "current_best"
 TAG_KEY_LENGTH = ID_MAX_LENGTH
 TAG_VALUE_LENGTH = 1024
 
@@ -171,15 +172,36 @@ class Selection(Base):
     """
 
     __tablename__ = "selections"
+    __table_args__ = (Index("ix_selections_alias_id", "alias", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    # The alias this row moved: "current_best" for the current best, else a named alias.
+    alias: Mapped[str] = mapped_column(String(ID_LENGTH), default=CURRENT_BEST_ALIAS, server_default=CURRENT_BEST_ALIAS)
+    # None when the row records the deletion of a named alias.
+    model_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
     metric: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[float | None] = mapped_column(Float)
     previous_model_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     selected_at: Mapped[datetime] = mapped_column(default=utcnow)
     selected_by: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
+    # Who moved the pointer (``user@host:pid``, or the web UI's identity); NULL on rows older than aliases.
+    actor: Mapped[str | None] = mapped_column(String(128))
+
+
+class Alias(Base):
+    """A named pointer at one model (``champion_als``, ``challenger``); history lives in ``selections``.
+
+    The current best is the alias ``current_best``; its pointer is ``settings.current_model_id``
+    (kept there so the loader's change check stays one row read), so it has no row here.
+    """
+
+    __tablename__ = "aliases"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.model_id", ondelete="RESTRICT"), index=True)
+    selection_id: Mapped[int | None] = mapped_column(ForeignKey("selections.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class BertEmbedding(Base):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError
 from .export import current_best_info, iso, metrics_by_model, model_info
-from .models import Model, ModelMetric, Selection, Settings
+from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings
 from .validation import finite_real
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def set_current(session: Session, settings: Settings, model_id: str, metric: str
     """Move the current-best pointer to ``model_id`` and record the selection row."""
     selection = Selection(
         model_id=model_id, metric=metric, value=value, previous_model_id=settings.current_model_id,
-        selected_by=selected_by, reason=reason,
+        selected_by=selected_by, reason=reason, actor=audit.current_actor(),
     )
     session.add(selection)
     session.flush()
@@ -146,7 +146,9 @@ def previous_best(session: Session, current_model_id: str | None) -> str | None:
     The newest selection that moved the pointer away from another model; rows that
     re-selected the same model (another metric, overwrite refresh) are skipped.
     """
-    statement = select(Selection.previous_model_id).where(Selection.previous_model_id.is_not(None))
+    statement = select(Selection.previous_model_id).where(
+        Selection.alias == CURRENT_BEST_ALIAS, Selection.previous_model_id.is_not(None)
+    )
     if current_model_id is not None:
         statement = statement.where(Selection.previous_model_id != current_model_id)
     return session.scalar(statement.order_by(Selection.id.desc()).limit(1))
@@ -247,7 +249,7 @@ def rollback(session: Session, to: str | None, reason: str | None) -> dict[str, 
 def history(session: Session, limit: int | None) -> list[dict[str, Any]]:
     """Selections newest first, ``is_current`` marking the one in force."""
     current_id = session.scalar(select(Settings.current_selection_id).where(Settings.id == 1))
-    statement = select(Selection).order_by(Selection.id.desc())
+    statement = select(Selection).where(Selection.alias == CURRENT_BEST_ALIAS).order_by(Selection.id.desc())
     if limit:
         statement = statement.limit(limit)
     return [

@@ -122,3 +122,29 @@ def test_two_processes_racing_with_expected_exactly_one_wins(registry: ModelRegi
         assert sorted(o.split(":")[0] for o in outcomes) == ["conflict", "won"], (round_number, outcomes)
         assert [o for o in outcomes if o.startswith("conflict")] == [f"conflict:{winner}"]
         assert winner in ("als_v2", "bpr_v1")
+
+
+def test_cli_alias_commands(registry: ModelRegistry, models, registry_path: Path, database_url: str, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from registry.cli import app
+
+    base = ["--registry", str(registry_path), "--database-url", database_url]
+    runner = CliRunner()
+
+    def cfreg(*args: str, code: int = 0):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, [*base, *args])
+        assert result.exit_code == code, (args, result.stdout, result.stderr)
+        return result
+
+    cfreg("alias", "set", "champion", "als_v1", "--expected", "none", "--reason", "first")
+    assert json.loads(cfreg("--json", "alias", "get", "champion").stdout)["model_id"] == "als_v1"
+    conflict = cfreg("alias", "set", "champion", "als_v2", "--expected", "bpr_v1", code=1)
+    assert "points at 'als_v1'" in conflict.stderr
+    cfreg("alias", "set", "champion", "als_v2", "--expected", "als_v1")
+    listed = json.loads(cfreg("--json", "alias", "list").stdout)
+    assert [(row["alias"], row["model_id"]) for row in listed] == [("champion", "als_v2")]
+    history = json.loads(cfreg("--json", "alias", "history", "champion").stdout)
+    assert [(row["from"], row["to"]) for row in history] == [("als_v1", "als_v2"), (None, "als_v1")]
+    cfreg("alias", "delete", "champion")
+    assert "not set" in cfreg("alias", "get", "champion", code=1).stderr

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ab, admin, bert, files, models, run, tags
+from . import ab, admin, aliases, bert, files, models, run, tags
 from .common import RegistryGroup, global_options
 
 __all__ = ["app", "main"]
@@ -60,6 +60,7 @@ app.command(rich_help_panel="Run")(run.serve)
 app.add_typer(ab.app, name="ab")
 app.add_typer(bert.app, name="bert")
 app.add_typer(tags.app, name="tag")
+app.add_typer(aliases.app, name="alias")
 
 
 def main(argv: list[str] | None = None) -> None:

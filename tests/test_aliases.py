@@ -148,3 +148,34 @@ def test_cli_alias_commands(registry: ModelRegistry, models, registry_path: Path
     assert [(row["from"], row["to"]) for row in history] == [("als_v1", "als_v2"), (None, "als_v1")]
     cfreg("alias", "delete", "champion")
     assert "not set" in cfreg("alias", "get", "champion", code=1).stderr
+
+
+def test_a_loader_follows_an_alias_with_hot_reload(registry: ModelRegistry, models, registry_path: Path,
+                                                   database_url: str, tmp_path: Path) -> None:
+    import numpy as np
+
+    from registry import ModelLoader, get_loader
+    from registry.errors import NoModelLoadedError
+
+    registry.select_best_model(metric="ndcg@10")  # current best: als_v2
+    loader = ModelLoader(registry_path, database_url=database_url, root=tmp_path, alias="challenger")
+    with pytest.raises(NoModelLoadedError, match="challenger"):
+        loader.load_current_best()
+    registry.set_alias("challenger", "bpr_v1")
+    assert loader.reload_model() is True
+    U, V, metadata = loader.load_current_best()
+    assert loader.get_model_info()["model_id"] == "bpr_v1"
+    assert np.array_equal(U, np.load(tmp_path / "artifacts/cf/bpr/v1/bpr_U.npy"))
+    assert loader.reload_model() is False  # cheap check, nothing moved
+    registry.promote_model("als_v1")  # the current best moving does not move the alias
+    assert loader.reload_model() is False and loader.get_model_info()["model_id"] == "bpr_v1"
+    registry.set_alias("challenger", "als_v1")
+    assert loader.reload_model() is True and loader.get_model_info()["model_id"] == "als_v1"
+    loader.close()
+
+    shared = get_loader(registry_path, database_url=database_url, root=tmp_path, alias="challenger")
+    default = get_loader(registry_path, database_url=database_url, root=tmp_path)
+    assert shared is not default and shared.alias == "challenger" and default.alias == "current_best"
+    assert default.load_current_best() and default.get_model_info()["model_id"] == "als_v1"
+    with pytest.raises(InvalidArgumentError):
+        ModelLoader(registry_path, database_url=database_url, root=tmp_path, alias="bad alias")

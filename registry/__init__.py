@@ -60,6 +60,10 @@ _EXPORTS: dict[str, str] = {
     "ExportError": "errors",
     "ImportFormatError": "errors",
     "ReadOnlyQueryError": "errors",
+    "ConflictError": "errors",
+    "AliasConflictError": "errors",
+    "AliasNotFoundError": "errors",
+    "FilterSyntaxError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -87,6 +87,10 @@ _EXPORTS: dict[str, str] = {
     "ChurnLimitError": "errors",
     "UnknownMetricError": "errors",
     "UnknownModelTypeError": "errors",
+    "ConflictError": "errors",
+    "AliasConflictError": "errors",
+    "AliasNotFoundError": "errors",
+    "FilterSyntaxError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, export, usage
+from . import audit, export, tags, usage
 from .artifacts import (
     MAX_NPY_BYTES,
     NUMERIC_DTYPE_KINDS,
@@ -374,11 +374,12 @@ class BERTEmbeddingsRegistry:
 
         Returns:
             Dicts with ``version, model_name, num_items, embedding_dim, created_at,
-            is_current`` (and ``linked_models`` when ``include_linked_models``).
+            is_current`` (and ``linked_models`` when ``include_linked_models``), ``tags``.
         """
         def work(session: Session) -> list[dict[str, Any]]:
             current = settings_row(session).current_embeddings_version
             links = export.links_by_embedding(session) if include_linked_models else {}
+            all_tags = tags.tags_of(session, "embeddings")
             rows = []
             statement = select(BertEmbedding).order_by(BertEmbedding.created_at.desc(), BertEmbedding.version.desc())
             for row in session.scalars(statement):
@@ -392,10 +393,57 @@ class BERTEmbeddingsRegistry:
                 }
                 if include_linked_models:
                     item["linked_models"] = links.get(row.version, [])
+                item["tags"] = all_tags.get(row.version, {})
                 rows.append(item)
             return rows
 
         return self._ctx.read(work)
+
+    def set_tag(self, version: str, key: str, value: str) -> bool:
+        """Set tag ``key`` of an embeddings version; False when it already had that value.
+
+        Raises:
+            ModelNotFoundError: unknown version. InvalidArgumentError: bad key or value.
+        """
+        validate_identifier(version, "version")
+        key, value = tags.validate_tag(key, value)
+
+        def work(session: Session) -> bool:
+            _require_embeddings(session, version)
+            return tags.set_tag(session, "embeddings", version, key, value)
+
+        return self._ctx.mutate(work)
+
+    def delete_tag(self, version: str, key: str) -> bool:
+        """Remove a tag of an embeddings version; False when it was not set."""
+        validate_identifier(version, "version")
+        key, _ = tags.validate_tag(key)
+
+        def work(session: Session) -> bool:
+            _require_embeddings(session, version)
+            return tags.delete_tag(session, "embeddings", version, key)
+
+        return self._ctx.mutate(work)
+
+    def get_tags(self, version: str) -> dict[str, str]:
+        """Tags of an embeddings version as ``{key: value}``."""
+        validate_identifier(version, "version")
+
+        def work(session: Session) -> dict[str, str]:
+            _require_embeddings(session, version)
+            return tags.tags_of(session, "embeddings", [version]).get(version, {})
+
+        return self._ctx.read(work)
+
+    def set_description(self, version: str, description: str | None) -> bool:
+        """Set (None or "" clears) the description of an embeddings version; False when unchanged."""
+        validate_identifier(version, "version")
+        text = tags.validate_description(description)
+
+        def work(session: Session) -> bool:
+            return tags.set_description(session, _require_embeddings(session, version), version, text)
+
+        return self._ctx.mutate(work)
 
     def get_stats(self) -> dict[str, Any]:
         """``total_embeddings, current_best, last_updated, total_linked_models`` (distinct CF
@@ -622,7 +670,7 @@ def _info(session: Session, row: BertEmbedding) -> dict[str, Any]:
     linked = list(session.scalars(
         select(EmbeddingLink.model_id).where(EmbeddingLink.embedding_version == row.version).order_by(EmbeddingLink.linked_at)
     ))
-    return embedding_info(row, linked)
+    return embedding_info(row, linked, tags.tags_of(session, "embeddings", [row.version]).get(row.version))
 
 
 def _allocate_version(session: Session) -> str:

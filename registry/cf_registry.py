@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from . import abtest, audit, selection, usage
+from . import abtest, aliases, audit, search, selection, tags, usage
+from .tags import tags_of
 from .artifacts import (
     REQUIRED_MODEL_FILES,
     FileFingerprint,
@@ -52,7 +53,9 @@ from .export import (
     validate_registry_schema,
 )
 from .instances import SharedInstances
+from .listing import LIST_BASE_COLUMNS, SORT_KEY, metric_columns, models_frame, public_columns
 from .models import (
+    CURRENT_BEST_ALIAS,
     ArtifactFile,
     BertEmbedding,
     EmbeddingLink,
@@ -86,7 +89,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_REGISTRY_PATH = "artifacts/cf/registry.json"
-LIST_BASE_COLUMNS = ["model_id", "model_type", "version", "status", "created_at"]
 DEFAULT_COMPARE_METRICS = ("recall@10", "ndcg@10", "coverage")
 DOC_SELECTION_KEYS = ("model_id", "model_info", "metric", "value")
 GIT_CACHE_SECONDS = 10.0
@@ -488,7 +490,9 @@ class ModelRegistry:
 
         def work(session: Session) -> dict[str, Any] | None:
             model = session.get(Model, model_id)
-            return None if model is None else model_info(model, selection.metrics_of(session, model_id))
+            if model is None:
+                return None
+            return model_info(model, selection.metrics_of(session, model_id), tags_of(session, "model", [model_id]).get(model_id))
 
         return self._ctx.read(work)
 
@@ -535,7 +539,7 @@ class ModelRegistry:
             raise InvalidArgumentError(f"ascending must be True or False, got {ascending!r}")
         ascending = bool(ascending)
 
-        def work(session: Session) -> tuple[list[Any], list[Any], set[str]]:
+        def work(session: Session) -> tuple[list[Any], list[Any], set[str], dict[str, dict[str, str]]]:
             conditions = []
             if model_type is not None:
                 selection.require_known_model_type(session, model_type)
@@ -554,41 +558,198 @@ class ModelRegistry:
             ).all()
             known = set(session.scalars(select(ModelMetric.name).distinct()))
             # Plain tuples: pandas probes each Row for namedtuple attributes, which costs ~50 ms per 1,000 models.
-            return models, [tuple(row) for row in metric_rows], known
+            return models, [tuple(row) for row in metric_rows], known, tags_of(session, "model")
 
-        models, metric_rows, known_metrics = self._ctx.read(work)
-        metric_names = sorted({row[1] for row in metric_rows})
+        models, metric_rows, known_metrics, tags = self._ctx.read(work)
+        metric_names = metric_columns(metric_rows)
         allowed = set(LIST_BASE_COLUMNS) | {"training_time"} | known_metrics
         if sort_by not in allowed:
             raise InvalidArgumentError(
                 f"unknown sort_by {sort_by!r}: use one of {LIST_BASE_COLUMNS + ['training_time']} or a metric name"
             )
-        frame = pd.DataFrame(
-            {
-                "model_id": [m[0] for m in models],
-                "model_type": [m[1] for m in models],
-                "version": [m[2] for m in models],
-                "status": [m[3] for m in models],
-                "created_at": [iso(m[4]) for m in models],
-                "_created": [m[4] for m in models],
-                "training_time": [finite_real((m[5] or {}).get("training_time_seconds")) for m in models],
-            }
-        )
-        frame["training_time"] = frame["training_time"].astype(float)
-        if metric_rows:
-            values = pd.DataFrame(metric_rows, columns=["model_id", "name", "value"]).pivot(
-                index="model_id", columns="name", values="value"
-            )
-            frame = frame.join(values, on="model_id")
+        frame = models_frame(models, metric_rows, tags)
         for name in metric_names:
             if name not in frame:
                 frame[name] = float("nan")
-        key = "_created" if sort_by == "created_at" else sort_by
+        key = SORT_KEY if sort_by == "created_at" else sort_by
         if key not in frame:
             frame[key] = float("nan")
         frame = frame.sort_values(key, ascending=ascending, na_position="last", kind="stable")
-        columns = LIST_BASE_COLUMNS + metric_names + ["training_time"]
-        return frame[columns].reset_index(drop=True)
+        return frame[public_columns(metric_names)].reset_index(drop=True)
+
+    def search_models(
+        self,
+        filter_string: str = "",
+        *,
+        order_by: list[str] | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Models matching an MLflow-like filter, as a :meth:`list_models` frame in ``order_by`` order.
+
+        Example: ``search_models("metrics.ndcg@10 > 0.1 and model_type = 'als' and tags.team =
+        'search'", order_by=["metrics.ndcg@10 desc"], limit=20)``. Fields: ``metrics.<name>``,
+        ``tags.<key>``, ``model_id``, ``model_type``, ``version``, ``status``, ``created_at`` (ISO
+        dates), ``data_version``, ``git_commit``, ``description``; operators ``= != < <= > >= like
+        ilike in``, ``not in``, joined with ``and``/``or`` and parentheses. Default order: newest first.
+        Page with ``limit`` (at most 10,000; None for all) and ``offset``.
+
+        Raises:
+            FilterSyntaxError: the filter or an ``order_by`` entry does not parse; the message
+                points at the offending token (a ValueError).
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= search.MAX_PAGE_SIZE):
+            raise InvalidArgumentError(f"limit must be a whole number from 1 to {search.MAX_PAGE_SIZE} or None, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"offset must be a whole number >= 0, got {offset!r}")
+
+        def work(session: Session) -> tuple[list[Any], list[Any], dict[str, dict[str, str]]]:
+            rows = search.search_rows(session, filter_string, order_by, limit, offset)
+            ids = [row[0] for row in rows]
+            metric_rows = [tuple(r) for r in session.execute(
+                select(ModelMetric.model_id, ModelMetric.name, ModelMetric.value).where(ModelMetric.model_id.in_(ids))
+            )] if ids else []
+            return rows, metric_rows, tags_of(session, "model", ids) if ids else {}
+
+        rows, metric_rows, found_tags = self._ctx.read(work)
+        metric_names = metric_columns(metric_rows)
+        frame = models_frame(rows, metric_rows, found_tags)
+        for name in metric_names:
+            if name not in frame:
+                frame[name] = float("nan")
+        return frame[public_columns(metric_names)].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ aliases
+
+    def set_alias(self, name: str, model_id: str, *, expected: Any = aliases.UNSET, reason: str | None = None) -> dict[str, Any]:
+        """Point alias ``name`` at ``model_id`` (an active model); ``current_best`` is a promotion.
+
+        Args:
+            expected: compare-and-set. The model id the caller last saw the alias point at, or
+                None for "the alias must not exist yet"; omitted, the move is unconditional.
+            reason: recorded in the alias history and the audit event.
+
+        Returns:
+            ``{"alias", "model_id", "previous_model_id", "changed"}``.
+
+        Raises:
+            AliasConflictError: ``expected`` was given and the alias points elsewhere (the message
+                names the current target). ModelNotFoundError: unknown model.
+            ModelInUseError: the model is not active.
+        """
+        aliases.validate_alias_name(name)
+        validate_identifier(model_id, "model_id")
+        if expected is not aliases.UNSET and expected is not None:
+            validate_identifier(expected, "expected")
+        reason = optional_text(reason, "reason", 1024)
+
+        def work(session: Session) -> dict[str, Any]:
+            previous = aliases.target_of(session, name)
+            aliases.check_expected(name, previous, expected)
+            if name == CURRENT_BEST_ALIAS:
+                selection.promote(session, model_id, reason, None)
+                changed = previous != model_id
+            else:
+                changed = aliases.move(session, name, selection.require_model(session, model_id), reason=reason)
+            return {"alias": name, "model_id": model_id, "previous_model_id": previous, "changed": changed}
+
+        return self._ctx.mutate(work)
+
+    def get_alias(self, name: str) -> dict[str, Any] | None:
+        """``{"alias", "model_id", "model_type", "version"}`` of the alias's target, or None when unset."""
+        aliases.validate_alias_name(name)
+
+        def work(session: Session) -> dict[str, Any] | None:
+            model_id = aliases.target_of(session, name)
+            model = session.get(Model, model_id) if model_id else None
+            if model is None:
+                return None
+            return {"alias": name, "model_id": model.model_id, "model_type": model.model_type, "version": model.version}
+
+        return self._ctx.read(work)
+
+    def delete_alias(self, name: str, *, expected: Any = aliases.UNSET, reason: str | None = None) -> str:
+        """Remove a named alias; returns the model id it pointed at.
+
+        Raises:
+            AliasNotFoundError: no such alias. AliasConflictError: ``expected`` given and stale.
+            InvalidArgumentError: ``current_best`` (promote or roll back instead).
+        """
+        aliases.validate_alias_name(name)
+        reason = optional_text(reason, "reason", 1024)
+        return self._ctx.mutate(lambda session: aliases.delete(session, name, expected, reason))
+
+    def list_aliases(self) -> list[dict[str, Any]]:
+        """Every alias (``current_best`` first when set): ``alias, model_id, model_type, updated_at, updated_by, reason``."""
+        return self._ctx.read(aliases.listing)
+
+    def alias_history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Moves of one alias, newest first: ``id, alias, at, by, from, to, reason, selected_by, metric, value``."""
+        aliases.validate_alias_name(name)
+        if limit is not None:
+            positive_int(limit, "limit")
+        return self._ctx.read(lambda session: aliases.history(session, name, limit))
+
+    # ------------------------------------------------------------------ tags and descriptions
+
+    def set_tag(self, model_id: str, key: str, value: str) -> bool:
+        """Set tag ``key`` of a model to ``value``; False when it already had that value.
+
+        Raises:
+            ModelNotFoundError: unknown id. InvalidArgumentError: a key outside the id rules or
+                a value that is not single-line text of at most 1,024 characters.
+        """
+        validate_identifier(model_id, "model_id")
+        key, value = tags.validate_tag(key, value)
+
+        def work(session: Session) -> bool:
+            selection.require_model(session, model_id)
+            return tags.set_tag(session, "model", model_id, key, value)
+
+        return self._ctx.mutate(work)
+
+    def delete_tag(self, model_id: str, key: str) -> bool:
+        """Remove a model's tag; False when it was not set.
+
+        Raises:
+            ModelNotFoundError: unknown id.
+        """
+        validate_identifier(model_id, "model_id")
+        key, _ = tags.validate_tag(key)
+
+        def work(session: Session) -> bool:
+            selection.require_model(session, model_id)
+            return tags.delete_tag(session, "model", model_id, key)
+
+        return self._ctx.mutate(work)
+
+    def get_tags(self, model_id: str) -> dict[str, str]:
+        """A model's tags as ``{key: value}`` (empty when none).
+
+        Raises:
+            ModelNotFoundError: unknown id.
+        """
+        validate_identifier(model_id, "model_id")
+
+        def work(session: Session) -> dict[str, str]:
+            selection.require_model(session, model_id)
+            return tags_of(session, "model", [model_id]).get(model_id, {})
+
+        return self._ctx.read(work)
+
+    def set_description(self, model_id: str, description: str | None) -> bool:
+        """Set a model's description (None or "" clears it); False when unchanged.
+
+        Raises:
+            ModelNotFoundError: unknown id. InvalidArgumentError: not text, or over 10,000 characters.
+        """
+        validate_identifier(model_id, "model_id")
+        text = tags.validate_description(description)
+
+        def work(session: Session) -> bool:
+            return tags.set_description(session, selection.require_model(session, model_id), model_id, text)
+
+        return self._ctx.mutate(work)
 
     def compare_models(self, model_ids: list[str], metrics: list[str] | None = None) -> pd.DataFrame:
         """Side by side: ``model_id, model_type, factors``, the metrics, ``training_time``.
@@ -666,6 +827,7 @@ class ModelRegistry:
                 logger.warning("Cannot archive %s: it is the current best; select or promote another model first", model_id)
                 return False
             usage.refuse_if_in_running_test(session, model_id, "archive")
+            aliases.refuse_if_aliased(session, model_id, "archive")
             if model.status == "archived":
                 return True
             previous, model.status = model.status, "archived"
@@ -690,6 +852,7 @@ class ModelRegistry:
                 if selection.current_model_id(session) == model_id:
                     raise ModelInUseError(f"Model {model_id!r} is the current best and cannot become {status}; promote another model first")
                 usage.refuse_if_in_running_test(session, model_id, f"mark {status}")
+                aliases.refuse_if_aliased(session, model_id, f"mark {status}")
             if model.status == status:
                 return True
             previous, model.status = model.status, status
@@ -719,6 +882,7 @@ class ModelRegistry:
             if selection.current_model_id(session) == model_id:
                 raise ModelInUseError(f"Model {model_id!r} is the current best and cannot be deleted; promote another model first")
             usage.refuse_if_in_running_test(session, model_id, "delete")
+            aliases.refuse_if_aliased(session, model_id, "delete")
             to_remove.clear()
             if delete_files:
                 folder = self._ctx.resolve(model.path)

@@ -91,6 +91,18 @@ class ModelNotFoundError(RegistryError, KeyError):
     code = "not_found"
 
 
+class FilterSyntaxError(InvalidArgumentError):
+    """A search filter or order_by entry could not be parsed; the message points at the token."""
+
+    code = "bad_filter"
+
+    def __init__(self, text: str, position: int, message: str) -> None:
+        self.text = text
+        self.position = position
+        self.reason = message
+        super().__init__(f"{message} at position {position}:\n  {text}\n  {' ' * position}^")
+
+
 class ModelExistsError(RegistryError, ValueError):
     """A model or embeddings version with that id already exists with different content."""
 
@@ -101,6 +113,30 @@ class ModelInUseError(RegistryError, ValueError):
     """The model is the current best, in a running A/B test, or shares files still in use."""
 
     code = "in_use"
+
+
+class AliasNotFoundError(ModelNotFoundError):
+    """No alias with the given name."""
+
+    code = "alias_not_found"
+
+
+class ConflictError(RegistryError, ValueError):
+    """Someone else changed the state the caller based its request on."""
+
+    code = "conflict"
+
+
+class AliasConflictError(ConflictError):
+    """Compare-and-set on an alias failed: it no longer points where the caller expected."""
+
+    code = "alias_conflict"
+
+    def __init__(self, alias: str, current: str | None, expected: str | None) -> None:
+        self.alias, self.current, self.expected = alias, current, expected
+        where = f"points at {current!r}" if current is not None else "does not exist"
+        wanted = f"{expected!r}" if expected is not None else "no alias"
+        super().__init__(f"alias {alias!r} {where}, not {wanted}: someone moved it since you looked; read it again and retry")
 
 
 class RegistryNotFoundError(RegistryError, FileNotFoundError):
@@ -171,9 +207,13 @@ class ReadOnlySqlUnavailableError(RegistryError):
 
 
 __all__ = [
+    "AliasConflictError",
+    "AliasNotFoundError",
+    "ConflictError",
     "ChecksumMismatchError",
     "ChurnLimitError",
     "ExportError",
+    "FilterSyntaxError",
     "ImportFormatError",
     "InvalidArgumentError",
     "InvalidArtifactsError",

@@ -29,6 +29,7 @@ from .artifacts import read_regular_file
 from .errors import ExportError
 from .models import (
     ABTest,
+    Alias,
     BertEmbedding,
     EmbeddingLink,
     Model,
@@ -38,6 +39,7 @@ from .models import (
     utcnow,
 )
 from .timestamps import format_timestamp
+from .tags import tags_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,11 @@ def iso(moment: datetime | None) -> str | None:
 # --------------------------------------------------------------------------- mappers
 
 
-def model_info(model: Model, metrics: dict[str, float]) -> dict[str, Any]:
-    """A model row as the doc's ``models[model_id]`` entry."""
+def model_info(model: Model, metrics: dict[str, float], tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A model row as the doc's ``models[model_id]`` entry.
+
+    ``description`` and ``tags`` are added only when set: extra keys legacy readers ignore.
+    """
     info: dict[str, Any] = {
         "model_type": model.model_type,
         "version": model.version,
@@ -74,6 +79,7 @@ def model_info(model: Model, metrics: dict[str, float]) -> dict[str, Any]:
     if model.bert_integration:
         info["bert_integration"] = model.bert_integration
     info["status"] = model.status
+    _describe(info, model.description, tags)
     for key, value in (model.extra or {}).items():
         info.setdefault(key, value)
     return info
@@ -110,8 +116,15 @@ def ab_test_info(test: ABTest) -> dict[str, Any]:
     return info
 
 
-def embedding_info(embedding: BertEmbedding, linked_models: list[str]) -> dict[str, Any]:
-    """A BERT embeddings row as the doc's ``embeddings[version]`` entry."""
+def _describe(info: dict[str, Any], description: str | None, tags: dict[str, str] | None) -> None:
+    if description:
+        info["description"] = description
+    if tags:
+        info["tags"] = dict(tags)
+
+
+def embedding_info(embedding: BertEmbedding, linked_models: list[str], tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A BERT embeddings row as the doc's ``embeddings[version]`` entry (plus ``description``/``tags`` when set)."""
     info: dict[str, Any] = {
         "version": embedding.version,
         "path": embedding.path,
@@ -125,6 +138,7 @@ def embedding_info(embedding: BertEmbedding, linked_models: list[str]) -> dict[s
         "text_fields_used": embedding.text_fields_used or [],
         "linked_models": linked_models,
     }
+    _describe(info, embedding.description, tags)
     for key, value in (embedding.extra or {}).items():
         info.setdefault(key, value)
     return info
@@ -190,10 +204,11 @@ def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
     settings = session.get(Settings, 1)
     assert settings is not None
     metrics = metrics_by_model(session)
+    tags = tags_of(session, "model")
     models: dict[str, Any] = {}
     current: dict[str, Any] | None = None
     for model in session.scalars(select(Model).order_by(Model.created_at, Model.model_id)):
-        models[model.model_id] = model_info(model, metrics.get(model.model_id, {}))
+        models[model.model_id] = model_info(model, metrics.get(model.model_id, {}), tags.get(model.model_id))
         if model.model_id == settings.current_model_id:
             selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
             current = current_best_info(model, selection)
@@ -211,6 +226,9 @@ def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
     test = session.scalars(select(ABTest).order_by(ABTest.start_time.desc(), ABTest.test_id).limit(1)).first()
     if test is not None:
         document["ab_test"] = ab_test_info(test)
+    named = dict(session.execute(select(Alias.name, Alias.model_id).order_by(Alias.name)).all())
+    if named:
+        document["aliases"] = named  # an extra key legacy readers ignore
     for key, value in (settings.extra or {}).items():
         document.setdefault(key, value)
     return document, settings.generation
@@ -221,8 +239,9 @@ def build_bert_document(session: Session) -> tuple[dict[str, Any], int]:
     settings = session.get(Settings, 1)
     assert settings is not None
     links = links_by_embedding(session)
+    tags = tags_of(session, "embeddings")
     embeddings = {
-        row.version: embedding_info(row, links.get(row.version, []))
+        row.version: embedding_info(row, links.get(row.version, []), tags.get(row.version))
         for row in session.scalars(select(BertEmbedding).order_by(BertEmbedding.created_at, BertEmbedding.version))
     }
     document = {

@@ -23,16 +23,18 @@ class SharedInstances(Generic[T]):
 
     def __init__(self, factory: Callable[..., T]) -> None:
         self._factory = factory
-        self._instances: dict[tuple[str, str, int], T] = {}
+        self._instances: dict[tuple[str, str, int, str], T] = {}
         self._lock = threading.Lock()
 
-    def get(self, registry_path: str | os.PathLike[str], **kwargs: Any) -> T:
-        """The instance for ``registry_path``; ``kwargs`` are used only when it is first built."""
+    def get(self, registry_path: str | os.PathLike[str], *, variant: str = "", **kwargs: Any) -> T:
+        """The instance for ``registry_path`` (and ``variant``, e.g. the alias a loader follows);
+        ``kwargs`` are used only when it is first built."""
         # Every spelling of one registry (folder, registry.json, registry.db) is one key.
         key = (
             str(json_locations(registry_path)[0]),
             resolve_database_url(registry_path, kwargs.get("database_url")),
             os.getpid(),
+            variant,
         )
         with self._lock:
             instance = self._instances.get(key)

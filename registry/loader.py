@@ -54,8 +54,8 @@ from .errors import (
 from .instances import SharedInstances
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
-    CURRENT_QUERY,
     RECORD_QUERY,
+    pointer_queries,
     VERIFY_MODES,
     ModelRecord,
     files_unchanged,
@@ -65,6 +65,7 @@ from .model_files import (
 )
 from .model_state import CacheKey, FileStamp, ModelState
 from .timestamps import format_timestamp
+from .models import CURRENT_BEST_ALIAS
 from .validation import validate_identifier
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,12 @@ class ModelLoader:
         mmap: bool = False,
         verify: str = "size",
         root: str | os.PathLike[str] | None = None,
+        alias: str | None = None,
     ) -> None:
         if verify not in VERIFY_MODES:
             raise InvalidArgumentError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        self.alias = CURRENT_BEST_ALIAS if alias is None else validate_identifier(alias, "alias")
+        self._check_query, self._current_query, self._pointer_params = pointer_queries(self.alias)
         self.cache_enabled = bool(cache_enabled)
         self._cache = ModelCache(cache_budget(max_cache_bytes))
         self.mmap = bool(mmap)
@@ -182,7 +186,10 @@ class ModelLoader:
                 raise
 
     def __repr__(self) -> str:
-        return f"ModelLoader({str(self.registry_path)!r}, serving={self._served_id()!r})"
+        return f"ModelLoader({str(self.registry_path)!r}, alias={self.alias!r}, serving={self._served_id()!r})"
+
+    def _pointer_name(self) -> str:
+        return "current best" if self.alias == CURRENT_BEST_ALIAS else f"alias {self.alias!r}"
 
     def __enter__(self) -> ModelLoader:
         return self
@@ -226,6 +233,11 @@ class ModelLoader:
             changed = self._check()
             state, known = self._state, self._known
         if known is None or known[1] is None or state is None or state.model_id != known[1]:
+            if self.alias != CURRENT_BEST_ALIAS:
+                raise NoModelLoadedError(
+                    f"Alias {self.alias!r} is not set in registry {self._ctx.database.describe()}: point it at a model "
+                    "with ModelRegistry.set_alias() (`cfreg alias set`)"
+                )
             raise NoModelLoadedError(
                 f"No current best model in registry {self._ctx.database.describe()}",
                 hint="select one with ModelRegistry.select_best_model() or promote_model(), "
@@ -483,7 +495,8 @@ class ModelLoader:
 
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
-        generation, current_id = self._ctx.generation(self._reader)
+        generation, current_id = self._reader.rows(self._check_query, self._pointer_params)[0]
+        generation = int(generation)  # type: ignore[call-overload]
         known, served = self._known, self._state
         if known is not None and generation == known[0]:
             if current_id is None:
@@ -493,14 +506,14 @@ class ModelLoader:
         else:
             with self._lock:
                 self._index.clear()  # ids may now name other files
-        rows = self._reader.rows(CURRENT_QUERY)
+        rows = self._reader.rows(self._current_query, self._pointer_params)
         generation, current_id = int(rows[0][0]), rows[0][1]
         record = record_from_rows([row[2:] for row in rows])
         try:
             if record is None:
                 if served is not None and (known is None or known[1] is not None):
-                    logger.warning("registry %s has no current best; still serving %s",
-                                   self._ctx.database.describe(), served.model_id)
+                    logger.warning("registry %s has no %s; still serving %s",
+                                   self._ctx.database.describe(), self._pointer_name(), served.model_id)
                 changed = False
             elif served is not None and served.key == record.key and files_unchanged(served):
                 changed = False
@@ -625,9 +638,11 @@ def get_loader(registry_path: str | os.PathLike[str] | None = None, **kwargs: An
 
     Args:
         registry_path: the registry (default ``artifacts/cf/registry.json``).
-        **kwargs: :class:`ModelLoader` options, used when the loader is first created.
+        **kwargs: :class:`ModelLoader` options, used when the loader is first created;
+            ``alias="challenger"`` gives the shared loader that follows that alias.
     """
-    return _shared.get(DEFAULT_REGISTRY_PATH if registry_path is None else registry_path, **kwargs)
+    path = DEFAULT_REGISTRY_PATH if registry_path is None else registry_path
+    return _shared.get(path, variant=kwargs.get("alias") or CURRENT_BEST_ALIAS, **kwargs)
 
 
 def reset_loader() -> None:

@@ -21,11 +21,12 @@ import numpy as np
 from sqlalchemy import bindparam, select
 
 from . import artifacts
+from .context import GENERATION_QUERY
 from .errors import ChecksumMismatchError, InvalidArtifactsError
 from .export import iso
 from .interactions import Interactions, interactions_file, read_interactions
 from .model_state import CacheKey, FileStamp, ModelState
-from .models import ArtifactFile, Model, Settings, utcnow
+from .models import CURRENT_BEST_ALIAS, Alias, ArtifactFile, Model, Settings, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,29 @@ CURRENT_QUERY = (
     select(Settings.generation, Settings.current_model_id, *_FILE_COLUMNS)
     .select_from(Settings)
     .outerjoin(Model, Model.model_id == Settings.current_model_id)
+    .outerjoin(ArtifactFile, ArtifactFile.model_id == Model.model_id)
+    .where(Settings.id == 1)
+)
+
+def pointer_queries(alias: str) -> tuple[Any, Any, dict[str, object] | None]:
+    """``(change-check query, current-record query, parameters)`` for the alias a loader follows."""
+    if alias == CURRENT_BEST_ALIAS:
+        return GENERATION_QUERY, CURRENT_QUERY, None
+    return ALIAS_GENERATION_QUERY, ALIAS_CURRENT_QUERY, {"alias": alias}
+
+
+# The same two reads for a named alias (``:alias``): the loader following ``challenger``.
+ALIAS_GENERATION_QUERY = (
+    select(Settings.generation, Alias.model_id)
+    .select_from(Settings)
+    .outerjoin(Alias, Alias.name == bindparam("alias"))
+    .where(Settings.id == 1)
+)
+ALIAS_CURRENT_QUERY = (
+    select(Settings.generation, Alias.model_id, *_FILE_COLUMNS)
+    .select_from(Settings)
+    .outerjoin(Alias, Alias.name == bindparam("alias"))
+    .outerjoin(Model, Model.model_id == Alias.model_id)
     .outerjoin(ArtifactFile, ArtifactFile.model_id == Model.model_id)
     .where(Settings.id == 1)
 )

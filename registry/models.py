@@ -47,6 +47,9 @@ AB_TEST_STATUSES = ("running", "stopped")
 # Model ids are validated to ID_MAX_LENGTH; the columns keep some headroom.
 ID_LENGTH = 160
 VERSION_LENGTH = ID_MAX_LENGTH
+CURRENT_BEST_ALIAS = "current_best"
+TAG_KEY_LENGTH = ID_MAX_LENGTH
+TAG_VALUE_LENGTH = 1024
 
 
 def utcnow() -> datetime:
@@ -110,9 +113,23 @@ class Model(Base):
     bert_integration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Unknown keys of an imported legacy entry, written back on export.
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return f"Model({self.model_id!r}, status={self.status!r})"
+
+
+class ModelTag(Base):
+    """A key/value tag on a model (``tags.team = 'search'`` in search filters)."""
+
+    __tablename__ = "model_tags"
+    __table_args__ = (Index("ix_model_tags_key_value", "key", "value"),)
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
 
 
 class ModelMetric(Base):
@@ -155,9 +172,13 @@ class Selection(Base):
     """
 
     __tablename__ = "selections"
+    __table_args__ = (Index("ix_selections_alias_id", "alias", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    model_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    # The alias this row moved: "current_best" for the current best, else a named alias.
+    alias: Mapped[str] = mapped_column(String(ID_LENGTH), default=CURRENT_BEST_ALIAS, server_default=CURRENT_BEST_ALIAS)
+    # None when the row records the deletion of a named alias.
+    model_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
     metric: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[float | None] = mapped_column(Float)
     previous_model_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
@@ -166,6 +187,23 @@ class Selection(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     # On a rollback row: the earlier selection whose state it restored (how far back it went).
     restored_selection_id: Mapped[int | None] = mapped_column(Integer)
+    # Who moved the pointer (``user@host:pid``, or the web UI's identity); NULL on rows older than aliases.
+    actor: Mapped[str | None] = mapped_column(String(128))
+
+
+class Alias(Base):
+    """A named pointer at one model (``champion_als``, ``challenger``); history lives in ``selections``.
+
+    The current best is the alias ``current_best``; its pointer is ``settings.current_model_id``
+    (kept there so the loader's change check stays one row read), so it has no row here.
+    """
+
+    __tablename__ = "aliases"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.model_id", ondelete="RESTRICT"), index=True)
+    selection_id: Mapped[int | None] = mapped_column(ForeignKey("selections.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class BertEmbedding(Base):
@@ -187,6 +225,19 @@ class BertEmbedding(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class EmbeddingTag(Base):
+    """A key/value tag on a BERT embeddings version."""
+
+    __tablename__ = "embedding_tags"
+
+    version: Mapped[str] = mapped_column(
+        ForeignKey("bert_embeddings.version", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(TAG_KEY_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(String(TAG_VALUE_LENGTH))
 
 
 class EmbeddingLink(Base):

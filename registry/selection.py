@@ -20,7 +20,7 @@ from . import audit
 from .artifacts import REQUIRED_MODEL_FILES
 from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
 from .export import current_best_info, iso, metrics_by_model, model_info
-from .models import Model, ModelMetric, Selection, Settings
+from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings
 from .validation import finite_real
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def set_current(session: Session, settings: Settings, model_id: str, metric: str
     selection = Selection(
         model_id=model_id, metric=metric, value=value, previous_model_id=settings.current_model_id,
         selected_by=selected_by, reason=reason, restored_selection_id=restored_selection_id,
+        actor=audit.current_actor(),
     )
     session.add(selection)
     session.flush()
@@ -160,7 +161,7 @@ def history_line(session: Session) -> list[Selection]:
     to B and the next to A; it never toggles back to C.
     """
     line: list[Selection] = []
-    for row in session.scalars(select(Selection).order_by(Selection.id)):
+    for row in session.scalars(select(Selection).where(Selection.alias == CURRENT_BEST_ALIAS).order_by(Selection.id)):
         if row.selected_by == ROLLBACK:
             index = _restored_index(line, row)
             line = line[: index + 1] if index is not None else [row]
@@ -364,7 +365,7 @@ def rollback(session: Session, to: str | None, steps: int, reason: str | None) -
 def history(session: Session, limit: int | None) -> list[dict[str, Any]]:
     """Selections newest first, ``is_current`` marking the one in force."""
     current_id = session.scalar(select(Settings.current_selection_id).where(Settings.id == 1))
-    statement = select(Selection).order_by(Selection.id.desc())
+    statement = select(Selection).where(Selection.alias == CURRENT_BEST_ALIAS).order_by(Selection.id.desc())
     if limit:
         statement = statement.limit(limit)
     return [

@@ -162,6 +162,15 @@ def optional_text(value: object, field: str, max_length: int = 256) -> str | Non
     return _encodable(value, field)
 
 
+def free_text(value: object, field: str, max_length: int) -> str | None:
+    """Multi-line text (descriptions) of at most ``max_length`` characters, or None; no NUL bytes."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        raise InvalidArgumentError(f"{field} must be a string of at most {max_length} characters, got {value!r:.80}")
+    return _encodable(value, field)
+
+
 def _encodable(text: str, field: str) -> str:
     # Lone surrogates (e.g. from os.fsdecode of undecodable bytes) would be stored,
     # then break the UTF-8 registry.json export after the change committed.

@@ -744,14 +744,14 @@ def test_list_models_columns_and_values(registry: ModelRegistry, model_dir) -> N
     frame = registry.list_models()
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == ["model_id", "model_type", "version", "status", "created_at",
-                                   "coverage", "ndcg@10", "recall@10", "training_time"]
+                                   "coverage", "ndcg@10", "recall@10", "training_time", "tags"]
     row = frame.set_index("model_id").loc["als_v2"]
     assert math.isnan(row["recall@10"]) and row["ndcg@10"] == 0.25 and row["training_time"] == 1.5
     assert list(frame.index) == list(range(len(frame)))
 
 
 def test_list_models_has_the_same_columns_when_empty(registry: ModelRegistry, model_dir) -> None:
-    expected = ["model_id", "model_type", "version", "status", "created_at", "training_time"]
+    expected = ["model_id", "model_type", "version", "status", "created_at", "training_time", "tags"]
     assert list(registry.list_models().columns) == expected
     add(registry, model_dir, "v1", {"ndcg@10": 0.2})
     assert list(registry.list_models(model_type="bpr").columns) == expected

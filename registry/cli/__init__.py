@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ab, admin, bert, diff, files, models, run
+from . import ab, admin, aliases, bert, diff, files, models, run, tags
 from .common import RegistryGroup, global_options
 
 __all__ = ["app", "main"]
@@ -42,6 +42,7 @@ app.command("list", rich_help_panel="Read")(models.list_models)
 app.command(rich_help_panel="Read")(models.show)
 app.command(rich_help_panel="Read")(models.compare)
 app.command(rich_help_panel="Read")(diff.diff)
+app.command(rich_help_panel="Modify")(tags.describe)
 app.command(rich_help_panel="Modify")(models.archive)
 app.command(rich_help_panel="Modify")(models.delete)
 app.command("set-status", rich_help_panel="Modify")(models.set_status)
@@ -59,6 +60,8 @@ app.command(rich_help_panel="Run")(run.demo)
 app.command(rich_help_panel="Run")(run.serve)
 app.add_typer(ab.app, name="ab")
 app.add_typer(bert.app, name="bert")
+app.add_typer(tags.app, name="tag")
+app.add_typer(aliases.app, name="alias")
 
 
 def main(argv: list[str] | None = None) -> None:

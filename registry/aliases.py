@@ -1,0 +1,144 @@
+"""Named aliases: pointers at models with compare-and-set and a full history.
+
+An alias is a name (the id rules) pointing at one active model. The current best is the alias
+``current_best``: its pointer stays ``settings.current_model_id`` and moving it goes through the
+promotion path (audit ``PROMOTE``), so everything documented about the current best holds.
+Every other alias is a row of ``aliases``; each move or deletion adds a ``selections`` row with
+the alias name (who, when, from, to, reason) and an audit event (``ALIAS_SET``/``ALIAS_DELETE``),
+in the caller's transaction.
+
+Compare-and-set: with ``expected`` (the model id the caller last saw, or None for "must not
+exist") the move happens only when the alias still points there; otherwise
+:class:`~registry.errors.AliasConflictError` names the current target. Writers are serialised by
+the generation bump that opens every write transaction, so two racing movers cannot both win.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, ModelInUseError
+from .export import iso
+from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, utcnow
+from .validation import validate_identifier
+
+UNSET: Any = object()
+
+
+def validate_alias_name(name: object) -> str:
+    """An alias name: the id rules (``champion_als``, ``challenger``, ``current_best``)."""
+    return validate_identifier(name, "alias")
+
+
+def target_of(session: Session, name: str) -> str | None:
+    """The model id an alias points at (None when the alias does not exist)."""
+    if name == CURRENT_BEST_ALIAS:
+        return session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
+    return session.scalar(select(Alias.model_id).where(Alias.name == name))
+
+
+def check_expected(name: str, current: str | None, expected: Any) -> None:
+    """AliasConflictError unless ``expected`` is UNSET or equals the alias's current target."""
+    if expected is not UNSET and expected != current:
+        raise AliasConflictError(name, current, expected)
+
+
+def move(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str = "manual",
+         metric: str | None = None, value: float | None = None) -> bool:
+    """Point named alias ``name`` at ``model`` (not ``current_best``); False when it already does."""
+    if model.status != "active":
+        raise ModelInUseError(f"Model {model.model_id!r} is {model.status}; only active models can be given an alias")
+    row = session.get(Alias, name)
+    previous = row.model_id if row is not None else None
+    if previous == model.model_id:
+        return False
+    history = Selection(
+        alias=name, model_id=model.model_id, previous_model_id=previous, metric=metric, value=value,
+        selected_by=selected_by, reason=reason, actor=audit.current_actor(),
+    )
+    session.add(history)
+    session.flush()
+    if row is None:
+        session.add(Alias(name=name, model_id=model.model_id, selection_id=history.id, updated_at=utcnow()))
+    else:
+        row.model_id, row.selection_id, row.updated_at = model.model_id, history.id, utcnow()
+    audit.record(session, "ALIAS_SET", name, f"{previous or 'none'} -> {model.model_id}" + (f" reason={reason}" if reason else ""),
+                 {"alias": name, "model_id": model.model_id, "previous_model_id": previous, "reason": reason,
+                  "selected_by": selected_by, "metric": metric, "value": value})
+    return True
+
+
+def delete(session: Session, name: str, expected: Any, reason: str | None) -> str:
+    """Remove named alias ``name``; returns the model it pointed at."""
+    if name == CURRENT_BEST_ALIAS:
+        raise InvalidArgumentError("the current_best alias cannot be deleted; promote or roll back instead")
+    row = session.get(Alias, name)
+    current = row.model_id if row is not None else None
+    check_expected(name, current, expected)
+    if row is None:
+        raise AliasNotFoundError(f"Alias {name!r} does not exist")
+    session.add(Selection(alias=name, model_id=None, previous_model_id=current, selected_by="delete",
+                          reason=reason, actor=audit.current_actor()))
+    session.delete(row)
+    audit.record(session, "ALIAS_DELETE", name, f"was {current}" + (f" reason={reason}" if reason else ""),
+                 {"alias": name, "previous_model_id": current, "reason": reason})
+    return current  # type: ignore[return-value]
+
+
+def aliases_of(session: Session, model_id: str) -> list[str]:
+    """Every alias pointing at ``model_id`` (``current_best`` first)."""
+    names = [CURRENT_BEST_ALIAS] if target_of(session, CURRENT_BEST_ALIAS) == model_id else []
+    names.extend(session.scalars(select(Alias.name).where(Alias.model_id == model_id).order_by(Alias.name)))
+    return names
+
+
+def refuse_if_aliased(session: Session, model_id: str, verb: str) -> None:
+    """ModelInUseError naming the alias when a named alias points at ``model_id``."""
+    names = session.scalars(select(Alias.name).where(Alias.model_id == model_id).order_by(Alias.name)).all()
+    if names:
+        listed = ", ".join(repr(n) for n in names)
+        raise ModelInUseError(f"cannot {verb} {model_id!r}: alias {listed} points at it; move or delete the alias first")
+
+
+def listing(session: Session) -> list[dict[str, Any]]:
+    """Every alias with its target, ``current_best`` first when set."""
+    rows: list[dict[str, Any]] = []
+    settings = session.get(Settings, 1)
+    if settings is not None and settings.current_model_id is not None:
+        selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
+        rows.append(_entry(session, CURRENT_BEST_ALIAS, settings.current_model_id, selection))
+    statement = select(Alias, Selection).outerjoin(Selection, Selection.id == Alias.selection_id).order_by(Alias.name)
+    for alias, selection in session.execute(statement):
+        rows.append(_entry(session, alias.name, alias.model_id, selection))
+    return rows
+
+
+def _entry(session: Session, name: str, model_id: str, selection: Selection | None) -> dict[str, Any]:
+    model = session.get(Model, model_id)
+    return {
+        "alias": name,
+        "model_id": model_id,
+        "model_type": model.model_type if model else None,
+        "updated_at": iso(selection.selected_at) if selection else None,
+        "updated_by": selection.actor if selection else None,
+        "reason": selection.reason if selection else None,
+    }
+
+
+def history(session: Session, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Moves of one alias, newest first: who, when, from, to, reason (``to`` None: deleted)."""
+    statement = select(Selection).where(Selection.alias == name).order_by(Selection.id.desc())
+    if limit:
+        statement = statement.limit(limit)
+    return [
+        {
+            "id": row.id, "alias": name, "at": iso(row.selected_at), "by": row.actor,
+            "from": row.previous_model_id, "to": row.model_id, "reason": row.reason,
+            "selected_by": row.selected_by, "metric": row.metric, "value": row.value,
+        }
+        for row in session.scalars(statement)
+    ]

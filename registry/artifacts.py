@@ -80,6 +80,12 @@ def id_map_files(model_type: str) -> dict[str, str]:
     return {suffix: f"{model_type}_{suffix}.json" for suffix in ID_MAP_SUFFIXES}
 
 
+def user_eval_file(model_type: str) -> str:
+    """The optional per-user evaluation file of a type: ``{model_type}_user_eval.npz``
+    (see :mod:`registry.evaluation`)."""
+    return f"{model_type}_user_eval.npz"
+
+
 # --------------------------------------------------------------------------- .npy
 
 
@@ -263,11 +269,15 @@ def check_model_folder(path: Path, model_type: str) -> tuple[dict[str, NpyHeader
             problems.append(f"factor counts differ: U has {u.shape[1]}, V has {v.shape[1]}")
         problems.extend(_metadata_problems(path, model_type, u.shape, v.shape))
         problems.extend(_id_map_problems(path, model_type, u.shape[0], v.shape[0]))
+    from .evaluation import user_eval_problems  # evaluation reads files through this module
+
+    problems.extend(user_eval_problems(path, model_type))
     return headers, problems
 
 
 def validate_artifacts(artifacts_path: str | os.PathLike[str], model_type: str) -> tuple[bool, list[str]]:
-    """Check a model folder: required files, ``.npy`` headers, shapes, JSON, metadata, id maps.
+    """Check a model folder: required files, ``.npy`` headers, shapes, JSON, metadata, id maps,
+    per-user evaluation.
 
     Returns:
         ``(ok, problems)``; an unknown type gives ``(False, ["Unknown model type: X"])``.
@@ -317,9 +327,10 @@ def _id_map_problems(path: Path, model_type: str, num_users: int, num_items: int
 
 
 def model_files(path: Path, model_type: str) -> list[str]:
-    """Files recorded for a model: the required ones plus any id maps present."""
+    """Files recorded for a model: the required ones plus any id maps and per-user evaluation present."""
     names = list(required_files(model_type))
-    names.extend(name for name in id_map_files(model_type).values() if (path / name).is_file())
+    optional = [*id_map_files(model_type).values(), user_eval_file(model_type)]
+    names.extend(name for name in optional if (path / name).is_file())
     return names
 
 

@@ -78,6 +78,12 @@ class NoModelLoadedError(RegistryError, ValueError):
     code = "no_model"
 
 
+class NoUserEvaluationError(RegistryError, ValueError):
+    """A model has no per-user evaluation file (or not for the metric asked about)."""
+
+    code = "no_user_evaluation"
+
+
 class ExportError(RegistryError, OSError):
     """Writing ``registry.json`` / ``bert_registry.json`` or a backup file failed."""
 
@@ -106,6 +112,7 @@ __all__ = [
     "ModelInUseError",
     "ModelNotFoundError",
     "NoModelLoadedError",
+    "NoUserEvaluationError",
     "ReadOnlyQueryError",
     "RegistryBusyError",
     "RegistryError",

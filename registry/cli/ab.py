@@ -33,13 +33,15 @@ def start(
     treatment_model: Annotated[str, typer.Argument(help="Model under test.")],
     split: Annotated[float, typer.Option("--split", min=0.0, max=1.0, help="Share of users routed to the treatment (0.1 = 10%).")] = 0.1,
     test_id: Annotated[str | None, typer.Option(help="Test id (default: ab_<treatment>_<date>).")] = None,
+    min_detectable_effect: Annotated[float | None, typer.Option(help="Smallest relative lift worth detecting (0.05 = +5%, the default); sizes the test.")] = None,
 ) -> None:
     """Start an A/B test.
 
     Example: cfreg ab start als_v1 als_v2 --split 0.1
     """
     state = state_of(ctx)
-    result = state.registry().start_ab_test(control_model, treatment_model, split, test_id=test_id)
+    result = state.registry().start_ab_test(control_model, treatment_model, split, test_id=test_id,
+                                            minimum_detectable_effect=min_detectable_effect)
     emit(state, result, lambda: state.out.print(
         f"Started A/B test {result['test_id']}: {result['treatment_model']} gets {result['traffic_split']:.0%} "
         f"of users, {result['control_model']} the rest"

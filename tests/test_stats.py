@@ -137,10 +137,13 @@ def test_fixed_horizon_verdict_is_frozen_at_the_planned_size() -> None:
     rng = np.random.default_rng(8)
     planned = stats.fixed_horizon_exposures(0.09, 0.0979, effect=0.01, treatment_share=0.5)
     looks = simulate_looks(rng, rate=0.1, lift=0.0, batches=30, batch=math.ceil(planned / 10))
-    verdicts = verdicts_at_every_look(looks, "fixed_horizon", 0.1)
-    decided = next(k for k, v in enumerate(verdicts) if v != "keep running")
-    assert 8 <= decided <= 11 and len(set(verdicts[decided:])) == 1
-    assert all(v == "keep running" for v in verdicts[:decided])
+    results = [ab_results.analyse(looks[:k], metric="conversion", method="fixed_horizon", mde=0.1,
+                                  treatment_share=0.5, confidence=0.95) for k in range(1, len(looks) + 1)]
+    decided = next(k for k, r in enumerate(results) if r["final"])
+    assert 8 <= decided <= 11
+    assert all(r["verdict"] == "keep running" and not r["final"] for r in results[:decided])
+    frozen = {key: results[decided][key] for key in ("verdict", "difference", "p_value", "ci_low", "decided_at_exposures")}
+    assert all({key: r[key] for key in frozen} == frozen for r in results[decided:])
 
 
 @pytest.mark.parametrize("lift, right", [(0.1, "treatment wins"), (-0.1, "control wins")])

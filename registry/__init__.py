@@ -52,6 +52,8 @@ _EXPORTS: dict[str, str] = {
     "save_model_metadata": "utils.metadata",
     "create_empty_registry": "export",
     "validate_registry_schema": "export",
+    "write_user_eval": "evaluation",
+    "read_user_eval": "evaluation",
     # ModelLoader
     "ModelLoader": "loader",
     "ModelState": "loader",
@@ -81,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "SchemaVersionError": "errors",
     "RegistryBusyError": "errors",
     "NoModelLoadedError": "errors",
+    "NoUserEvaluationError": "errors",
     "ExportError": "errors",
     "ImportFormatError": "errors",
     "ReadOnlyQueryError": "errors",
@@ -122,6 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .diff.report import DiffReport
     from .errors import *  # noqa: F403
+    from .evaluation import read_user_eval, write_user_eval
     from .selection import baseline_improvement
     from .export import create_empty_registry, validate_registry_schema
     from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader

@@ -165,7 +165,7 @@ def _default_test_id(session: Session, treatment_model: str, now: datetime) -> s
     return test_id
 
 
-def _make_current(session: Session, test: ABTest, arm: str) -> bool:
+def _make_current(session: Session, test: ABTest, arm: str, evidence: dict[str, Any] | None = None) -> bool:
     """Make ``arm``'s model the current best (``selected_by='ab_test'``); False if it already is."""
     model_id = test.control_model if arm == "control" else test.treatment_model
     settings = selection.settings_row(session)
@@ -176,10 +176,10 @@ def _make_current(session: Session, test: ABTest, arm: str) -> bool:
     value = selection.metric_value(session, model_id, metric)
     previous = settings.current_model_id
     selection.set_current(session, settings, model.model_id, metric, value, SELECTED_BY, f"A/B test {test.test_id}: {arm}")
-    audit.record(
-        session, "AB_PROMOTE", model_id, f"test={test.test_id} arm={arm} from={previous or 'none'}",
-        {"test_id": test.test_id, "arm": arm, "previous_model_id": previous, "metric": metric, "value": value},
-    )
+    details: dict[str, Any] = {"test_id": test.test_id, "arm": arm, "previous_model_id": previous, "metric": metric, "value": value}
+    if evidence is not None:
+        details["result"] = evidence
+    audit.record(session, "AB_PROMOTE", model_id, f"test={test.test_id} arm={arm} from={previous or 'none'}", details)
     return True
 
 
@@ -192,6 +192,8 @@ def start_ab_test(
     treatment_model: str,
     traffic_split: float,
     test_id: str | None = None,
+    *,
+    minimum_detectable_effect: float | None = None,
 ) -> dict[str, Any]:
     """Start an A/B test; returns it as the doc's ``ab_test`` dict.
 
@@ -202,6 +204,9 @@ def start_ab_test(
         traffic_split: the treatment's share of users, in ``[0, 1]``.
         test_id: explicit id; default ``ab_<treatment>_<YYYY_MM_DD>`` (UTC),
             suffixed ``_2``, ``_3``... when taken.
+        minimum_detectable_effect: the smallest relative lift worth detecting
+            (0.05 = +5%, the default when None); sizes the test in
+            :func:`registry.ab_results.ab_test_results`.
 
     Raises:
         InvalidArgumentError: bad ids or split, the same model twice, a taken ``test_id``.
@@ -215,6 +220,10 @@ def start_ab_test(
     split = validate_traffic_split(traffic_split)
     if test_id is not None:
         validate_identifier(test_id, "test_id")
+    if minimum_detectable_effect is not None:
+        from .ab_results import validate_mde
+
+        minimum_detectable_effect = validate_mde(minimum_detectable_effect)
 
     def work(session: Session) -> dict[str, Any]:
         _require_active_model(session, control_model, "control")
@@ -234,6 +243,7 @@ def start_ab_test(
         test = ABTest(
             test_id=new_id, control_model=control_model, treatment_model=treatment_model,
             traffic_split=split, status="running", start_time=now,
+            minimum_detectable_effect=minimum_detectable_effect,
         )
         session.add(test)
         try:
@@ -249,7 +259,8 @@ def start_ab_test(
         audit.record(
             session, "AB_START", new_id,
             f"control={control_model} treatment={treatment_model} traffic_split={split:g}",
-            {"control_model": control_model, "treatment_model": treatment_model, "traffic_split": split},
+            {"control_model": control_model, "treatment_model": treatment_model, "traffic_split": split,
+             "minimum_detectable_effect": minimum_detectable_effect},
         )
         return ab_test_info(test)
 
@@ -308,6 +319,8 @@ def stop_ab_test(
     context: RegistryContext,
     test_id: str | None = None,
     promote: Literal["control", "treatment"] | None = None,
+    *,
+    promote_winner: bool = False,
 ) -> dict[str, Any]:
     """Stop a test: from then on everyone is routed to the control (or the current best).
 
@@ -316,6 +329,10 @@ def stop_ab_test(
         test_id: the test to stop (None: the running one).
         promote: ``'control'`` or ``'treatment'`` makes that arm's model the current
             best in the same transaction (``selections`` row ``selected_by='ab_test'``).
+        promote_winner: promote the arm that :func:`registry.ab_results.ab_test_results`
+            declares the winner (default analysis), in the same transaction; the
+            result is kept in the ``AB_STOP`` and ``AB_PROMOTE`` audit details.
+            Without a winner nothing changes and InvalidArgumentError names the verdict.
 
     Returns:
         The stopped test (``status='stopped'``, ``end_time``, ``promoted`` when set).
@@ -327,12 +344,21 @@ def stop_ab_test(
     """
     if test_id is not None:
         validate_identifier(test_id, "test_id")
-    arm = _validate_promote(promote)
+    chosen = _validate_promote(promote)
+    if not isinstance(promote_winner, bool):
+        raise InvalidArgumentError(f"promote_winner must be True or False, got {promote_winner!r}")
+    if promote_winner and chosen is not None:
+        raise InvalidArgumentError("pass promote or promote_winner, not both")
 
     def work(session: Session) -> dict[str, Any]:
         test = _require_test(session, test_id)
+        arm, evidence = chosen, None
+        if promote_winner and test.status == "running":
+            from .ab_results import winner
+
+            arm, evidence = winner(session, test)
         if test.status != "running":
-            if arm is not None:
+            if arm is not None or promote_winner:
                 raise InvalidArgumentError(
                     f"A/B test {test.test_id!r} is already stopped",
                     hint="use promote_model() to change the current best",
@@ -340,12 +366,17 @@ def stop_ab_test(
                 )
             return ab_test_info(test)
         test.status, test.end_time = "stopped", utcnow()
-        audit.record(session, "AB_STOP", test.test_id, f"traffic_split={test.traffic_split:g} promote={arm or 'none'}",
-                     {"control_model": test.control_model, "treatment_model": test.treatment_model,
-                      "traffic_split": test.traffic_split, "promote": arm})
+        details = {"control_model": test.control_model, "treatment_model": test.treatment_model,
+                   "traffic_split": test.traffic_split, "promote": arm}
+        if evidence is not None:
+            details["result"] = evidence
+        summary = f"traffic_split={test.traffic_split:g} promote={arm or 'none'}"
+        if evidence is not None:
+            summary += f" verdict={evidence['verdict']!r} p={evidence['p_value']:.3g}"
+        audit.record(session, "AB_STOP", test.test_id, summary, details)
         if arm is not None:
             test.promoted = arm
-            _make_current(session, test, arm)
+            _make_current(session, test, arm, evidence)
         return ab_test_info(test)
 
     return context.mutate(work)

@@ -101,6 +101,12 @@ def _digest_handle(handle: BinaryIO, path: Path, max_bytes: int, chunk: int = 1 
     return digest.hexdigest()
 
 
+def user_eval_file(model_type: str) -> str:
+    """The optional per-user evaluation file of a type: ``{model_type}_user_eval.npz``
+    (see :mod:`registry.evaluation`)."""
+    return f"{model_type}_user_eval.npz"
+
+
 # --------------------------------------------------------------------------- .npy
 
 
@@ -312,11 +318,15 @@ def check_model_folder(path: Path, model_type: str) -> tuple[dict[str, NpyHeader
         problems.extend(_metadata_problems(path, model_type, u.shape, v.shape))
         problems.extend(_id_map_problems(path, model_type, u.shape[0], v.shape[0]))
         problems.extend(_interactions_problems(path, model_type, u.shape[0], v.shape[0]))
+    from .evaluation import user_eval_problems  # evaluation reads files through this module
+
+    problems.extend(user_eval_problems(path, model_type))
     return headers, problems
 
 
 def validate_artifacts(artifacts_path: str | os.PathLike[str], model_type: str) -> tuple[bool, list[str]]:
-    """Check a model folder: required files, ``.npy`` headers, shapes, JSON, metadata, id maps.
+    """Check a model folder: required files, ``.npy`` headers, shapes, JSON, metadata, id maps,
+    per-user evaluation.
 
     Returns:
         ``(ok, problems)``; an unknown type gives ``(False, ["Unknown model type: X"])``.
@@ -378,7 +388,7 @@ def _interactions_problems(path: Path, model_type: str, num_users: int, num_item
 
 def optional_model_files(model_type: str) -> list[str]:
     """Optional files recorded (with checksums) when a model folder has them."""
-    return [*id_map_files(model_type).values(), interactions_file(model_type)]
+    return [*id_map_files(model_type).values(), interactions_file(model_type), user_eval_file(model_type)]
 
 
 def model_files(path: Path, model_type: str) -> list[str]:

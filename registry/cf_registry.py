@@ -33,6 +33,7 @@ from .artifacts import (
     model_files,
     required_files,
     safe_delete_tree,
+    user_eval_file,
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
@@ -256,6 +257,10 @@ class ModelRegistry:
         stored_path = path_text(artifacts_path, "artifacts_path")
         folder = self._ctx.resolve(stored_path)
         _, problems = check_model_folder(folder, model_type)
+        if not problems and (folder / user_eval_file(model_type)).is_file():
+            from .evaluation import mean_mismatches
+
+            problems = mean_mismatches(folder, model_type, metric_values)
         if problems:
             raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
         known = self._ctx.read(lambda s: _known_fingerprints(s, stored_path))
@@ -336,6 +341,8 @@ class ModelRegistry:
         *,
         min_gain_over_current: float | None = None,
         max_churn: float | None = None,
+        confidence: float | None = None,
+        require_evaluation: bool = True,
     ) -> dict[str, Any] | None:
         """Make the active model with the highest ``metric`` the current best.
 
@@ -349,6 +356,15 @@ class ModelRegistry:
         current best (see :meth:`diff_models`) at or below that fraction; the check
         is written into the ``SELECT_BEST`` audit event.
 
+        With ``confidence`` (e.g. 0.95) the top candidate replaces the current best
+        only when the lower bound of the ``confidence`` interval of its relative
+        improvement over the current best, from a paired bootstrap over the users
+        both were evaluated on (their ``{type}_user_eval.npz``), is above
+        ``min_improvement`` (which then means that, not the baseline rule); see
+        :mod:`registry.selection_confidence`. A model without per-user evaluation
+        raises :class:`~registry.errors.NoUserEvaluationError` unless
+        ``require_evaluation=False``, which falls back to the rules above.
+
         Returns:
             ``{'model_id', 'model_info', 'metric', 'value'}`` (the doc's shape), or None
             when there is no eligible candidate (nothing changes). When the winner is
@@ -360,10 +376,35 @@ class ModelRegistry:
                 lists the known metrics. (A registry without any metric accepts any name.)
             UnknownModelTypeError: ``model_type`` is neither registered nor in the registry.
             ChurnLimitError: the winner's churn exceeds ``max_churn`` (nothing changes).
+            With ``confidence`` the dict also has ``comparison`` (the interval; None when
+            there was no other current best) and, after a fallback, ``fallback``; None
+            also means "not significantly better".
         """
+        if confidence is not None:
+            if max_churn is not None:
+                raise InvalidArgumentError("pass either confidence or max_churn, not both")
+            return self._select_with_confidence(metric, min_improvement, model_type, min_gain_over_current,
+                                                confidence, require_evaluation)
         outcome = self.select_best_model_outcome(metric, min_improvement, model_type,
                                                  min_gain_over_current=min_gain_over_current, max_churn=max_churn)
         return None if outcome is None else {key: outcome[key] for key in DOC_SELECTION_KEYS}
+
+    def _select_with_confidence(self, metric: str, min_improvement: float, model_type: str | None,
+                                min_gain_over_current: float | None, confidence: float,
+                                require_evaluation: bool) -> dict[str, Any] | None:
+        from .evaluation import validate_comparison_options
+        from .selection_confidence import select_best_with_confidence
+
+        validate_metric_name(metric)
+        min_improvement = selection.non_negative_fraction(min_improvement, "min_improvement")
+        if model_type is not None:
+            validate_identifier(model_type, "model_type")
+        level, *_ = validate_comparison_options(confidence, "paired_bootstrap", 0, 2000)
+        require = validate_flag(require_evaluation, "require_evaluation")
+        if min_gain_over_current is not None:
+            raise InvalidArgumentError("pass either confidence or min_gain_over_current, not both")
+        return self._ctx.mutate(lambda session: select_best_with_confidence(
+            self._ctx, session, metric, min_improvement, model_type, level, require))
 
     def select_best_model_outcome(
         self,
@@ -391,6 +432,19 @@ class ModelRegistry:
         return policy.guarded(self._ctx, policy.ChurnGuard(_churn_bound(max_churn)), lambda guard: self._ctx.mutate(
             lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current, guard)
         ))
+
+    def compare_metrics(self, a: str, b: str, metric: str = "ndcg@10", *, confidence: float = 0.95,
+                        method: str = "paired_bootstrap", seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+        """Is ``b`` really better than ``a`` on ``metric``? Paired over the users both were evaluated on.
+
+        Reads both models' ``{type}_user_eval.npz`` (checksums verified). ``method`` is
+        ``"paired_bootstrap"`` (seeded, ``resamples`` resamples) or ``"paired_t_test"``.
+        See :func:`registry.evaluation.compare_models` for the returned fields
+        (``difference = mean_b - mean_a``, its interval, ``p_value``, ``n_users``...).
+        """
+        from .evaluation import compare_models
+
+        return compare_models(self._ctx, a, b, metric, confidence=confidence, method=method, seed=seed, resamples=resamples)
 
     def promote_model(self, model_id: str, reason: str | None = None, *, metric: str | None = None,
                       max_churn: float | None = None, force: bool = False) -> dict[str, Any]:
@@ -905,10 +959,11 @@ class ModelRegistry:
     # Thin delegations only; the behaviour and its documentation live in registry.abtest.
 
     def start_ab_test(self, control_model: str, treatment_model: str, traffic_split: float,
-                      test_id: str | None = None) -> dict[str, Any]:
+                      test_id: str | None = None, *, minimum_detectable_effect: float | None = None) -> dict[str, Any]:
         """Start an A/B test (see :func:`registry.abtest.start_ab_test`); returns the ``ab_test`` dict."""
 
-        return abtest.start_ab_test(self._ctx, control_model, treatment_model, traffic_split, test_id)
+        return abtest.start_ab_test(self._ctx, control_model, treatment_model, traffic_split, test_id,
+                                    minimum_detectable_effect=minimum_detectable_effect)
 
     def get_ab_test(self, test_id: str | None = None) -> dict[str, Any] | None:
         """The running test (or ``test_id``) as the ``ab_test`` dict; None when none runs."""
@@ -925,10 +980,30 @@ class ModelRegistry:
 
         return abtest.update_traffic_split(self._ctx, test_id, traffic_split)
 
-    def stop_ab_test(self, test_id: str | None = None, promote: str | None = None) -> dict[str, Any]:
-        """Stop a test, optionally promoting ``'control'`` or ``'treatment'`` (see :func:`registry.abtest.stop_ab_test`)."""
+    def stop_ab_test(self, test_id: str | None = None, promote: str | None = None, *,
+                     promote_winner: bool = False) -> dict[str, Any]:
+        """Stop a test, optionally promoting ``'control'`` or ``'treatment'``, or the winner by
+        :meth:`ab_test_results` (``promote_winner=True``; see :func:`registry.abtest.stop_ab_test`)."""
 
-        return abtest.stop_ab_test(self._ctx, test_id, promote)  # type: ignore[arg-type]
+        return abtest.stop_ab_test(self._ctx, test_id, promote, promote_winner=promote_winner)  # type: ignore[arg-type]
+
+    def record_ab_outcomes(self, test_id: str, arm: str, exposures: int, conversions: int | None = None, *,
+                           batch_id: str, value_sum: float | None = None,
+                           value_sum_squares: float | None = None) -> dict[str, Any]:
+        """Add one batch of an arm's outcomes; a retried ``batch_id`` counts once
+        (see :func:`registry.ab_results.record_ab_outcomes`)."""
+        from . import ab_results
+
+        return ab_results.record_ab_outcomes(self._ctx, test_id, arm, exposures, conversions, batch_id=batch_id,
+                                             value_sum=value_sum, value_sum_squares=value_sum_squares)
+
+    def ab_test_results(self, test_id: str | None = None, *, metric: str = "conversion",
+                        method: str = "fixed_horizon", confidence: float = 0.95) -> dict[str, Any]:
+        """Per arm exposures and rate, lift with interval, p-value, exposures still needed, verdict
+        (see :func:`registry.ab_results.ab_test_results`)."""
+        from . import ab_results
+
+        return ab_results.ab_test_results(self._ctx, test_id, metric=metric, method=method, confidence=confidence)
 
     def rollback_ab_test(self, test_id: str | None = None) -> dict[str, Any]:
         """Split to 0, stop, current best back to control, in one transaction."""

@@ -163,6 +163,12 @@ class NoModelLoadedError(RegistryError, ValueError):
     code = "no_model"
 
 
+class NoUserEvaluationError(RegistryError, ValueError):
+    """A model has no per-user evaluation file (or not for the metric asked about)."""
+
+    code = "no_user_evaluation"
+
+
 class ExportError(RegistryError, OSError):
     """Writing ``registry.json`` / ``bert_registry.json`` or a backup file failed."""
 
@@ -222,6 +228,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoModelLoadedError",
     "QueryTimeoutError",
+    "NoUserEvaluationError",
     "ReadOnlyQueryError",
     "ReadOnlySqlUnavailableError",
     "RegistryBusyError",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -43,6 +44,7 @@ NAMING_CONVENTION = {
 
 MODEL_STATUSES = tuple(MODEL_STATUS)
 AB_TEST_STATUSES = ("running", "stopped")
+AB_ARMS = ("control", "treatment")
 
 # Model ids are validated to ID_MAX_LENGTH; the columns keep some headroom.
 ID_LENGTH = 160
@@ -278,6 +280,36 @@ class ABTest(Base):
     start_time: Mapped[datetime] = mapped_column(default=utcnow)
     end_time: Mapped[datetime | None]
     promoted: Mapped[str | None] = mapped_column(String(16))
+    # Smallest relative lift worth detecting (0.05 = +5%); None: the default of registry.ab_results.
+    minimum_detectable_effect: Mapped[float | None] = mapped_column(Float)
+
+
+class ABOutcome(Base):
+    """One batch of outcomes of one arm of an A/B test (counts, or sums for continuous metrics).
+
+    ``(test_id, arm, batch_id)`` is unique, so a retried batch counts once.
+    ``conversions`` is set for conversion metrics; ``value_sum`` and
+    ``value_sum_squares`` (of the per-exposure values) for continuous ones.
+    """
+
+    __tablename__ = "ab_outcomes"
+    __table_args__ = (
+        CheckConstraint(f"arm IN {AB_ARMS!r}", name="arm_known"),
+        CheckConstraint("exposures >= 0", name="exposures_non_negative"),
+        CheckConstraint("conversions IS NULL OR (conversions >= 0 AND conversions <= exposures)", name="conversions_range"),
+        CheckConstraint("value_sum_squares IS NULL OR value_sum_squares >= 0", name="sum_squares_non_negative"),
+        UniqueConstraint("test_id", "arm", "batch_id", name="uq_ab_outcomes_batch"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    test_id: Mapped[str] = mapped_column(ForeignKey("ab_tests.test_id", ondelete="CASCADE"))
+    arm: Mapped[str] = mapped_column(String(16))
+    batch_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    exposures: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int | None] = mapped_column(BigInteger)
+    value_sum: Mapped[float | None] = mapped_column(Float)
+    value_sum_squares: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -86,3 +86,16 @@ def test_bench_rejects_bad_sizes(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=60, check=False)
     assert completed.returncode == 2
     assert "--sizes must be comma-separated integers" in completed.stderr
+
+
+@pytest.mark.slow
+def test_stats_bench_reports_the_bootstrap_timing(tmp_path: Path) -> None:
+    results = tmp_path / "stats.json"
+    completed = subprocess.run([sys.executable, str(BENCH), "--stats", "--json", str(results)], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(results.read_text(encoding="utf-8"))
+    assert document["users"] == 10_000 and document["resamples"] == 2_000
+    assert document["timings"]["paired_bootstrap"]["median_ms"] > 0
+    assert document["timings"]["paired_bootstrap"]["status"] in ("pass", "MISS")
+    assert "paired_bootstrap: 10,000 users, 2,000 resamples" in completed.stdout

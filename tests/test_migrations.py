@@ -20,9 +20,11 @@ from registry.models import Base
 REPO = Path(__file__).resolve().parent.parent
 TABLES = {
     "models", "model_metrics", "artifact_files", "selections", "bert_embeddings",
-    "embedding_links", "ab_tests", "audit_events", "settings", "model_diffs", "model_tags", "embedding_tags", "aliases",
+    "embedding_links", "ab_tests", "ab_outcomes", "audit_events", "settings", "model_diffs", "model_tags",
+    "embedding_tags", "aliases",
 }
-VIEWS = {"v_model_metrics", "v_current_best", "v_selection_history", "v_model_tags", "v_alias_history", "v_aliases"}
+VIEWS = {"v_model_metrics", "v_current_best", "v_selection_history", "v_model_tags", "v_alias_history", "v_aliases",
+         "v_ab_arm_totals"}
 
 
 def schema_snapshot(database: db.Database) -> dict:

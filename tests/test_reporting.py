@@ -21,6 +21,10 @@ def populated(registry, model_dir):  # type: ignore[no-untyped-def]
     }
     registry.select_best_model("ndcg@10")
     registry.promote_model("bpr_c", reason="manual check")
+    registry.start_ab_test("bpr_c", "als_b", 0.5, test_id="t1")
+    registry.record_ab_outcomes("t1", "control", 1000, 100, batch_id="d1")
+    registry.record_ab_outcomes("t1", "treatment", 1000, 120, batch_id="d1")
+    registry.record_ab_outcomes("t1", "treatment", 500, 50, batch_id="d2")
     return registry, ids
 
 
@@ -51,3 +55,6 @@ def test_leaderboard_current_best_and_history_answer_correctly(populated) -> Non
     assert [(row[0], row[1]) for row in best_per_type] == [("als", "als_b"), ("bpr", "bpr_c")]
     missing = run(registry, QUERIES[5])
     assert [row[0] for row in missing] == ["als_b", "bpr_c"]
+    arms = run(registry, QUERIES[8])
+    assert [row[2:7] for row in arms] == [("control", "bpr_c", 1, 1000, 100), ("treatment", "als_b", 2, 1500, 170)]
+    assert arms[1][7] == pytest.approx(170 / 1500)

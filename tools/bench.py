@@ -8,6 +8,7 @@ Usage::
     python tools/bench.py --sizes 100,1000 --json out.json --no-mlflow
     python tools/bench.py --sizes 10000 --no-mlflow --profile --markdown /tmp/b.md   # + /tmp/b.profile.txt
     python tools/bench.py --from-json out.json  # re-render docs/benchmarks.md from a saved run
+    python tools/bench.py --stats               # only the statistics: paired bootstrap / t-test timings
 
 Full runs need the ``bench`` extra (``pip install -e '.[bench]'``) for the MLflow column and take
 about 7-10 minutes on 2 cores (most of it filling MLflow's registry to 10,000 versions).
@@ -949,6 +950,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-json", dest="from_json", help="render a saved --json result again instead of running")
     parser.add_argument("--diff", action="store_true", help="only the model diff section (printed; paste it into "
                         "docs/benchmarks.md under 'Model diff')")
+    parser.add_argument("--stats", action="store_true", help="only time the statistics (paired bootstrap and "
+                        "t-test on 10,000 users, 2,000 resamples; target <= 200 ms) and print them")
     args = parser.parse_args(argv)
     default_sizes = "20,100" if args.quick else "100,1000,10000"
     try:
@@ -964,12 +967,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+STATS_TARGET_MS = 200.0
+
+
+def bench_stats(users: int = 10_000, resamples: int = 2_000, repeats: int = 7) -> dict[str, Any]:
+    """Median and p95 of ``paired_bootstrap`` and ``paired_t_test`` on ``users`` paired values."""
+    from registry import stats
+
+    rng = np.random.default_rng(0)
+    a = rng.random(users)
+    b = np.clip(a + rng.normal(0.01, 0.1, users), 0, 1)
+    timings: dict[str, Any] = {}
+    for name, work in (("paired_bootstrap", lambda: stats.paired_bootstrap(a, b, resamples=resamples)),
+                       ("paired_t_test", lambda: stats.paired_t_test(a, b))):
+        work()  # warm-up
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            work()
+            samples.append((time.perf_counter() - started) * 1000)
+        samples.sort()
+        timings[name] = {"median_ms": statistics.median(samples), "p95_ms": samples[min(len(samples) - 1, int(0.95 * len(samples)))],
+                         "n": repeats}
+    timings["paired_bootstrap"]["status"] = "pass" if timings["paired_bootstrap"]["median_ms"] <= STATS_TARGET_MS else "MISS"
+    return {"users": users, "resamples": resamples, "target_ms": STATS_TARGET_MS, "timings": timings}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logger.setLevel(logging.INFO)
     if args.diff:
         sys.stdout.write(bench_model_diff(args))
+        return 0
+    if args.stats:
+        figures = bench_stats()
+        for name, timing in figures["timings"].items():
+            resamples = f", {figures['resamples']:,} resamples" if name == "paired_bootstrap" else ""
+            sys.stdout.write(f"{name}: {figures['users']:,} users{resamples}: median "
+                             f"{timing['median_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms"
+                             + (f" (target {STATS_TARGET_MS:.0f} ms: {timing['status']})" if "status" in timing else "") + "\n")
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps(figures, indent=2), encoding="utf-8")
         return 0
     if args.from_json:
         result = rejudge(json.loads(Path(args.from_json).read_text(encoding="utf-8")))

@@ -6,8 +6,9 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-from .common import CliState, emit, mapping_table, records_table, state_of
+from .common import CliState, cell, emit, mapping_table, records_table, state_of
 
 app = typer.Typer(help="A/B tests (canary rollouts) between two models.", no_args_is_help=True)
 
@@ -32,13 +33,15 @@ def start(
     treatment_model: Annotated[str, typer.Argument(help="Model under test.")],
     split: Annotated[float, typer.Option("--split", min=0.0, max=1.0, help="Share of users routed to the treatment (0.1 = 10%).")] = 0.1,
     test_id: Annotated[str | None, typer.Option(help="Test id (default: ab_<treatment>_<date>).")] = None,
+    min_detectable_effect: Annotated[float | None, typer.Option(help="Smallest relative lift worth detecting (0.05 = +5%, the default); sizes the test.")] = None,
 ) -> None:
     """Start an A/B test.
 
     Example: cfreg ab start als_v1 als_v2 --split 0.1
     """
     state = state_of(ctx)
-    result = state.registry().start_ab_test(control_model, treatment_model, split, test_id=test_id)
+    result = state.registry().start_ab_test(control_model, treatment_model, split, test_id=test_id,
+                                            minimum_detectable_effect=min_detectable_effect)
     emit(state, result, lambda: state.out.print(
         f"Started A/B test {result['test_id']}: {result['treatment_model']} gets {result['traffic_split']:.0%} "
         f"of users, {result['control_model']} the rest"
@@ -85,16 +88,99 @@ def stop(
     ctx: typer.Context,
     test_id: RunningTestId = None,
     promote: Annotated[Arm | None, typer.Option(help="Make this arm's model the current best.")] = None,
+    promote_winner: Annotated[bool, typer.Option("--promote-winner", help="Promote the arm `cfreg ab results` declares the winner; refuses (and changes nothing) without one.")] = False,
 ) -> None:
-    """Stop a test (everyone goes to control); optionally promote an arm.
+    """Stop a test (everyone goes to control); optionally promote an arm, or the winner.
 
-    Example: cfreg ab stop --promote treatment
+    Example: cfreg ab stop --promote-winner
     """
     state = state_of(ctx)
-    result = state.registry().stop_ab_test(test_id, promote=promote.value if promote else None)
+    result = state.registry().stop_ab_test(test_id, promote=promote.value if promote else None,
+                                           promote_winner=promote_winner)
+    promoted = result.get("promoted") if (promote or promote_winner) else None
     emit(state, result, lambda: state.out.print(
-        f"Stopped {result['test_id']}" + (f", promoted the {promote.value}" if promote else "")
+        f"Stopped {result['test_id']}" + (f", promoted the {promoted}" if promoted else "")
     ))
+
+
+class OutcomeMetric(str, Enum):
+    """What an A/B analysis compares."""
+
+    conversion = "conversion"
+    value = "value"
+
+
+class ResultMethod(str, Enum):
+    """How an A/B analysis stays valid under daily looks."""
+
+    fixed_horizon = "fixed_horizon"
+    msprt = "msprt"
+
+
+@app.command("record")
+def record(
+    ctx: typer.Context,
+    test_id: Annotated[str, typer.Argument(help="The A/B test.")],
+    arm: Annotated[Arm, typer.Argument(help="Which arm the batch belongs to.")],
+    exposures: Annotated[int, typer.Option(min=0, help="Users (or sessions) exposed in this batch.")],
+    batch_id: Annotated[str, typer.Option(help="The batch's id; a retry with the same id counts once.")],
+    conversions: Annotated[int | None, typer.Option(min=0, help="How many converted (conversion metrics).")] = None,
+    value_sum: Annotated[float | None, typer.Option(help="Sum of a per-exposure value (continuous metrics).")] = None,
+    value_sum_squares: Annotated[float | None, typer.Option(help="Sum of the squares of that value.")] = None,
+) -> None:
+    """Record one batch of an arm's outcomes.
+
+    Example: cfreg ab record ab_als_v2_2025_01_16 treatment --exposures 5000 --conversions 610 --batch-id 2025-01-17
+    """
+    state = state_of(ctx)
+    result = state.registry().record_ab_outcomes(test_id, arm.value, exposures, conversions, batch_id=batch_id,
+                                                 value_sum=value_sum, value_sum_squares=value_sum_squares)
+    emit(state, result, lambda: state.out.print(
+        f"{'Recorded' if result['recorded'] else 'Already recorded'} batch {batch_id} of the {arm.value} arm of {test_id}"
+    ))
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2%}"
+
+
+@app.command("results")
+def results(
+    ctx: typer.Context,
+    test_id: RunningTestId = None,
+    metric: Annotated[OutcomeMetric, typer.Option(help="conversion: rates; value: means of the summed values.")] = OutcomeMetric.conversion,
+    method: Annotated[ResultMethod, typer.Option(help="fixed_horizon (verdict at the planned size) or msprt (always valid).")] = ResultMethod.fixed_horizon,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Interval level.")] = 0.95,
+) -> None:
+    """Which arm won: per arm exposures and rate, lift with its interval, p-value, sample still needed, verdict.
+
+    Example: cfreg ab results ab_als_v2_2025_01_16
+    """
+    state = state_of(ctx)
+    result = state.registry().ab_test_results(test_id, metric=metric.value, method=method.value, confidence=confidence)
+
+    def render() -> None:
+        key = "rate" if result["metric"] == "conversion" else "mean"
+        level = f"{result['confidence']:.0%}"
+        table = Table(title=f"A/B test {result['test_id']} ({result['status']}): {result['metric']}")
+        for column in ("arm", "model", "exposures", key, "lift", f"{level} interval", "p-value"):
+            table.add_column(column, justify="left" if column in ("arm", "model") else "right")
+        for arm in result["arms"]:
+            interval = (f"{_percent(arm['lift_ci_low'])} .. {_percent(arm['lift_ci_high'])}"
+                        if arm.get("lift_ci_low") is not None else "-")
+            p_value = arm.get("p_value")
+            table.add_row(arm["arm"], arm["model_id"], f"{arm['exposures']:,}", cell(arm[key]),
+                          _percent(arm.get("lift")) if arm["arm"] == "treatment" else "(control)", interval,
+                          "-" if p_value is None else f"{p_value:.3g}")
+        state.out.print(table)
+        needed = result["exposures_needed"]
+        state.out.print(f"Verdict: [bold]{result['verdict']}[/bold]" + (" (final)" if result["final"] else ""))
+        if needed:
+            state.out.print(f"Exposures still needed for a {result['minimum_detectable_effect']:.0%} lift: {needed:,}"
+                            f" (planned {result['planned_exposures']:,})")
+        state.out.print(f"Method: {result['method_name']}")
+
+    emit(state, result, render)
 
 
 @app.command("rollback")

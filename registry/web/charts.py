@@ -148,7 +148,7 @@ def time_chart(points: list[dict[str, Any]], metric: str) -> Markup:
     if x_range[0] == x_range[1]:
         x_range = (x_range[0] - 60, x_range[1] + 60)
     frame = _Frame(x_range, _padded([p["value"] for p in points]))
-    parts = _axes(frame, _time_ticks(*x_range), nice_ticks(frame.y0, frame.y1), "registered at (UTC)", metric)
+    parts = _axes(frame, _time_ticks(*x_range), nice_ticks(frame.y0, frame.y1, 6), "registered at (UTC)", metric)
     best_mark = []
     for index, model_type in enumerate(types):
         colour = colour_for(index)
@@ -178,7 +178,7 @@ def scatter_chart(points: list[dict[str, Any]], x_metric: str, y_metric: str) ->
     types = sorted({p["model_type"] for p in points})
     frame = _Frame(_padded([p["x"] for p in points]), _padded([p["y"] for p in points]))
     x_ticks = [(value, _fmt(value)) for value in nice_ticks(frame.x0, frame.x1)]
-    parts = _axes(frame, x_ticks, nice_ticks(frame.y0, frame.y1), x_metric, y_metric)
+    parts = _axes(frame, x_ticks, nice_ticks(frame.y0, frame.y1, 6), x_metric, y_metric)
     best_mark = []
     for index, model_type in enumerate(types):
         colour = colour_for(index)

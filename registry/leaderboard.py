@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,12 @@ from sqlalchemy.orm import Session, aliased
 from .errors import InvalidArgumentError
 from .export import iso
 from .models import Model, ModelMetric, Settings
-from .validation import finite_real, validate_identifier, validate_metric_name, validate_status
+from .validation import (
+    finite_real,
+    validate_identifier,
+    validate_metric_name,
+    validate_status,
+)
 
 if TYPE_CHECKING:
     from .context import RegistryContext
@@ -185,7 +191,7 @@ def leaderboard_page(
     return context.read(work)
 
 
-def _assemble(session: Session, records: list[Any], conditions: list[Any], sort: str, by_metric: bool,
+def _assemble(session: Session, records: Sequence[Any], conditions: list[Any], sort: str, by_metric: bool,
               ascending: bool, page: int, per_page: int) -> LeaderboardPage:
     rows: list[LeaderboardRow] = []
     total, current_best = 0, None

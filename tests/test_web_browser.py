@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
+from registry_snapshot import snapshot
 from web_data import build_registry
 
 from registry import ModelRegistry
 from registry.web import create_app
 from registry.web.auth import TokenStore
-from registry_snapshot import snapshot
 
 pytestmark = pytest.mark.slow
 

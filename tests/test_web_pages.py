@@ -13,11 +13,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
+from registry_snapshot import snapshot
+
 from registry import InvalidArgumentError, ModelRegistry
 from registry.web import create_app
 from registry.web.auth import TokenStore, load_tokens, parse_token_file
 from registry.web.charts import nice_ticks, scatter_chart, time_chart
-from registry_snapshot import snapshot
 
 TOKEN = "bob-token-0123456789abc"
 
@@ -101,7 +102,7 @@ def test_tokens_from_environment_and_file(tmp_path) -> None:  # type: ignore[no-
 
 def test_charts_mark_the_current_best_and_escape_ids() -> None:
     assert nice_ticks(0.14, 0.2, 6) == [0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2]
-    points = [{"model_id": "a<b", "model_type": "als", "created_at": "2025-01-0%dT00:00:00" % day,
+    points = [{"model_id": "a<b", "model_type": "als", "created_at": f"2025-01-0{day}T00:00:00",
                "value": 0.1 * day, "is_current": day == 2} for day in (1, 2, 3)]
     svg = str(time_chart(points, "ndcg@10"))
     assert svg.count("<circle") == 3 + 1 + 2 and "a&lt;b" in svg and "a<b" not in svg  # points, best ring, legend

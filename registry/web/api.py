@@ -8,7 +8,7 @@ test), 422 (malformed input), 401 (missing or wrong token), 403 (read-only app).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
@@ -37,7 +37,7 @@ from .schemas import (
 )
 from .service import RegistryService
 
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422)}
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 

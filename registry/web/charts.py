@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -122,15 +122,15 @@ def _empty(title: str) -> Markup:
 
 
 def _timestamp(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 def _time_ticks(low: float, high: float) -> list[tuple[float, str]]:
     span = high - low
     fmt = "%H:%M:%S" if span < 600 else "%m-%d %H:%M" if span < 3 * 86400 else "%Y-%m-%d"
     count = 5
-    return [(low + span * i / (count - 1), datetime.fromtimestamp(low + span * i / (count - 1), timezone.utc).strftime(fmt))
-            for i in range(count)] if span > 0 else [(low, datetime.fromtimestamp(low, timezone.utc).strftime(fmt))]
+    return [(low + span * i / (count - 1), datetime.fromtimestamp(low + span * i / (count - 1), UTC).strftime(fmt))
+            for i in range(count)] if span > 0 else [(low, datetime.fromtimestamp(low, UTC).strftime(fmt))]
 
 
 def time_chart(points: list[dict[str, Any]], metric: str) -> Markup:

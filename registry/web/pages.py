@@ -21,7 +21,14 @@ from starlette.concurrency import run_in_threadpool
 from .. import leaderboard
 from ..errors import InvalidArgumentError, RegistryError
 from . import charts
-from .auth import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, SESSION_SECONDS, TokenStore, new_csrf_token
+from .auth import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    TokenStore,
+    new_csrf_token,
+)
 from .errors import WebError, status_for
 from .service import RegistryService
 
@@ -204,9 +211,9 @@ def embeddings_view(request: Request) -> Response:
 def audit_view(request: Request) -> Response:
     """The audit log, newest first, filtered by action, model and time."""
     query = request.query_params
-    filters = {"action": query.get("action") or None, "model": query.get("model") or None,
-               "since": query.get("since") or None, "until": query.get("until") or None,
-               "limit": _int(query.get("limit"), "limit", 100)}
+    filters: dict[str, Any] = {"action": query.get("action") or None, "model": query.get("model") or None,
+                               "since": query.get("since") or None, "until": query.get("until") or None,
+                               "limit": _int(query.get("limit"), "limit", 100)}
     events = _service(request).audit_events(**filters)
     return render(request, "audit.html", {"title": "Audit log", "events": events, "filters": filters})
 

@@ -9,7 +9,7 @@ event names who clicked.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import audit
@@ -35,7 +35,7 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{name} must be a time like 2025-01-16 or 2025-01-16T10:30:00, got {value!r}") from exc
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def routing(test: dict[str, Any]) -> dict[str, float]:

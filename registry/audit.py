@@ -11,6 +11,9 @@ import logging
 import os
 import socket
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 PENDING_KEY = "cfreg_audit_lines"
 LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+ACTOR_LENGTH = 128
+
+_acting_identity: ContextVar[str | None] = ContextVar("cfreg_acting_identity", default=None)
 
 
 @lru_cache(maxsize=1)
@@ -38,8 +44,24 @@ def _identity() -> str:
 
 
 def current_actor() -> str:
-    """Who is acting: ``user@host:pid``."""
-    return f"{_identity()}:{os.getpid()}"
+    """Who is acting: ``user@host:pid``, or ``<identity> via user@host:pid`` inside :func:`acting_as`."""
+    process = f"{_identity()}:{os.getpid()}"
+    identity = _acting_identity.get()
+    return process if identity is None else f"{identity} via {process}"[:ACTOR_LENGTH]
+
+
+@contextmanager
+def acting_as(identity: str) -> Iterator[None]:
+    """Record audit events written in this block (this thread / task) as done by ``identity``.
+
+    Servers use it so the audit trail names the person behind a request, not only
+    the server process, e.g. ``with acting_as("web:alice"): registry.promote_model(...)``.
+    """
+    token = _acting_identity.set(sanitize(identity)[:ACTOR_LENGTH] or "unknown")
+    try:
+        yield
+    finally:
+        _acting_identity.reset(token)
 
 
 def sanitize(text: object) -> str:

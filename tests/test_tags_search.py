@@ -154,3 +154,21 @@ def test_cli_tag_and_describe(registry, three_models, registry_path, database_ur
     assert json.loads(removed.stdout)["changed"] is True and registry.get_tags("als_v1") == {}
     bad = runner.invoke(app, [*base, "tag", "set", "als_v1", "bad key", "x"])
     assert bad.exit_code == 1 and "invalid tag key" in bad.stderr
+
+
+def test_cli_list_filter_and_order(registry, three_models, registry_path, database_url, workdir) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from registry.cli import app
+
+    base = ["--registry", str(registry_path), "--database-url", database_url]
+    runner = CliRunner()
+    found = runner.invoke(app, [*base, "--json", "list", "--filter", "metrics.ndcg@10 >= 0.15", "--order-by", "metrics.ndcg@10 desc"])
+    assert found.exit_code == 0, found.stderr
+    assert [row["model_id"] for row in json.loads(found.stdout)] == ["bpr_v1", "als_v2"]
+    typed = runner.invoke(app, [*base, "--json", "list", "--filter", "metrics.ndcg@10 > 0", "--type", "als", "--limit", "1"])
+    assert [row["model_id"] for row in json.loads(typed.stdout)] == ["als_v2"]
+    hostile = runner.invoke(app, [*base, "--json", "list", "--order-by", "created_at", "--type", "x' or model_type != '"])
+    assert hostile.exit_code == 0 and json.loads(hostile.stdout) == []
+    bad = runner.invoke(app, [*base, "list", "--filter", "bogus = 1"])
+    assert bad.exit_code == 1 and "unknown field 'bogus'" in bad.stderr

@@ -466,6 +466,8 @@ OPS: dict[str, dict[str, str]] = {
                               "floor": "np.load U + V + hashlib sha256 of the files", "mlflow": ""},
     "mmap_load": {"title": "loader mmap load (cache cleared)", "floor": "np.load U + V, mmap_mode='r'", "mlflow": ""},
     "cached_load": {"title": "loader cached load", "floor": "dict lookup of loaded arrays", "mlflow": ""},
+    "web_leaderboard_page": {"title": "web UI leaderboard page (HTML, 25 rows, sorted by ndcg@10)",
+                             "floor": "none", "mlflow": ""},
 }
 
 
@@ -524,6 +526,8 @@ def judge(row: Row, rows_by_key: dict[tuple[str, int], Row], smallest: int) -> N
             checks.append(check(f"far below np.load: <= 0.5x = {limit:.2f} ms", median, limit))
     elif row.op == "cached_load":
         checks.append(check("<= 0.01 ms", median, 0.01))
+    elif row.op == "web_leaderboard_page" and row.ours:
+        checks.append(check("p95 <= 300 ms", row.ours["p95_ms"], 300.0))
     if row.mlflow and (row.op in ("register_known_files", "select_best_model", "list_models", "reload_model_no_change")
                        or (row.op == "change_check_no_change" and not has_loader)):
         checks.append(check(">= 10x faster than MLflow", row.mlflow["median_ms"] / median, 10.0, unit="x",
@@ -621,6 +625,7 @@ class BenchRun:
             note="a new session per call; the loader keeps a held reader instead")
         if self.have_loader:
             self.measure_loader(mlflow_check)
+        measure_web_leaderboard(self)
 
     def measure_loader(self, mlflow_check: Probe | None) -> None:
         ours, floor, fast, slow = self.ours, self.floor, self.fast, self.slow
@@ -758,6 +763,35 @@ def machine_info(args: argparse.Namespace, shapes: dict[str, int], mlflow_versio
         "mlflow_note": mlflow_error or ("disabled (--no-mlflow)" if not args.mlflow else None),
         "loader": have_loader,
     }
+
+
+# --------------------------------------------------------------------------- web UI
+
+
+def measure_web_leaderboard(bench: BenchRun) -> None:
+    """The web UI's leaderboard page at N models: the full HTML response through the ASGI app
+    (query, template, headers), sorted by a metric so the sort join is included. Skipped when
+    the ``ui`` extra (fastapi, jinja2, httpx for the test client) is not installed."""
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from fastapi.testclient import TestClient
+
+        from registry.web import create_app
+        from registry.web.auth import TokenStore
+    except ImportError as exc:
+        logger.info("web UI not measured: %s", exc)
+        return
+    client = TestClient(create_app(bench.ours.registry_path, tokens=TokenStore(), export_json=False))
+
+    def page() -> None:
+        response = client.get("/", params={"sort": "ndcg@10", "per_page": 25})
+        assert response.status_code == 200, response.text[:200]
+
+    bench.add("web_leaderboard_page", measure(page, bench.slow if bench.args.quick else Budget(reps=60, seconds=8.0)))
+    client.close()
 
 
 # --------------------------------------------------------------------------- output

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ab, admin, aliases, bert, diff, files, models, run, tags
+from . import ab, admin, aliases, bert, diff, files, models, run, tags, ui
 from .common import RegistryGroup, global_options
 
 __all__ = ["app", "main"]
@@ -58,6 +58,7 @@ app.command(rich_help_panel="Modify")(files.cleanup)
 app.command(rich_help_panel="Read")(admin.sql)
 app.command(rich_help_panel="Run")(run.demo)
 app.command(rich_help_panel="Run")(run.serve)
+app.command(rich_help_panel="Run")(ui.ui)
 app.add_typer(ab.app, name="ab")
 app.add_typer(bert.app, name="bert")
 app.add_typer(tags.app, name="tag")

@@ -294,7 +294,7 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (dict, list)):
-        return json.dumps(to_jsonable(value), ensure_ascii=False)
+        return json.dumps(to_jsonable(value), ensure_ascii=False) if value else ""
     if hasattr(value, "item") and hasattr(value, "dtype"):
         return cell(value.item())
     return str(value)

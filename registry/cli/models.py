@@ -195,17 +195,37 @@ def list_models(
     status: Annotated[str | None, typer.Option(help="active, archived or failed.")] = None,
     sort_by: Annotated[str, typer.Option(help="A column or metric name.")] = "created_at",
     ascending: Annotated[bool, typer.Option(help="Sort ascending.")] = False,
+    filter_string: Annotated[str | None, typer.Option(
+        "--filter", help="Search filter, e.g. \"metrics.ndcg@10 > 0.1 and tags.team = 'search'\" (see docs/aliases.md).")] = None,
+    order_by: Annotated[list[str] | None, typer.Option(
+        "--order-by", help="With --filter: e.g. 'metrics.ndcg@10 desc' (repeatable).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="With --filter/--order-by: page size.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="With --filter/--order-by: rows to skip.")] = 0,
 ) -> None:
-    """List models with their metrics.
+    """List models with their metrics, or search them with --filter / --order-by.
 
     Example: cfreg list --type als --sort-by ndcg@10
+    Example: cfreg list --filter "metrics.ndcg@10 > 0.1 and model_type = 'als'" --order-by "metrics.ndcg@10 desc"
     """
     state = state_of(ctx)
-    frame = state.registry().list_models(model_type=model_type, status=status, sort_by=sort_by, ascending=ascending)
+    registry = state.registry()
+    if filter_string is not None or order_by:
+        conditions = [filter_string] if filter_string else []
+        conditions += [f"model_type = '{quoted(model_type)}'"] if model_type else []
+        conditions += [f"status = '{quoted(status)}'"] if status else []
+        combined = " and ".join(f"({part})" for part in conditions)
+        frame = registry.search_models(combined, order_by=order_by, limit=limit, offset=offset)
+    else:
+        frame = registry.list_models(model_type=model_type, status=status, sort_by=sort_by, ascending=ascending)
     records, columns = frame_records(frame)
     emit(state, records, lambda: state.out.print(
         records_table(records, columns, title=f"{len(records)} model(s)") if records else "No models."
     ))
+
+
+def quoted(value: str) -> str:
+    """``value`` as the inside of a quoted search-filter string."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def show(ctx: typer.Context, model_id: ModelId) -> None:

@@ -1,0 +1,187 @@
+"""The REST API under ``/api``: read endpoints for everything the Python API reads, and
+bearer-token write endpoints for the operator actions.
+
+Errors are JSON ``{"error": {"code", "type", "message"}}`` (schema ``ErrorResponse``)
+with 404 (unknown id), 409 (conflicts with the registry's state: current best, running
+test), 422 (malformed input), 401 (missing or wrong token), 403 (read-only app).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+
+from .errors import WebError
+from .schemas import (
+    ABStartRequest,
+    ABStopRequest,
+    ABTestInfo,
+    ArchiveResult,
+    AuditEventInfo,
+    Comparison,
+    CurrentBest,
+    EmbeddingsVersion,
+    ErrorResponse,
+    ModelDetail,
+    ModelPage,
+    ModelSummary,
+    PromoteRequest,
+    RegistryStats,
+    RollbackRequest,
+    RouteResult,
+    SelectBestRequest,
+    SelectBestResult,
+    SelectionEvent,
+    SelectionResult,
+)
+from .service import RegistryService
+
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422)}
+
+router = APIRouter(prefix="/api", responses=ERRORS)
+
+
+def service_of(request: Request) -> RegistryService:
+    """The app's registry service."""
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def writer(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The identity behind ``Authorization: Bearer <token>``; 403 when read-only, 401 when wrong."""
+    tokens = request.app.state.tokens
+    if not tokens.enabled:
+        raise WebError(403, "read_only_mode", "this registry UI is read-only: start it with a token to allow changes")
+    identity = tokens.identify_bearer(authorization)
+    if identity is None:
+        raise WebError(401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+    return f"web:{identity}"
+
+
+Service = Annotated[RegistryService, Depends(service_of)]
+Identity = Annotated[str, Depends(writer)]
+ModelId = Annotated[str, Path(max_length=200)]
+
+
+# --------------------------------------------------------------------------- reads
+
+
+@router.get("/models", response_model=ModelPage, tags=["models"])
+def list_models(
+    service: Service,
+    model_type: str | None = None,
+    status: str | None = None,
+    q: Annotated[str | None, Query(description="Substring of the model id (case-insensitive).")] = None,
+    sort: Annotated[str, Query(description="model_id, model_type, version, status, created_at, training_time or a metric name.")] = "created_at",
+    order: Literal["asc", "desc"] = "desc",
+    page: int = 1,
+    per_page: int = 50,
+) -> ModelPage:
+    """Models, filtered, sorted (missing values last) and paged; ``is_current`` marks the current best."""
+    result = service.page(model_type=model_type or None, status=status or None, search=q, sort=sort,
+                          ascending=order == "asc", page=page, per_page=per_page)
+    return ModelPage(
+        items=[ModelSummary(**row.__dict__) for row in result.rows], total=result.total, page=result.page,
+        per_page=result.per_page, pages=result.pages, sort=result.sort, order=order,
+        current_best=result.current_best, metric_names=result.metric_names,
+    )
+
+
+@router.get("/models/{model_id}", response_model=ModelDetail, tags=["models"])
+def get_model(service: Service, model_id: ModelId) -> dict:  # type: ignore[type-arg]
+    """One model: metrics, hyperparameters, training info, lineage, files, selections, A/B tests."""
+    return service.model(model_id)
+
+
+@router.get("/compare", response_model=Comparison, tags=["models"])
+def compare(service: Service, ids: Annotated[list[str], Query(description="Two to ten model ids.")]) -> dict:  # type: ignore[type-arg]
+    """Models side by side: metrics with differences from the first, hyperparameters that differ."""
+    return service.compare(ids)
+
+
+@router.get("/current-best", response_model=CurrentBest | None, tags=["selection"])
+def current_best(service: Service) -> dict | None:  # type: ignore[type-arg]
+    """The current best model, or null."""
+    return service.current_best()
+
+
+@router.get("/selections", response_model=list[SelectionEvent], tags=["selection"])
+def selections(service: Service, limit: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> list:  # type: ignore[type-arg]
+    """The selection history, newest first."""
+    return service.selections(limit)
+
+
+@router.get("/stats", response_model=RegistryStats, tags=["registry"])
+def stats(service: Service) -> dict:  # type: ignore[type-arg]
+    """Counts by status and type, the current best, generation."""
+    return service.stats()
+
+
+@router.get("/embeddings", response_model=list[EmbeddingsVersion], tags=["embeddings"])
+def embeddings(service: Service) -> list:  # type: ignore[type-arg]
+    """BERT embeddings versions, newest first, with their linked models."""
+    return service.embeddings()
+
+
+@router.get("/ab-tests", response_model=list[ABTestInfo], tags=["ab-tests"])
+def ab_tests(service: Service) -> list:  # type: ignore[type-arg]
+    """Every A/B test, newest first, with the share of users each arm gets now."""
+    return service.ab_tests()
+
+
+@router.get("/route/{user_id}", response_model=RouteResult, tags=["ab-tests"])
+def route(service: Service, user_id: Annotated[str, Path(max_length=256)]) -> dict:  # type: ignore[type-arg]
+    """The model serving ``user_id`` now (the running test's arm, else the current best)."""
+    return service.route(user_id)
+
+
+@router.get("/audit", response_model=list[AuditEventInfo], tags=["registry"])
+def audit_events(
+    service: Service,
+    action: str | None = None,
+    model: Annotated[str | None, Query(description="Target: a model id, test id or embeddings version.")] = None,
+    since: Annotated[str | None, Query(description="UTC time, e.g. 2025-01-16 or 2025-01-16T10:30:00.")] = None,
+    until: str | None = None,
+    limit: int = 100,
+) -> list:  # type: ignore[type-arg]
+    """Audit events, newest first."""
+    return service.audit_events(action=action, model=model, since=since, until=until, limit=limit)
+
+
+# --------------------------------------------------------------------------- writes
+
+
+@router.post("/select-best", response_model=SelectBestResult, tags=["actions"])
+def select_best(service: Service, identity: Identity, body: SelectBestRequest) -> dict:  # type: ignore[type-arg]
+    """Make the active model with the highest metric the current best."""
+    return service.select_best(identity, body.metric, body.min_improvement, body.model_type)
+
+
+@router.post("/models/{model_id}/promote", response_model=SelectionResult, tags=["actions"])
+def promote(service: Service, identity: Identity, model_id: ModelId, body: PromoteRequest | None = None) -> dict:  # type: ignore[type-arg]
+    """Make this model the current best by hand."""
+    return service.promote(identity, model_id, body.reason if body else None)
+
+
+@router.post("/rollback", response_model=SelectionResult, tags=["actions"])
+def rollback(service: Service, identity: Identity, body: RollbackRequest | None = None) -> dict:  # type: ignore[type-arg]
+    """Restore the previous current best (or make ``to`` current)."""
+    return service.rollback(identity, body.to if body else None, body.reason if body else None)
+
+
+@router.post("/models/{model_id}/archive", response_model=ArchiveResult, tags=["actions"])
+def archive(service: Service, identity: Identity, model_id: ModelId) -> dict:  # type: ignore[type-arg]
+    """Archive a model (409 for the current best or a model in a running test)."""
+    return service.archive(identity, model_id)
+
+
+@router.post("/ab-tests", response_model=ABTestInfo, status_code=201, tags=["actions"])
+def start_ab_test(service: Service, identity: Identity, body: ABStartRequest) -> dict:  # type: ignore[type-arg]
+    """Start an A/B test (409 when one is running)."""
+    return service.start_ab_test(identity, body.control_model, body.treatment_model, body.traffic_split, body.test_id)
+
+
+@router.post("/ab-tests/{test_id}/stop", response_model=ABTestInfo, tags=["actions"])
+def stop_ab_test(service: Service, identity: Identity, test_id: ModelId, body: ABStopRequest | None = None) -> dict:  # type: ignore[type-arg]
+    """Stop an A/B test, optionally promoting an arm."""
+    return service.stop_ab_test(identity, test_id, body.promote if body else None)

@@ -1,0 +1,254 @@
+"""The web app's REST API (registry.web): every endpoint, auth, typed errors, OpenAPI, on both backends.
+
+Bad input (unknown ids, bad filters, huge page sizes, wrong tokens) must get a 4xx
+JSON error with a stable code and leave the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from registry_snapshot import snapshot
+
+from registry import BERTEmbeddingsRegistry, ModelRegistry
+from registry.web import create_app, is_loopback
+from registry.web.auth import TokenStore
+
+TOKEN = "alice-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCHEMA_NAMES = {
+    "ABRouting", "ABStartRequest", "ABStopRequest", "ABTestInfo", "ArchiveResult", "ArtifactFileInfo",
+    "AuditEventInfo", "ComparedModel", "Comparison", "CurrentBest", "EmbeddingsVersion", "ErrorDetail",
+    "ErrorResponse", "MetricComparison", "ModelDetail", "ModelPage", "ModelSummary", "ParameterComparison",
+    "PromoteRequest", "RegistryStats", "RollbackRequest", "RouteResult", "SelectBestRequest", "SelectBestResult",
+    "SelectionEvent", "SelectionResult",
+}
+
+
+@pytest.fixture
+def filled(registry: ModelRegistry, model_dir, embeddings_dir, registry_path: Path, database_url: str,
+           tmp_path: Path) -> ModelRegistry:  # type: ignore[no-untyped-def]
+    als, bpr = model_dir("als/v1"), model_dir("bpr/v1", "bpr")
+    bert = BERTEmbeddingsRegistry(registry_path, database_url=database_url, root=tmp_path)
+    bert.register_embeddings(embeddings_dir("bert/v1"), "bert-base", 25, 16, version="emb1")
+    registry.register_model(als, "als", {"factors": 8, "alpha": 1}, {"ndcg@10": 0.20, "recall@10": 0.30},
+                            {"training_time_seconds": 12.5}, data_version="d1", git_commit="abc123", version="v1")
+    registry.register_model(als, "als", {"factors": 16, "alpha": 1}, {"ndcg@10": 0.25, "recall@10": 0.28},
+                            {"training_time_seconds": 20.0}, data_version="d1", version="v2")
+    registry.register_model(bpr, "bpr", {"factors": 8}, {"ndcg@10": 0.22}, {}, version="v1")
+    bert.link_to_model("emb1", "als_v2")
+    registry.select_best_model("ndcg@10")
+    return registry
+
+
+@pytest.fixture
+def client(filled: ModelRegistry, database_url: str) -> Iterator[TestClient]:
+    app = create_app(filled.registry_path, database_url, tokens=TokenStore({"alice": TOKEN}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def error_code(response) -> str:  # type: ignore[no-untyped-def]
+    return response.json()["error"]["code"]
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def test_models_page_filters_sorts_and_marks_current(client: TestClient) -> None:
+    body = client.get("/api/models", params={"sort": "ndcg@10", "per_page": 2}).json()
+    assert body["total"] == 3 and body["pages"] == 2 and body["current_best"] == "als_v2"
+    assert [m["model_id"] for m in body["items"]] == ["als_v2", "bpr_v1"]
+    assert body["items"][0]["is_current"] and body["items"][0]["metrics"] == {"ndcg@10": 0.25, "recall@10": 0.28}
+    assert body["items"][0]["training_time"] == 20.0
+    second = client.get("/api/models", params={"sort": "ndcg@10", "per_page": 2, "page": 2}).json()
+    assert [m["model_id"] for m in second["items"]] == ["als_v1"]
+    filtered = client.get("/api/models", params={"model_type": "bpr"}).json()
+    assert [m["model_id"] for m in filtered["items"]] == ["bpr_v1"]
+    assert client.get("/api/models", params={"q": "V1", "sort": "model_id", "order": "asc"}).json()["total"] == 2
+
+
+def test_model_detail_has_lineage_files_links_and_history(client: TestClient) -> None:
+    detail = client.get("/api/models/als_v2").json()
+    assert detail["metrics"] == {"ndcg@10": 0.25, "recall@10": 0.28}
+    assert detail["hyperparameters"] == {"factors": 16, "alpha": 1}
+    assert detail["training_info"] == {"training_time_seconds": 20.0}
+    assert detail["data_version"] == "d1" and detail["embeddings"] == ["emb1"] and detail["is_current"]
+    assert {f["file_name"] for f in detail["files"]} == {"als_U.npy", "als_V.npy", "als_params.json", "als_metadata.json"}
+    assert all(len(f["sha256"]) == 64 and f["size_bytes"] > 0 for f in detail["files"])
+    assert [s["model_id"] for s in detail["selections"]] == ["als_v2"]
+    assert client.get("/api/models/als_v1").json()["git_commit"] == "abc123"
+
+
+def test_current_best_selections_stats_embeddings(client: TestClient) -> None:
+    assert client.get("/api/current-best").json()["model_id"] == "als_v2"
+    history = client.get("/api/selections").json()
+    assert len(history) == 1 and history[0]["is_current"] and history[0]["metric"] == "ndcg@10"
+    stats = client.get("/api/stats").json()
+    assert stats["total_models"] == 3 and stats["by_type"] == {"als": 2, "bpr": 1} and stats["total_embeddings"] == 1
+    embeddings = client.get("/api/embeddings").json()
+    assert embeddings[0]["version"] == "emb1" and embeddings[0]["linked_models"] == ["als_v2"]
+
+
+def test_compare_shows_differences_and_differing_hyperparameters(client: TestClient) -> None:
+    body = client.get("/api/compare", params=[("ids", "als_v1"), ("ids", "als_v2"), ("ids", "bpr_v1")]).json()
+    assert body["model_ids"] == ["als_v1", "als_v2", "bpr_v1"]
+    ndcg = next(m for m in body["metrics"] if m["name"] == "ndcg@10")
+    assert ndcg["differences"]["als_v2"] == pytest.approx(0.05) and ndcg["differences"]["als_v1"] == 0
+    recall = next(m for m in body["metrics"] if m["name"] == "recall@10")
+    assert recall["values"]["bpr_v1"] is None and recall["differences"]["bpr_v1"] is None
+    params = {p["name"]: p for p in body["hyperparameters"]}
+    assert params["factors"]["differs"] and params["alpha"]["differs"]  # bpr lacks alpha
+    same = client.get("/api/compare", params=[("ids", "als_v1"), ("ids", "als_v2")]).json()
+    assert not {p["name"]: p for p in same["hyperparameters"]}["alpha"]["differs"]
+
+
+def test_ab_tests_routing_and_audit_filters(client: TestClient) -> None:
+    started = client.post("/api/ab-tests", json={"control_model": "als_v2", "treatment_model": "bpr_v1",
+                                                 "traffic_split": 0.3, "test_id": "t1"}, headers=AUTH)
+    assert started.status_code == 201 and started.json()["routing"] == {"control": 0.7, "treatment": 0.3}
+    tests = client.get("/api/ab-tests").json()
+    assert tests[0]["test_id"] == "t1" and tests[0]["status"] == "running"
+    routed = client.get("/api/route/user-42").json()
+    assert routed["test_id"] == "t1" and routed["model_id"] in ("als_v2", "bpr_v1")
+    assert routed["arm"] == ("treatment" if routed["model_id"] == "bpr_v1" else "control")
+    stopped = client.post("/api/ab-tests/t1/stop", json={"promote": "treatment"}, headers=AUTH).json()
+    assert stopped["status"] == "stopped" and stopped["routing"] == {"control": 1.0, "treatment": 0.0}
+    assert client.get("/api/current-best").json()["model_id"] == "bpr_v1"
+    events = client.get("/api/audit", params={"action": "ab_start"}).json()
+    assert [e["target"] for e in events] == ["t1"] and events[0]["actor"].startswith("web:alice via ")
+    newest = client.get("/api/audit", params={"limit": 2}).json()
+    assert [e["action"] for e in newest] == ["AB_PROMOTE", "AB_STOP"]
+    assert client.get("/api/audit", params={"model": "als_v1"}).json()[0]["action"] == "REGISTER"
+    assert client.get("/api/audit", params={"since": "2999-01-01"}).json() == []
+    assert len(client.get("/api/audit", params={"until": "2999-01-01T00:00:00"}).json()) > 5
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def test_operator_actions_write_audit_with_identity(client: TestClient, filled: ModelRegistry) -> None:
+    promoted = client.post("/api/models/als_v1/promote", json={"reason": "canary ok"}, headers=AUTH)
+    assert promoted.status_code == 200 and promoted.json()["model_id"] == "als_v1"
+    event = client.get("/api/audit", params={"action": "PROMOTE"}).json()[0]
+    assert event["target"] == "als_v1" and event["actor"].startswith("web:alice via ")
+    assert event["details"]["reason"] == "canary ok"
+    assert client.post("/api/rollback", headers=AUTH).json()["model_id"] == "als_v2"
+    assert client.post("/api/select-best", json={"metric": "recall@10"}, headers=AUTH).json() == {
+        "selected": True, "model_id": "als_v1", "metric": "recall@10", "value": 0.30}
+    assert client.post("/api/select-best", json={"metric": "coverage"}, headers=AUTH).json()["selected"] is False
+    assert client.post("/api/models/bpr_v1/archive", headers=AUTH).json() == {"model_id": "bpr_v1", "status": "archived"}
+    assert filled.get_model("bpr_v1")["status"] == "archived"
+    actors = {e["actor"].split(" via ")[0] for e in client.get("/api/audit", params={"limit": 4}).json()}
+    assert actors == {"web:alice"}
+
+
+BAD_REQUESTS = [
+    ("get", "/api/models/nope", None, 404, "not_found"),
+    ("get", "/api/models/bad%20id", None, 422, "invalid_argument"),
+    ("get", "/api/models?per_page=100000", None, 422, "invalid_argument"),
+    ("get", "/api/models?per_page=0", None, 422, "invalid_argument"),
+    ("get", "/api/models?page=abc", None, 422, "invalid_argument"),
+    ("get", "/api/models?sort=nosuchmetric", None, 422, "invalid_argument"),
+    ("get", "/api/models?status=deleted", None, 422, "invalid_argument"),
+    ("get", "/api/models?order=sideways", None, 422, "invalid_argument"),
+    ("get", "/api/compare?ids=als_v1", None, 422, "invalid_argument"),
+    ("get", "/api/compare?ids=als_v1&ids=ghost", None, 404, "not_found"),
+    ("get", "/api/audit?since=yesterday", None, 422, "invalid_argument"),
+    ("get", "/api/audit?limit=1000000", None, 422, "invalid_argument"),
+    ("get", "/api/audit?since=2025-02-01&until=2025-01-01", None, 422, "invalid_argument"),
+    ("get", "/api/selections?limit=0", None, 422, "invalid_argument"),
+    ("post", "/api/models/ghost/promote", {}, 404, "not_found"),
+    ("post", "/api/models/als_v2/archive", None, 409, "in_use"),
+    ("post", "/api/select-best", {"metric": "bad metric!"}, 422, "invalid_argument"),
+    ("post", "/api/select-best", {"metric": "ndcg@10", "min_improvement": -1}, 422, "invalid_argument"),
+    ("post", "/api/select-best", {"unknown_field": 1}, 422, "invalid_argument"),
+    ("post", "/api/rollback", {}, 422, "invalid_argument"),  # nothing to roll back to
+    ("post", "/api/ab-tests", {"control_model": "als_v1", "treatment_model": "als_v1", "traffic_split": 0.1}, 422, "invalid_argument"),
+    ("post", "/api/ab-tests", {"control_model": "als_v1", "treatment_model": "bpr_v1", "traffic_split": 2}, 422, "invalid_argument"),
+    ("post", "/api/ab-tests", {"control_model": "als_v1", "treatment_model": "ghost", "traffic_split": 0.1}, 404, "not_found"),
+    ("post", "/api/ab-tests/ghost/stop", {}, 404, "not_found"),
+    ("get", "/api/nothing-here", None, 404, "not_found"),
+]
+
+
+def test_bad_input_is_a_typed_4xx_and_changes_nothing(client: TestClient, filled: ModelRegistry) -> None:
+    before = snapshot(filled, filled.root)
+    for method, url, body, status, code in BAD_REQUESTS:
+        response = client.request(method.upper(), url, json=body, headers=AUTH)
+        assert (response.status_code, error_code(response)) == (status, code), (url, response.text)
+        assert response.json()["error"]["message"]
+        assert snapshot(filled, filled.root) == before, url
+
+
+def test_running_test_conflict_is_409(client: TestClient, filled: ModelRegistry) -> None:
+    body = {"control_model": "als_v2", "treatment_model": "bpr_v1", "traffic_split": 0.1}
+    assert client.post("/api/ab-tests", json=body, headers=AUTH).status_code == 201
+    before = snapshot(filled, filled.root)
+    second = client.post("/api/ab-tests", json={**body, "treatment_model": "als_v1"}, headers=AUTH)
+    assert second.status_code == 409 and error_code(second) == "in_use"
+    assert client.post("/api/models/bpr_v1/archive", headers=AUTH).status_code == 409
+    assert snapshot(filled, filled.root) == before
+
+
+WRITE_CALLS = [("/api/models/als_v1/promote", {}), ("/api/rollback", {}), ("/api/select-best", {}),
+               ("/api/models/bpr_v1/archive", None), ("/api/ab-tests/x/stop", {}),
+               ("/api/ab-tests", {"control_model": "als_v1", "treatment_model": "bpr_v1", "traffic_split": 0.1})]
+WRONG_CREDENTIALS = [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"},
+                     {"Authorization": "Bearer"}, {"Authorization": f"Bearer {TOKEN}x"}]
+
+
+def test_missing_or_wrong_token_is_401_and_changes_nothing(client: TestClient, filled: ModelRegistry) -> None:
+    before = snapshot(filled, filled.root)
+    for headers in WRONG_CREDENTIALS:
+        for url, body in WRITE_CALLS:
+            response = client.post(url, json=body, headers=headers)
+            assert (response.status_code, error_code(response)) == (401, "unauthorized"), (url, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert snapshot(filled, filled.root) == before
+
+
+def test_without_tokens_the_api_is_read_only(filled: ModelRegistry, database_url: str) -> None:
+    with TestClient(create_app(filled.registry_path, database_url, tokens=TokenStore())) as client:
+        before = snapshot(filled, filled.root)
+        response = client.post("/api/models/als_v1/promote", json={}, headers=AUTH)
+        assert response.status_code == 403 and error_code(response) == "read_only_mode"
+        assert client.get("/api/models").status_code == 200
+        assert snapshot(filled, filled.root) == before
+
+
+def test_openapi_document_is_local_and_names_are_stable(client: TestClient) -> None:
+    document = client.get("/api/openapi.json").json()
+    assert SCHEMA_NAMES <= set(document["components"]["schemas"])
+    paths = set(document["paths"])
+    assert {"/api/models", "/api/models/{model_id}", "/api/compare", "/api/current-best", "/api/selections",
+            "/api/stats", "/api/embeddings", "/api/ab-tests", "/api/route/{user_id}", "/api/audit",
+            "/api/select-best", "/api/models/{model_id}/promote", "/api/rollback", "/api/models/{model_id}/archive",
+            "/api/ab-tests/{test_id}/stop"} == paths
+    assert not any(path.startswith("/models") or path == "/" for path in paths)  # pages stay out of the API
+    assert document["paths"]["/api/models/{model_id}"]["get"]["responses"]["404"]["content"]["application/json"][
+        "schema"]["$ref"].endswith("/ErrorResponse")
+    assert client.get("/docs").status_code == 404  # Swagger UI would load assets from a CDN
+
+
+def test_security_headers_and_static_assets(client: TestClient) -> None:
+    page = client.get("/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    css = client.get("/static/app.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+    assert client.get("/favicon.ico").headers["content-type"].startswith("image/svg+xml")
+
+
+def test_is_loopback() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")

@@ -1,0 +1,113 @@
+"""HTML pages and forms of the web app in-process (the browser tests drive them in Chromium),
+the login session and CSRF checks, and the SVG charts."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from registry_snapshot import snapshot
+
+from registry import InvalidArgumentError, ModelRegistry
+from registry.web import create_app
+from registry.web.auth import TokenStore, load_tokens, parse_token_file
+from registry.web.charts import nice_ticks, scatter_chart, time_chart
+
+TOKEN = "bob-token-0123456789abc"
+
+
+@pytest.fixture
+def app_client(registry: ModelRegistry, model_dir, database_url: str):  # type: ignore[no-untyped-def]
+    path = model_dir("als/v1")
+    for index in range(3):
+        registry.register_model(path, "als", {"factors": 8 * (index + 1)}, {"ndcg@10": 0.1 + index / 10},
+                                {}, version=f"v{index}")
+    registry.select_best_model()
+    with TestClient(create_app(registry.registry_path, database_url, tokens=TokenStore({"bob": TOKEN}))) as client:
+        yield registry, client
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+
+
+def test_pages_render_and_errors_are_pages(app_client) -> None:  # type: ignore[no-untyped-def]
+    _, client = app_client
+    for path in ("/", "/?sort=ndcg@10&order=asc&page=1&per_page=2", "/models/als_v0", "/compare",
+                 "/compare?ids=als_v0&ids=als_v2", "/charts", "/history", "/ab-tests", "/embeddings",
+                 "/audit?action=select_best", "/login"):
+        response = client.get(path)
+        assert response.status_code == 200 and "text/html" in response.headers["content-type"], path
+    page = client.get("/?sort=ndcg@10").text
+    assert page.index("als_v2") < page.index("als_v1") < page.index("als_v0")
+    assert 'class="current"' in page and "current best" in page
+    for path, status in (("/models/ghost", 404), ("/?per_page=9999", 422), ("/?page=x", 422),
+                         ("/compare?ids=als_v0", 422), ("/audit?since=soon", 422), ("/no/such/page", 404)):
+        response = client.get(path)
+        assert response.status_code == status and "text/html" in response.headers["content-type"], path
+
+
+def test_login_session_csrf_and_promote_form(app_client) -> None:  # type: ignore[no-untyped-def]
+    registry, client = app_client
+    before = snapshot(registry, registry.root)
+    form = client.get("/models/als_v0")
+    assert 'action="/actions/promote"' not in form.text  # logged out: no action forms
+    token = csrf_of(client.get("/login").text)
+    assert client.post("/actions/promote", data={"csrf_token": token, "model_id": "als_v0"}).status_code == 401
+    assert client.post("/login", data={"csrf_token": token, "token": "wrong-token-0123456789"}).status_code == 401
+    assert client.post("/login", data={"token": TOKEN}).status_code == 403  # no CSRF token
+    assert snapshot(registry, registry.root) == before
+    logged = client.post("/login", data={"csrf_token": token, "token": TOKEN, "next": "//evil.example/x"},
+                         follow_redirects=False)
+    assert logged.status_code == 303 and logged.headers["location"] == "/"  # no open redirect
+    assert "httponly" in logged.headers["set-cookie"].lower() and "samesite=strict" in logged.headers["set-cookie"].lower()
+    page = client.get("/models/als_v0").text
+    assert 'action="/actions/promote"' in page and "bob" in page
+    assert client.post("/actions/promote", data={"csrf_token": "A" * 43, "model_id": "als_v0"}).status_code == 403
+    assert registry.get_current_best()["model_id"] == "als_v2"
+    done = client.post("/actions/promote", data={"csrf_token": csrf_of(page), "model_id": "als_v0",
+                                                 "reason": "form", "next": "/models/als_v0"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/models/als_v0"
+    assert registry.get_current_best()["model_id"] == "als_v0"
+    assert "als_v0 is now the current best" in client.get("/models/als_v0").text
+    failed = client.post("/actions/archive", data={"csrf_token": csrf_of(page), "model_id": "als_v0"})
+    assert failed.status_code == 200 and "in_use (409)" in failed.text  # redirected back with the error
+    assert client.post("/logout", data={"csrf_token": csrf_of(page)}, follow_redirects=False).status_code == 303
+
+
+def test_tokens_from_environment_and_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert not load_tokens(environ={}).enabled
+    assert load_tokens(environ={"CFREG_UI_TOKEN": TOKEN}).identify(TOKEN) == "operator"
+    file = tmp_path / "tokens.txt"
+    file.write_text(f"# operators\nalice {TOKEN}x\nbob {TOKEN}\n")
+    store = load_tokens(environ={"CFREG_UI_TOKEN_FILE": str(file)})
+    assert store.identify(TOKEN) == "bob" and store.identify(TOKEN + "x") == "alice" and store.identify("nope") is None
+    cookie = store.session_cookie("alice", now=1000.0)
+    assert store.session_identity(cookie, now=1001.0) == "alice"
+    assert store.session_identity(cookie, now=10**9) is None  # expired
+    assert store.session_identity(cookie[:-1] + ("0" if cookie[-1] != "0" else "1"), now=1001.0) is None
+    for bad in ("short", f"a {TOKEN}\na {TOKEN}x", f"a {TOKEN}\nb {TOKEN}", "a b c"):
+        with pytest.raises(InvalidArgumentError):
+            parse_token_file(bad, "tokens.txt")
+    with pytest.raises(InvalidArgumentError):
+        load_tokens(tmp_path / "missing.txt")
+
+
+def test_charts_mark_the_current_best_and_escape_ids() -> None:
+    assert nice_ticks(0.14, 0.2, 6) == [0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.2]
+    points = [{"model_id": "a<b", "model_type": "als", "created_at": f"2025-01-0{day}T00:00:00",
+               "value": 0.1 * day, "is_current": day == 2} for day in (1, 2, 3)]
+    svg = str(time_chart(points, "ndcg@10"))
+    assert svg.count("<circle") == 3 + 1 + 2 and "a&lt;b" in svg and "a<b" not in svg  # points, best ring, legend
+    assert ">best<" in svg and "<polyline" in svg
+    scatter = str(scatter_chart([{"model_id": "m", "model_type": "bpr", "x": 0.2, "y": 0.3, "is_current": False}],
+                                "recall@10", "ndcg@10"))
+    assert ">best<" not in scatter and "recall@10" in scatter
+    assert "No data" in str(time_chart([], "ndcg@10"))

@@ -522,6 +522,11 @@ class DeletionTarget:
     root_identity: tuple[int, int]
     identity: tuple[int, int] | None
 
+    @property
+    def name(self) -> str:
+        """The directory's name, as ``Path.name``."""
+        return self.path.name
+
     def __str__(self) -> str:
         return str(self.path)
 

@@ -348,6 +348,10 @@ def test_readonly_sql_lives_in_its_own_module(registry: ModelRegistry, tmp_path:
     from registry.readonly_sql import QueryResult, run_readonly_query
 
     populate(registry, tmp_path, 2)
+    if registry.context.database.dialect == "postgresql":  # the reader role `cfreg init` creates
+        from registry.pg_readonly import setup_reader
+
+        assert setup_reader(registry.context.database).enabled
 
     result = run_readonly_query(registry.context, "SELECT model_id FROM models ORDER BY model_id")
 

@@ -139,7 +139,7 @@ def test_doc_examples_run_as_written(workdir: Path, database_url: str, monkeypat
     assert by_version[version]["is_current"] is True
     assert by_version["bert_20250115_103000"]["is_current"] is False
     assert set(embeddings_list[0]) == {
-        "version", "model_name", "num_items", "embedding_dim", "created_at", "is_current", "linked_models"
+        "version", "model_name", "num_items", "embedding_dim", "created_at", "is_current", "linked_models", "tags"
     }
 
     from registry import load_bert_embeddings

@@ -145,7 +145,8 @@ def test_operator_actions_write_audit_with_identity(client: TestClient, filled: 
     assert client.post("/api/rollback", headers=AUTH).json()["model_id"] == "als_v2"
     assert client.post("/api/select-best", json={"metric": "recall@10"}, headers=AUTH).json() == {
         "selected": True, "model_id": "als_v1", "metric": "recall@10", "value": 0.30}
-    assert client.post("/api/select-best", json={"metric": "coverage"}, headers=AUTH).json()["selected"] is False
+    unknown = client.post("/api/select-best", json={"metric": "coverage"}, headers=AUTH)  # no model has it: a typo
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_metric"
     assert client.post("/api/models/bpr_v1/archive", headers=AUTH).json() == {"model_id": "bpr_v1", "status": "archived"}
     assert filled.get_model("bpr_v1")["status"] == "archived"
     actors = {e["actor"].split(" via ")[0] for e in client.get("/api/audit", params={"limit": 4}).json()}

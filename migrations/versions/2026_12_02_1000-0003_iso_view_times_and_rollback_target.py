@@ -65,16 +65,30 @@ def _create_views(columns: dict[str, str]) -> None:
         op.execute(f"CREATE VIEW {name} AS {body.strip().format(**columns)}")
 
 
+def _current_selection() -> object:
+    # SQLite's batch rebuild of `selections` fires ON DELETE SET NULL on this pointer: keep it.
+    return op.get_bind().execute(sa.text("SELECT current_selection_id FROM settings WHERE id = 1")).scalar()
+
+
+def _restore_current_selection(pointer: object) -> None:
+    op.get_bind().execute(sa.text("UPDATE settings SET current_selection_id = :pointer WHERE id = 1"),
+                          {"pointer": pointer})
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     _drop_views()  # SQLite cannot rebuild a table while views name it
+    pointer = _current_selection()
     with op.batch_alter_table('selections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('restored_selection_id', sa.Integer(), nullable=True))
+    _restore_current_selection(pointer)
     _create_views({key: _iso(column, dialect) for key, column in RAW_COLUMNS.items()})
 
 
 def downgrade() -> None:
     _drop_views()
+    pointer = _current_selection()
     with op.batch_alter_table('selections', schema=None) as batch_op:
         batch_op.drop_column('restored_selection_id')
+    _restore_current_selection(pointer)
     _create_views(RAW_COLUMNS)

@@ -76,13 +76,25 @@ def _recreate_views_on_models() -> None:
         FROM models m LEFT JOIN model_tags t ON t.model_id = m.model_id""")
 
 
+def _current_selection() -> object:
+    # SQLite's batch rebuild of `selections` fires ON DELETE SET NULL on this pointer: keep it.
+    return op.get_bind().execute(sa.text("SELECT current_selection_id FROM settings WHERE id = 1")).scalar()
+
+
+def _restore_current_selection(pointer: object) -> None:
+    op.get_bind().execute(sa.text("UPDATE settings SET current_selection_id = :pointer WHERE id = 1"),
+                          {"pointer": pointer})
+
+
 def upgrade() -> None:
     _drop_views()
+    pointer = _current_selection()
     with op.batch_alter_table('selections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('alias', sa.String(length=160), server_default='current_best', nullable=False))
         batch_op.add_column(sa.Column('actor', sa.String(length=128), nullable=True))
         batch_op.alter_column('model_id', existing_type=sa.String(length=160), nullable=True)
         batch_op.create_index('ix_selections_alias_id', ['alias', 'id'], unique=False)
+    _restore_current_selection(pointer)
     op.create_table('aliases',
     sa.Column('name', sa.String(length=160), nullable=False),
     sa.Column('model_id', sa.String(length=160), nullable=False),
@@ -105,10 +117,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_aliases_model_id'))
     op.drop_table('aliases')
     op.execute("DELETE FROM selections WHERE alias <> 'current_best'")
+    pointer = _current_selection()
     with op.batch_alter_table('selections', schema=None) as batch_op:
         batch_op.drop_index('ix_selections_alias_id')
         batch_op.alter_column('model_id', existing_type=sa.String(length=160), nullable=False)
         batch_op.drop_column('alias')
         batch_op.drop_column('actor')
+    _restore_current_selection(pointer)
     _recreate_views_on_models()
     op.execute(f"CREATE VIEW v_selection_history AS {_view(OLD_HISTORY)}")

@@ -130,13 +130,15 @@ def test_register_list_show_stats_json_match_the_api(cli: Cli, registry: ModelRe
     )
 
 
-def test_human_output_is_a_table_with_the_models(cli: Cli, trained) -> None:
+def test_human_output_is_a_table_with_the_models(cli: Cli, trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal must not fold ids and metric names into pieces
     quiet = cli("register", trained("v1", 0.1))
     assert quiet.stderr == ""  # nothing but the result unless -v
     assert "registered als_v2" in cli("-v", "register", trained("v2", 0.2, seed=2)).stderr
     listing = cli("list").stdout
     assert "\x1b[" not in listing  # no colour codes when stdout is not a terminal
     assert "als_v1" in listing and "ndcg@10" in listing and "0.1" in listing
+    assert "version" not in listing  # the model id carries it; the JSON output keeps every column
     shown = cli("show", "als_v1").stdout
     assert "artifacts/cf/als/v1" in shown and "als_U.npy" in shown  # entry plus recorded files
     assert "No models." in cli("list", "--type", "bpr").stdout

@@ -56,8 +56,9 @@ def test_import_registry_stays_light() -> None:
     assert json.loads(result.stdout) == []
 
 
-def test_original_utility_calls_work_from_the_top_level(tmp_path: Path) -> None:
+def test_original_utility_calls_work_from_the_top_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The calls the original module test makes, through ``from registry import ...`` only."""
+    monkeypatch.chdir(tmp_path)  # the registry's root is the working directory: its audit log goes to ./logs
     from registry import (
         ModelRegistry,
         backup_registry,

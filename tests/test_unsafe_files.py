@@ -23,7 +23,7 @@ import workers
 from factories import make_embeddings_dir
 
 from registry import ImportFormatError, InvalidArtifactsError, ModelRegistry, UnsafeFileError
-from registry import artifacts, legacy
+from registry import artifacts, fsio, legacy
 from registry.bert_registry import BERTEmbeddingsRegistry
 from registry.errors import ExportError
 from registry.loader import ModelLoader
@@ -130,16 +130,16 @@ def test_within_allows_symlinks_inside_the_folder_only(tmp_path: Path) -> None:
 def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "grows.json"
     path.write_bytes(b"[1]")
-    real_open = artifacts.open_regular_file
+    real_open = fsio.open_regular_file
 
     def open_then_grow(*args: Any, **kwargs: Any) -> Any:
         handle = real_open(*args, **kwargs)
         path.write_bytes(b"[" + b"1," * 20 + b"1]")  # grows after the size check on the open file
         return handle
 
-    monkeypatch.setattr(artifacts, "open_regular_file", open_then_grow)
+    monkeypatch.setattr(fsio, "open_regular_file", open_then_grow)
     with pytest.raises(UnsafeFileError, match="grew beyond the limit of 10"):
-        artifacts.read_regular_file(path, max_bytes=10)
+        fsio.read_regular_file(path, max_bytes=10)
 
 
 # --------------------------------------------------------------------------- CF models

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.segment import Segments
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -309,6 +311,21 @@ def records_table(records: list[dict[str, Any]], columns: list[str] | None = Non
     for record in records:
         table.add_row(*(cell(record.get(column)) for column in columns))
     return table
+
+
+def print_unfolded(console: Console, table: Table) -> None:
+    """Print ``table`` without folding cells: wider than the console, it keeps its natural width.
+
+    Ids and metric values cut into pieces cannot be copied or compared, so a table that
+    does not fit is printed whole and the terminal wraps its lines (``--json`` gives the
+    same records for scripts).
+    """
+    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    # Console.print caps the width at the console's, so render at the natural width first.
+    console.print(Segments(console.render(table, console.options.update(width=natural))), crop=False, soft_wrap=True)
 
 
 def frame_records(frame: Any) -> tuple[list[dict[str, Any]], list[str]]:

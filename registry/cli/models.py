@@ -16,6 +16,7 @@ from .common import (
     emit,
     frame_records,
     mapping_table,
+    print_unfolded,
     read_json_object,
     records_table,
     split_list,
@@ -218,9 +219,21 @@ def list_models(
     else:
         frame = registry.list_models(model_type=model_type, status=status, sort_by=sort_by, ascending=ascending)
     records, columns = frame_records(frame)
-    emit(state, records, lambda: state.out.print(
-        records_table(records, columns, title=f"{len(records)} model(s)") if records else "No models."
-    ))
+
+    def render() -> None:
+        if not records:
+            state.out.print("No models.")
+            return
+        shown = [column for column in columns if column in LIST_KEY_COLUMNS or any(
+            cell(record.get(column)) for record in records)]
+        shown = [column for column in shown if column != "version"]  # model_id already carries it
+        print_unfolded(state.out, records_table(records, shown, title=f"{len(records)} model(s)"))
+
+    emit(state, records, render)
+
+
+# Shown even when empty; other columns (tags, description, metrics no model has) only when some row has a value.
+LIST_KEY_COLUMNS = ("model_id", "model_type", "status", "created_at")
 
 
 def quoted(value: str) -> str:

@@ -48,6 +48,9 @@ DEFAULT_BUSY_TIMEOUT_MS = 30_000
 MAX_ATTEMPTS = 6
 # Arbitrary constant naming the registry's migration lock among PostgreSQL advisory locks.
 PG_MIGRATION_LOCK_KEY = 0x6366_7265_67  # "cfreg"
+# The newest Alembic revision in migrations/versions (a test keeps it equal to Alembic's head).
+# Opening a registry already at this revision skips importing Alembic and parsing the scripts.
+SCHEMA_HEAD = "0006"
 
 T = TypeVar("T")
 
@@ -513,6 +516,8 @@ def schema_state(database: Database) -> tuple[str, set[str], set[str]]:
 
     ``state`` is ``"empty"``, ``"current"``, ``"older"`` or ``"newer"``.
     """
+    if stored_revisions(database) == {SCHEMA_HEAD}:
+        return "current", {SCHEMA_HEAD}, {SCHEMA_HEAD}
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
@@ -529,6 +534,17 @@ def schema_state(database: Database) -> tuple[str, set[str], set[str]]:
     if current == heads:
         return "current", current, heads
     return "older", current, heads
+
+
+def stored_revisions(database: Database) -> set[str]:
+    """The revisions in the database's ``alembic_version`` table (empty when it has none)."""
+    with database.engine.connect() as connection:
+        try:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except DBAPIError:  # no such table: an empty database
+            rows = []
+        connection.rollback()
+    return {row[0] for row in rows}
 
 
 def ensure_schema(database: Database, *, create: bool) -> None:

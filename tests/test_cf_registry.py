@@ -784,6 +784,28 @@ def test_list_models_filters(registry: ModelRegistry, model_dir) -> None:
     assert list(registry.list_models(model_type="bpr", sort_by="ndcg@10")["model_id"]) == [bpr]
 
 
+def test_list_model_records_are_the_list_models_rows_in_the_same_order(registry: ModelRegistry, model_dir, subtests) -> None:
+    """The pandas-free rows ``cfreg list`` prints: same values, same order, ties and missing values included."""
+    for i, metrics in enumerate([{"ndcg@10": 0.2}, {"recall@10": 0.5}, {"ndcg@10": 0.2, "recall@10": 0.1},
+                                 {"ndcg@10": 0.3}, {"ndcg@10": 0.2}, {}]):
+        add(registry, model_dir, f"v{i}", metrics, model_type="bpr" if i % 2 else "als")
+    registry.archive_model("als_v2")
+
+    def frame_rows(frame: pd.DataFrame) -> list[dict]:
+        return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                for row in frame.to_dict(orient="records")]
+
+    for sort_by in ["created_at", "ndcg@10", "recall@10", "model_id", "status", "training_time"]:
+        for ascending in (True, False):
+            with subtests.test(sort_by=sort_by, ascending=ascending):
+                records = registry.list_model_records(sort_by=sort_by, ascending=ascending)
+                assert records == frame_rows(registry.list_models(sort_by=sort_by, ascending=ascending))
+    assert registry.list_model_records(model_type="bpr", status="active") == frame_rows(
+        registry.list_models(model_type="bpr", status="active"))
+    with pytest.raises(ValueError, match="sort_by"):
+        registry.list_model_records(sort_by="nope")
+
+
 def test_unknown_sort_by_raises_value_error(registry: ModelRegistry, model_dir, subtests) -> None:
     add(registry, model_dir, "v1", {"ndcg@10": 0.2})
     before = snapshot(registry)

@@ -47,6 +47,22 @@ def schema_snapshot(database: db.Database) -> dict:
     return snapshot
 
 
+def test_schema_head_constant_is_alembics_head() -> None:
+    """``db.SCHEMA_HEAD`` lets a current registry open without Alembic: it must name the newest script."""
+    from alembic.script import ScriptDirectory
+
+    assert set(ScriptDirectory.from_config(db.alembic_config()).get_heads()) == {db.SCHEMA_HEAD}
+
+
+def test_opening_a_current_registry_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    db.open_database(url)
+    code = ("import sys; from registry import db; database = db.open_database(sys.argv[1], create=False); "
+            "print(db.schema_state(database)[0], 'alembic' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.split() == ["current", "False"]
+
+
 def test_fresh_database_is_created_at_head_with_every_table(database_url: str) -> None:
     database = db.open_database(database_url)
     state, current, heads = db.schema_state(database)

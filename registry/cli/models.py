@@ -21,6 +21,7 @@ from .common import (
     records_table,
     split_list,
     state_of,
+    to_jsonable,
 )
 
 ModelId = Annotated[str, typer.Argument(help="Model id.")]
@@ -215,10 +216,11 @@ def list_models(
         conditions += [f"model_type = '{quoted(model_type)}'"] if model_type else []
         conditions += [f"status = '{quoted(status)}'"] if status else []
         combined = " and ".join(f"({part})" for part in conditions)
-        frame = registry.search_models(combined, order_by=order_by, limit=limit, offset=offset)
+        records, columns = frame_records(registry.search_models(combined, order_by=order_by, limit=limit, offset=offset))
     else:
-        frame = registry.list_models(model_type=model_type, status=status, sort_by=sort_by, ascending=ascending)
-    records, columns = frame_records(frame)
+        records = to_jsonable(registry.list_model_records(
+            model_type=model_type, status=status, sort_by=sort_by, ascending=ascending))
+        columns = list(records[0]) if records else []
 
     def render() -> None:
         if not records:

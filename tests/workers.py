@@ -183,7 +183,9 @@ def crash_worker(database_url: str, registry_path: str, root: str, model_path: s
     registry = _open(database_url, registry_path, root, export_json=True)
     rng = random.Random(seed)
     while True:
-        registry.register_model(model_path, "als", {"factors": 8}, {METRIC: rng.random()}, {"training_time_seconds": 1.0})
+        # Both metrics on every model: selecting on a metric no model has is an UnknownMetricError.
+        registry.register_model(model_path, "als", {"factors": 8}, {METRIC: rng.random(), "recall@10": rng.random()},
+                                {"training_time_seconds": 1.0})
         registry.select_best_model(metric=METRIC if rng.random() < 0.7 else "recall@10")
         ready.set()  # at full speed in the loop: the kill may now land anywhere in it
 

@@ -115,16 +115,25 @@ def write_user_eval(folder: str | os.PathLike[str], model_type: str, user_ids: A
     """
     validate_identifier(model_type, "model_type")
     path = Path(folder) / user_eval_file(model_type)
+    data = user_eval_bytes(user_ids, metrics, str(path))
+    atomic_write_bytes(path, lambda handle: handle.write(data))
+    return path
+
+
+def user_eval_bytes(user_ids: Any, metrics: Mapping[str, Any], where: str) -> bytes:
+    """The ``.npz`` content of a per-user evaluation file, after checking it.
+
+    Raises:
+        InvalidArgumentError: bad ids or values (``where`` names the file in the message).
+    """
     try:
-        evaluation = _checked(user_ids, metrics, str(path))
+        evaluation = _checked(user_ids, metrics, where)
     except InvalidArtifactsError as exc:
         raise InvalidArgumentError(str(exc)) from None
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {USER_IDS_KEY: evaluation.user_ids, **evaluation.metrics}
     np.savez_compressed(buffer, **arrays)
-    data = buffer.getvalue()
-    atomic_write_bytes(path, lambda handle: handle.write(data))
-    return path
+    return buffer.getvalue()
 
 
 def read_user_eval(path: str | os.PathLike[str], *, max_bytes: int = MAX_USER_EVAL_BYTES) -> UserEvaluation:

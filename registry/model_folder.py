@@ -30,8 +30,10 @@ from .artifacts import (
     id_map_files,
     required_files,
     standard_model_files,
+    user_eval_file,
 )
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelExistsError
+from .evaluation import user_eval_bytes
 from .export import atomic_write_bytes
 from .interactions import Interactions, interactions_file, interactions_from_pairs
 from .validation import json_payload, path_text, to_jsonable, validate_identifier
@@ -54,6 +56,7 @@ def write_model_folder(
     user_ids: Sequence[str | int] | None = None,
     item_ids: Sequence[str | int] | None = None,
     interactions: InteractionsInput | None = None,
+    user_eval: tuple[Sequence[str | int], Mapping[str, Any]] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a model folder in the registry's layout; returns ``Path(path)``, ready for ``register_model``.
@@ -62,7 +65,9 @@ def write_model_folder(
     ``{type}_params.json``, ``{type}_metadata.json`` (``num_users``, ``num_items`` and
     ``factors`` filled in from the shapes), and when given ``{type}_user_ids.json``,
     ``{type}_item_ids.json`` (row ``i`` of U/V is that id) and ``{type}_interactions.npz``
-    (which items each user was trained on; the service leaves them out of its recommendations).
+    (which items each user was trained on; the service leaves them out of its recommendations)
+    and ``{type}_user_eval.npz`` (per-user metric values: the evidence ``compare_metrics`` and
+    ``select_best_model(confidence=...)`` use).
 
     Args:
         path: the folder; relative paths are kept relative in the returned path.
@@ -77,6 +82,8 @@ def write_model_folder(
         item_ids: one unique external id per row of ``V``.
         interactions: training interactions, an :class:`~registry.interactions.Interactions`
             or a ``(user_rows, item_rows)`` pair of index sequences.
+        user_eval: per-user evaluation, ``(user_ids, {"ndcg@10": values, ...})``: unique
+            user ids and, per metric, one finite value per user (see docs/statistics.md).
         overwrite: replace the model's files in an existing folder (each file atomically;
             optional files not given this time are removed). Without it a folder that
             already holds files of this model type is refused.
@@ -90,6 +97,8 @@ def write_model_folder(
     """
     folder = Path(path_text(path, "path"))
     files = _model_files(model_type, U, V, params, metadata, user_ids, item_ids, interactions)
+    if user_eval is not None:
+        files[user_eval_file(model_type)] = _user_eval_writer(user_eval, folder / user_eval_file(model_type))
     if folder.exists() and not folder.is_dir():
         raise InvalidArgumentError(f"{str(folder)!r} exists and is not a directory")
     if folder.is_dir() and any(folder.iterdir()):
@@ -113,7 +122,8 @@ Writer = Callable[[BinaryIO], None]
 
 
 def _all_names(model_type: str) -> set[str]:
-    return {*standard_model_files(model_type), *id_map_files(model_type).values(), interactions_file(model_type)}
+    return {*standard_model_files(model_type), *id_map_files(model_type).values(), interactions_file(model_type),
+            user_eval_file(model_type)}
 
 
 def _model_files(model_type: str, U: Any, V: Any, params: Mapping[str, Any], metadata: Mapping[str, Any] | None,
@@ -222,6 +232,13 @@ def _json_writer(value: Any, indent: int | None = None) -> Writer:
         handle.write(data)
 
     return write
+
+
+def _user_eval_writer(user_eval: Any, path: Path) -> Writer:
+    if not isinstance(user_eval, tuple) or len(user_eval) != 2 or not isinstance(user_eval[1], Mapping):
+        raise InvalidArgumentError("user_eval must be a (user_ids, {metric name: per-user values}) pair")
+    data = user_eval_bytes(user_eval[0], user_eval[1], str(path))
+    return lambda handle: handle.write(data)  # type: ignore[func-returns-value]
 
 
 def _npz_writer(interactions: Interactions) -> Writer:

@@ -95,6 +95,11 @@ def test_an_interactions_object_is_accepted(tmp_path: Path) -> None:
         ({"interactions": ([0.5], [1])}, "integers"),
         ({"interactions": interactions_from_pairs([0], [0], 2, 5)}, "2 users"),
         ({"interactions": [[0], [1], [2]]}, "pair"),
+        ({"user_eval": (["u1", "u2"], {"ndcg@10": [0.1]})}, "1 values for 2 users"),
+        ({"user_eval": (["u1", "u2"], {"ndcg@10": [0.1, float("nan")]})}, "NaN"),
+        ({"user_eval": (["u1", "u1"], {"ndcg@10": [0.1, 0.2]})}, "duplicate"),
+        ({"user_eval": (["u1"], {"bad name!": [0.1]})}, "invalid metric name"),
+        ({"user_eval": {"ndcg@10": [0.1]}}, "pair"),
     ],
 )
 def test_bad_input_writes_nothing(tmp_path: Path, kwargs: dict, message: str) -> None:
@@ -103,6 +108,20 @@ def test_bad_input_writes_nothing(tmp_path: Path, kwargs: dict, message: str) ->
     with pytest.raises(InvalidArgumentError, match=message):
         write_model_folder(tmp_path / "m", model_type, arguments.pop("U"), arguments.pop("V"), **arguments)
     assert _listing(tmp_path) == []
+
+
+def test_per_user_evaluation_is_written_and_drives_compare_metrics(registry: ModelRegistry, tmp_path: Path) -> None:
+    users = [f"u{i}" for i in range(200)]
+    base = np.random.default_rng(1).uniform(0.1, 0.3, size=200)
+    ids = []
+    for version, values in (("v1", base), ("v2", base + 0.05)):
+        folder = write_model_folder(tmp_path / version, "als", U, V, params={"factors": 3},
+                                    user_eval=(users, {"ndcg@10": values}))
+        assert "als_user_eval.npz" in _listing(folder)
+        ids.append(registry.register_model(str(folder), "als", {"factors": 3}, {"ndcg@10": float(values.mean())}, {},
+                                           version=version))
+    result = registry.compare_metrics(ids[0], ids[1], metric="ndcg@10")
+    assert result["n_users"] == 200 and result["difference"] == pytest.approx(0.05)
 
 
 def test_existing_model_files_need_overwrite(tmp_path: Path) -> None:

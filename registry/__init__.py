@@ -92,6 +92,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownModelTypeError": "errors",
     "ConflictError": "errors",
     "AliasConflictError": "errors",
+    "AliasInUseError": "errors",
     "AliasNotFoundError": "errors",
     "FilterSyntaxError": "errors",
 }

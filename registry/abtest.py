@@ -28,8 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import audit, selection
+from . import ab_aliases, aliases, audit, selection
 from .errors import (
+    AliasNotFoundError,
     InvalidArgumentError,
     ModelInUseError,
     ModelNotFoundError,
@@ -153,6 +154,21 @@ def _require_active_model(session: Session, model_id: str, role: str) -> Model:
     return model
 
 
+def _resolve_arm(session: Session, arm: str, alias: str | None, role: str) -> str:
+    """The model id an arm serves: the model itself, or the current target of its alias."""
+    if alias is None:
+        return arm
+    target = aliases.target_of(session, alias)
+    if target is None:
+        raise AliasNotFoundError(f"{role} alias {alias!r} is not set", hint="set it with set_alias() first",
+                                 cli_hint="set it with `cfreg alias set` first")
+    return target
+
+
+def _arm_text(model_id: str, alias: str | None) -> str:
+    return model_id if alias is None else f"@{alias}({model_id})"
+
+
 def _default_test_id(session: Session, treatment_model: str, now: datetime) -> str:
     suffix = now.strftime("_%Y_%m_%d")
     room = ID_MAX_LENGTH - len("ab_") - len(suffix) - len("_999")  # keep the id a valid identifier
@@ -197,10 +213,14 @@ def start_ab_test(
 ) -> dict[str, Any]:
     """Start an A/B test; returns it as the doc's ``ab_test`` dict.
 
+    An arm written ``@NAME`` follows alias ``NAME`` (``"@champion_als"``, ``"@current_best"``):
+    it serves the alias's target, and when the alias moves while the test runs the arm
+    moves with it (see :mod:`registry.ab_aliases`).
+
     Args:
         context: the opened registry.
-        control_model: model id serving users outside the treatment share.
-        treatment_model: model id under test.
+        control_model: model id (or ``@alias``) serving users outside the treatment share.
+        treatment_model: model id (or ``@alias``) under test.
         traffic_split: the treatment's share of users, in ``[0, 1]``.
         test_id: explicit id; default ``ab_<treatment>_<YYYY_MM_DD>`` (UTC),
             suffixed ``_2``, ``_3``... when taken.
@@ -210,11 +230,15 @@ def start_ab_test(
 
     Raises:
         InvalidArgumentError: bad ids or split, the same model twice, a taken ``test_id``.
-        ModelNotFoundError: a model is not registered.
+        ModelNotFoundError: a model is not registered (AliasNotFoundError: an alias is not set).
         ModelInUseError: a model is not active, or another test is running.
     """
-    validate_identifier(control_model, "control_model")
-    validate_identifier(treatment_model, "treatment_model")
+    control_alias = ab_aliases.arm_alias(control_model, "control")
+    treatment_alias = ab_aliases.arm_alias(treatment_model, "treatment")
+    if control_alias is None:
+        validate_identifier(control_model, "control_model")
+    if treatment_alias is None:
+        validate_identifier(treatment_model, "treatment_model")
     if control_model == treatment_model:
         raise InvalidArgumentError(f"control and treatment are both {control_model!r}; an A/B test needs two different models")
     split = validate_traffic_split(traffic_split)
@@ -226,8 +250,15 @@ def start_ab_test(
         minimum_detectable_effect = validate_mde(minimum_detectable_effect)
 
     def work(session: Session) -> dict[str, Any]:
-        _require_active_model(session, control_model, "control")
-        _require_active_model(session, treatment_model, "treatment")
+        control_id = _resolve_arm(session, control_model, control_alias, "control")
+        treatment_id = _resolve_arm(session, treatment_model, treatment_alias, "treatment")
+        if control_id == treatment_id:
+            raise InvalidArgumentError(
+                f"control {control_model} and treatment {treatment_model} are both {control_id!r}; "
+                "an A/B test needs two different models"
+            )
+        _require_active_model(session, control_id, "control")
+        _require_active_model(session, treatment_id, "treatment")
         running = running_test(session)
         if running is not None:
             raise ModelInUseError(
@@ -239,11 +270,12 @@ def start_ab_test(
         now = utcnow()
         if test_id is not None and session.get(ABTest, test_id) is not None:
             raise InvalidArgumentError(f"A/B test id {test_id!r} is already used; choose another id or omit it")
-        new_id = test_id or _default_test_id(session, treatment_model, now)
+        new_id = test_id or _default_test_id(session, treatment_id, now)
         test = ABTest(
-            test_id=new_id, control_model=control_model, treatment_model=treatment_model,
+            test_id=new_id, control_model=control_id, treatment_model=treatment_id,
             traffic_split=split, status="running", start_time=now,
             minimum_detectable_effect=minimum_detectable_effect,
+            control_alias=control_alias, treatment_alias=treatment_alias,
         )
         session.add(test)
         try:
@@ -256,11 +288,15 @@ def start_ab_test(
                     "stop the running test first"
                 ) from exc
             raise InvalidArgumentError(f"could not start A/B test {new_id!r}: {exc.orig}") from exc
+        details: dict[str, Any] = {"control_model": control_id, "treatment_model": treatment_id, "traffic_split": split,
+                                   "minimum_detectable_effect": minimum_detectable_effect}
+        if control_alias or treatment_alias:
+            details.update(control_alias=control_alias, treatment_alias=treatment_alias)
         audit.record(
             session, "AB_START", new_id,
-            f"control={control_model} treatment={treatment_model} traffic_split={split:g}",
-            {"control_model": control_model, "treatment_model": treatment_model, "traffic_split": split,
-             "minimum_detectable_effect": minimum_detectable_effect},
+            f"control={_arm_text(control_id, control_alias)} treatment={_arm_text(treatment_id, treatment_alias)} "
+            f"traffic_split={split:g}",
+            details,
         )
         return ab_test_info(test)
 

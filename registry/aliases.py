@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import ab_aliases, audit
 from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, ModelInUseError
 from .export import iso
 from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, utcnow
@@ -50,15 +50,36 @@ def check_expected(name: str, current: str | None, expected: Any) -> None:
 def move(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str = "manual",
          metric: str | None = None, value: float | None = None) -> bool:
     """Point named alias ``name`` at ``model`` (not ``current_best``); False when it already does."""
-    if model.status != "active":
-        raise ModelInUseError(f"Model {model.model_id!r} is {model.status}; only active models can be given an alias")
-    row = session.get(Alias, name)
-    previous = row.model_id if row is not None else None
+    require_active(model)
+    previous = target_of(session, name)
     if previous == model.model_id:
         return False
+    point(session, name, model, reason=reason, selected_by=selected_by, metric=metric, value=value)
+    audit.record(session, "ALIAS_SET", name, f"{previous or 'none'} -> {model.model_id}" + (f" reason={reason}" if reason else ""),
+                 {"alias": name, "model_id": model.model_id, "previous_model_id": previous, "reason": reason,
+                  "selected_by": selected_by, "metric": metric, "value": value})
+    return True
+
+
+def require_active(model: Model) -> None:
+    """ModelInUseError unless ``model`` is active (only active models can be given an alias)."""
+    if model.status != "active":
+        raise ModelInUseError(f"Model {model.model_id!r} is {model.status}; only active models can be given an alias")
+
+
+def point(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str,
+          metric: str | None = None, value: float | None = None, restored_selection_id: int | None = None) -> Selection:
+    """Move named alias ``name`` to ``model`` and add its history row; the caller records the audit event.
+
+    Running A/B test arms that follow the alias move with it (:func:`registry.ab_aliases.follow_alias`).
+    """
+    row = session.get(Alias, name)
+    previous = row.model_id if row is not None else None
+    if previous != model.model_id:
+        ab_aliases.follow_alias(session, name, model.model_id)
     history = Selection(
         alias=name, model_id=model.model_id, previous_model_id=previous, metric=metric, value=value,
-        selected_by=selected_by, reason=reason, actor=audit.current_actor(),
+        selected_by=selected_by, reason=reason, actor=audit.current_actor(), restored_selection_id=restored_selection_id,
     )
     session.add(history)
     session.flush()
@@ -66,10 +87,7 @@ def move(session: Session, name: str, model: Model, *, reason: str | None, selec
         session.add(Alias(name=name, model_id=model.model_id, selection_id=history.id, updated_at=utcnow()))
     else:
         row.model_id, row.selection_id, row.updated_at = model.model_id, history.id, utcnow()
-    audit.record(session, "ALIAS_SET", name, f"{previous or 'none'} -> {model.model_id}" + (f" reason={reason}" if reason else ""),
-                 {"alias": name, "model_id": model.model_id, "previous_model_id": previous, "reason": reason,
-                  "selected_by": selected_by, "metric": metric, "value": value})
-    return True
+    return history
 
 
 def delete(session: Session, name: str, expected: Any, reason: str | None) -> str:
@@ -81,6 +99,7 @@ def delete(session: Session, name: str, expected: Any, reason: str | None) -> st
     check_expected(name, current, expected)
     if row is None:
         raise AliasNotFoundError(f"Alias {name!r} does not exist")
+    ab_aliases.refuse_delete_if_arm(session, name)
     session.add(Selection(alias=name, model_id=None, previous_model_id=current, selected_by="delete",
                           reason=reason, actor=audit.current_actor()))
     session.delete(row)

@@ -343,8 +343,9 @@ class ModelRegistry:
         max_churn: float | None = None,
         confidence: float | None = None,
         require_evaluation: bool = True,
+        alias: str = CURRENT_BEST_ALIAS,
     ) -> dict[str, Any] | None:
-        """Make the active model with the highest ``metric`` the current best.
+        """Make the active model with the highest ``metric`` the current best (or the target of ``alias``).
 
         Candidates are active models (of ``model_type``) that have the metric; a
         missing metric is never treated as 0. With ``min_improvement > 0`` a
@@ -365,6 +366,13 @@ class ModelRegistry:
         raises :class:`~registry.errors.NoUserEvaluationError` unless
         ``require_evaluation=False``, which falls back to the rules above.
 
+        With ``alias`` (default ``"current_best"``) the same selection moves that alias
+        instead, creating it when missing: ``select_best_model(metric="ndcg@10",
+        model_type="bpr", alias="bpr_champion")`` keeps one champion per type and leaves
+        the current best alone. "Current best" above then means the alias's target; the
+        move adds a row to :meth:`alias_history` and a ``SELECT_BEST`` audit event whose
+        target is the alias (details: ``alias``, ``model_id``).
+
         Returns:
             ``{'model_id', 'model_info', 'metric', 'value'}`` (the doc's shape), or None
             when there is no eligible candidate (nothing changes). When the winner is
@@ -384,14 +392,15 @@ class ModelRegistry:
             if max_churn is not None:
                 raise InvalidArgumentError("pass either confidence or max_churn, not both")
             return self._select_with_confidence(metric, min_improvement, model_type, min_gain_over_current,
-                                                confidence, require_evaluation)
+                                                confidence, require_evaluation, alias)
         outcome = self.select_best_model_outcome(metric, min_improvement, model_type,
-                                                 min_gain_over_current=min_gain_over_current, max_churn=max_churn)
+                                                 min_gain_over_current=min_gain_over_current, max_churn=max_churn,
+                                                 alias=alias)
         return None if outcome is None else {key: outcome[key] for key in DOC_SELECTION_KEYS}
 
     def _select_with_confidence(self, metric: str, min_improvement: float, model_type: str | None,
                                 min_gain_over_current: float | None, confidence: float,
-                                require_evaluation: bool) -> dict[str, Any] | None:
+                                require_evaluation: bool, alias: str) -> dict[str, Any] | None:
         from .evaluation import validate_comparison_options
         from .selection_confidence import select_best_with_confidence
 
@@ -399,12 +408,13 @@ class ModelRegistry:
         min_improvement = selection.non_negative_fraction(min_improvement, "min_improvement")
         if model_type is not None:
             validate_identifier(model_type, "model_type")
+        aliases.validate_alias_name(alias)
         level, *_ = validate_comparison_options(confidence, "paired_bootstrap", 0, 2000)
         require = validate_flag(require_evaluation, "require_evaluation")
         if min_gain_over_current is not None:
             raise InvalidArgumentError("pass either confidence or min_gain_over_current, not both")
         return self._ctx.mutate(lambda session: select_best_with_confidence(
-            self._ctx, session, metric, min_improvement, model_type, level, require))
+            self._ctx, session, metric, min_improvement, model_type, level, require, alias))
 
     def select_best_model_outcome(
         self,
@@ -414,23 +424,28 @@ class ModelRegistry:
         *,
         min_gain_over_current: float | None = None,
         max_churn: float | None = None,
+        alias: str = CURRENT_BEST_ALIAS,
     ) -> dict[str, Any] | None:
         """:meth:`select_best_model` returning also ``changed`` (False: the winner was already
-        current, nothing written) and ``previous_model_id`` (the current best before the call)."""
+        current, nothing written) and ``previous_model_id`` (the current best, or the target of
+        ``alias``, before the call)."""
         validate_metric_name(metric)
         min_improvement = selection.non_negative_fraction(min_improvement, "min_improvement")
         if model_type is not None:
             validate_identifier(model_type, "model_type")
+        aliases.validate_alias_name(alias)
         if min_gain_over_current is not None:
             min_gain_over_current = selection.non_negative_fraction(min_gain_over_current, "min_gain_over_current")
         if max_churn is None:
             return self._ctx.mutate(
-                lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current)
+                lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current,
+                                                      alias=alias)
             )
         from .diff import policy
 
         return policy.guarded(self._ctx, policy.ChurnGuard(_churn_bound(max_churn)), lambda guard: self._ctx.mutate(
-            lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current, guard)
+            lambda session: selection.select_best(session, metric, min_improvement, model_type, min_gain_over_current, guard,
+                                                  alias)
         ))
 
     def compare_metrics(self, a: str, b: str, metric: str = "ndcg@10", *, confidence: float = 0.95,
@@ -447,8 +462,10 @@ class ModelRegistry:
         return compare_models(self._ctx, a, b, metric, confidence=confidence, method=method, seed=seed, resamples=resamples)
 
     def promote_model(self, model_id: str, reason: str | None = None, *, metric: str | None = None,
-                      max_churn: float | None = None, force: bool = False) -> dict[str, Any]:
-        """Make ``model_id`` the current best by hand (``selected_by='manual'``).
+                      max_churn: float | None = None, force: bool = False,
+                      alias: str = CURRENT_BEST_ALIAS) -> dict[str, Any]:
+        """Make ``model_id`` the current best by hand (``selected_by='manual'``), or with ``alias`` the
+        target of that alias (audit ``PROMOTE`` targeting the alias; churn is checked against its target).
 
         The selection is recorded without a metric unless ``metric`` names one (its value
         is then recorded too). Promoting the current best writes nothing (``changed`` False).
@@ -466,19 +483,20 @@ class ModelRegistry:
         validate_identifier(model_id, "model_id")
         if metric is not None:
             validate_metric_name(metric)
+        aliases.validate_alias_name(alias)
         reason = optional_text(reason, "reason", 1024)
         force = validate_flag(force, "force")
         if max_churn is None:
             if force:
                 raise InvalidArgumentError("force=True overrides max_churn; pass max_churn too (or drop force)")
-            return self._ctx.mutate(lambda session: selection.promote(session, model_id, reason, metric))
+            return self._ctx.mutate(lambda session: selection.promote(session, model_id, reason, metric, alias=alias))
         if force and not reason:
             raise InvalidArgumentError("force=True needs a reason (it is kept in the audit trail)")
         from .diff import policy
 
         guard = policy.ChurnGuard(_churn_bound(max_churn), force=force)
         return policy.guarded(self._ctx, guard, lambda g: self._ctx.mutate(
-            lambda session: selection.promote(session, model_id, reason, metric, g)))
+            lambda session: selection.promote(session, model_id, reason, metric, g, alias)))
 
     def diff_models(self, model_a: str, model_b: str, *, k: int = 10, users: int = 2000, items: int = 2000,
                     seed: int = 0, full: bool = False) -> DiffReport:
@@ -499,8 +517,9 @@ class ModelRegistry:
         params = compute.DiffParams.checked(k, users, items, seed, full)
         return compute.diff_models(self._ctx, model_a, model_b, params)
 
-    def rollback(self, to: str | None = None, reason: str | None = None, *, steps: int = 1) -> dict[str, Any]:
-        """Walk the current best back through the selection history; audit ``ROLLBACK``.
+    def rollback(self, to: str | None = None, reason: str | None = None, *, steps: int = 1,
+                 alias: str = CURRENT_BEST_ALIAS) -> dict[str, Any]:
+        """Walk the current best (or ``alias``) back through its selection history; audit ``ROLLBACK``.
 
         The history is a line of states (each change of the current best adds one;
         re-selecting the current model adds none). ``rollback()`` goes one state back,
@@ -508,6 +527,9 @@ class ModelRegistry:
         recent earlier state of that model. A rollback moves back along the line, so
         after A -> B -> C two rollbacks lead to B, then A (never back to C); a later
         selection or promotion starts a new line from there.
+
+        With ``alias`` the same walk runs over that alias's history (:meth:`alias_history`);
+        deleting a named alias ends its line.
 
         Returns:
             The ``select_best_model`` dict with ``changed`` and ``previous_model_id``;
@@ -523,8 +545,9 @@ class ModelRegistry:
         steps = positive_int(steps, "steps")
         if to is not None and steps != 1:
             raise InvalidArgumentError("give either to= or steps=, not both")
+        aliases.validate_alias_name(alias)
         reason = optional_text(reason, "reason", 1024)
-        return self._ctx.mutate(lambda session: selection.rollback(session, to, steps, reason))
+        return self._ctx.mutate(lambda session: selection.rollback(session, to, steps, reason, alias))
 
     def get_selection_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Current-best changes, newest first (``is_current`` marks the one in force)."""

@@ -121,6 +121,16 @@ class AliasNotFoundError(ModelNotFoundError):
     code = "alias_not_found"
 
 
+class AliasInUseError(ModelInUseError):
+    """The alias is an arm of a running A/B test (``test_id`` names it) and cannot be deleted."""
+
+    code = "alias_in_use"
+
+    def __init__(self, *args: object, test_id: str | None = None, **hints: str | None) -> None:
+        super().__init__(*args, **hints)
+        self.test_id = test_id
+
+
 class ConflictError(RegistryError, ValueError):
     """Someone else changed the state the caller based its request on."""
 
@@ -214,6 +224,7 @@ class ReadOnlySqlUnavailableError(RegistryError):
 
 __all__ = [
     "AliasConflictError",
+    "AliasInUseError",
     "AliasNotFoundError",
     "ConflictError",
     "ChecksumMismatchError",

@@ -113,6 +113,11 @@ def ab_test_info(test: ABTest) -> dict[str, Any]:
         info["end_time"] = iso(test.end_time)
     if test.promoted:
         info["promoted"] = test.promoted
+    # Arms following an alias (extra keys; *_model is the alias's current target).
+    if test.control_alias:
+        info["control_alias"] = test.control_alias
+    if test.treatment_alias:
+        info["treatment_alias"] = test.treatment_alias
     return info
 
 

@@ -282,6 +282,9 @@ class ABTest(Base):
     promoted: Mapped[str | None] = mapped_column(String(16))
     # Smallest relative lift worth detecting (0.05 = +5%); None: the default of registry.ab_results.
     minimum_detectable_effect: Mapped[float | None] = mapped_column(Float)
+    # The alias an arm follows (``@champion``); its ``*_model`` is then that alias's current target.
+    control_alias: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    treatment_alias: Mapped[str | None] = mapped_column(String(ID_LENGTH))
 
 
 class ABOutcome(Base):

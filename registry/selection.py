@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import ab_aliases, aliases, audit
 from .artifacts import REQUIRED_MODEL_FILES
 from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
 from .export import current_best_info, iso, metrics_by_model, model_info
@@ -127,6 +127,8 @@ def set_current(session: Session, settings: Settings, model_id: str, metric: str
     )
     session.add(selection)
     session.flush()
+    if settings.current_model_id != model_id:
+        ab_aliases.follow_alias(session, CURRENT_BEST_ALIAS, model_id)
     settings.current_model_id = model_id
     settings.current_selection_id = selection.id
     if metric and selected_by == AUTO:
@@ -150,7 +152,7 @@ def refresh_current_selection(session: Session, settings: Settings, model_id: st
     settings.current_selection_id = selection.id
 
 
-def history_line(session: Session) -> list[Selection]:
+def history_line(session: Session, alias: str = CURRENT_BEST_ALIAS) -> list[Selection]:
     """The current line of history, oldest first: the states a rollback walks back through.
 
     Replays every selection row in order. A row for another model than the last state
@@ -158,11 +160,15 @@ def history_line(session: Session) -> list[Selection]:
     overwrite refresh) is not a new state; a rollback row pops back to the state it
     restored (``restored_selection_id``; rows written before that column existed: the
     nearest earlier state of the same model). So after ``A -> B -> C`` one rollback goes
-    to B and the next to A; it never toggles back to C.
+    to B and the next to A; it never toggles back to C. ``alias`` picks whose history
+    (default the current best); deleting a named alias ends its line, so setting it
+    again starts a new one.
     """
     line: list[Selection] = []
-    for row in session.scalars(select(Selection).where(Selection.alias == CURRENT_BEST_ALIAS).order_by(Selection.id)):
-        if row.selected_by == ROLLBACK:
+    for row in session.scalars(select(Selection).where(Selection.alias == alias).order_by(Selection.id)):
+        if row.model_id is None:  # a named alias was deleted
+            line = []
+        elif row.selected_by == ROLLBACK:
             index = _restored_index(line, row)
             line = line[: index + 1] if index is not None else [row]
         elif not line or line[-1].model_id != row.model_id:
@@ -178,6 +184,33 @@ def _restored_index(line: list[Selection], row: Selection) -> int | None:
         elif line[index].model_id == row.model_id:
             return index
     return None
+
+
+def pointer_target(session: Session, alias: str) -> str | None:
+    """The model id alias ``alias`` points at (``current_best``: the current best)."""
+    if alias == CURRENT_BEST_ALIAS:
+        return settings_row(session).current_model_id
+    return aliases.target_of(session, alias)
+
+
+def move_pointer(session: Session, alias: str, model: Model, metric: str | None, value: float | None,
+                 selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
+    """Move ``alias`` to ``model`` with its history row (the caller records the audit event)."""
+    if alias == CURRENT_BEST_ALIAS:
+        set_current(session, settings_row(session), model.model_id, metric, value, selected_by, reason,
+                    restored_selection_id=restored_selection_id)
+    else:
+        aliases.point(session, alias, model, reason=reason, selected_by=selected_by, metric=metric, value=value,
+                      restored_selection_id=restored_selection_id)
+
+
+def record_move(session: Session, alias: str, action: str, model_id: str, summary: str, details: dict[str, Any]) -> None:
+    """The audit event of a move: target the model for the current best, the alias for a named alias
+    (whose summary starts ``-> MODEL`` and whose details add ``alias`` and ``model_id``)."""
+    if alias == CURRENT_BEST_ALIAS:
+        audit.record(session, action, model_id, summary, details)
+    else:
+        audit.record(session, action, alias, f"-> {model_id} {summary}", {**details, "alias": alias, "model_id": model_id})
 
 
 def selection_result(session: Session, model: Model, metric: str | None, value: float | None, *,
@@ -253,9 +286,9 @@ def churn_checked(session: Session, churn_guard: ChurnGuardFn | None, previous: 
 
 def select_best(
     session: Session, metric: str, min_improvement: float, model_type: str | None, min_gain_over_current: float | None,
-    churn_guard: ChurnGuardFn | None = None,
+    churn_guard: ChurnGuardFn | None = None, alias: str = CURRENT_BEST_ALIAS,
 ) -> dict[str, Any] | None:
-    """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated)."""
+    """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated); moves ``alias``."""
     require_known_metric(session, metric)
     if model_type is not None:
         require_known_model_type(session, model_type)
@@ -264,8 +297,7 @@ def select_best(
         logger.warning("no eligible active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
     model, value = winner
-    settings = settings_row(session)
-    previous_id = settings.current_model_id
+    previous_id = pointer_target(session, alias)
     previous_value = metric_value(session, previous_id, metric) if previous_id else None
     if previous_id == model.model_id:
         # Already current: nothing to record (no X -> X history row, no audit event).
@@ -284,46 +316,48 @@ def select_best(
         {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,
          "min_improvement": min_improvement, "model_type": model_type},
     )
-    set_current(session, settings, model.model_id, metric, value, AUTO, None)
-    audit.record(session, "SELECT_BEST", model.model_id, summary, details)
+    move_pointer(session, alias, model, metric, value, AUTO, None)
+    record_move(session, alias, "SELECT_BEST", model.model_id, summary, details)
     return selection_result(session, model, metric, value, changed=True, previous_model_id=previous_id)
 
 
 def promote(session: Session, model_id: str, reason: str | None, metric: str | None,
-            churn_guard: ChurnGuardFn | None = None) -> dict[str, Any]:
-    """Body of :meth:`ModelRegistry.promote_model`.
+            churn_guard: ChurnGuardFn | None = None, alias: str = CURRENT_BEST_ALIAS) -> dict[str, Any]:
+    """Body of :meth:`ModelRegistry.promote_model`: point ``alias`` at ``model_id``.
 
     Recorded as ``selected_by='manual'`` with no metric, unless the caller names one
-    (then its value is recorded too). Promoting the current best changes nothing.
+    (then its value is recorded too). Promoting the alias's own target changes nothing.
     """
     model = require_model(session, model_id)
-    if model.status != "active":
+    if alias != CURRENT_BEST_ALIAS:
+        aliases.require_active(model)
+    elif model.status != "active":
         raise ModelInUseError(f"Model {model_id!r} is {model.status}; only active models can become the current best")
-    settings = settings_row(session)
     value = metric_value(session, model_id, metric) if metric else None
-    previous = settings.current_model_id
+    previous = pointer_target(session, alias)
     if previous == model_id:
         return selection_result(session, model, metric, value, changed=False, previous_model_id=previous)
     summary, details = churn_checked(
         session, churn_guard, previous, model_id, f"from={previous or 'none'} reason={reason or 'manual'}",
         {"previous_model_id": previous, "reason": reason, "metric": metric},
     )
-    set_current(session, settings, model_id, metric, value, MANUAL, reason)
-    audit.record(session, "PROMOTE", model_id, summary, details)
+    move_pointer(session, alias, model, metric, value, MANUAL, reason)
+    record_move(session, alias, "PROMOTE", model_id, summary, details)
     return selection_result(session, model, metric, value, changed=True, previous_model_id=previous)
 
 
-def rollback(session: Session, to: str | None, steps: int, reason: str | None) -> dict[str, Any]:
-    """Body of :meth:`ModelRegistry.rollback`: walk back ``steps`` states, or back to ``to``.
+def rollback(session: Session, to: str | None, steps: int, reason: str | None,
+             alias: str = CURRENT_BEST_ALIAS) -> dict[str, Any]:
+    """Body of :meth:`ModelRegistry.rollback`: walk ``alias`` back ``steps`` states, or back to ``to``.
 
     The states are :func:`history_line`; the target's own selection (metric, value) is
     what the new rollback row records, with ``restored_selection_id`` pointing at it.
     """
-    settings = settings_row(session)
-    line = history_line(session)
-    current_id = settings.current_model_id
+    words = _RollbackWords(alias)
+    line = history_line(session, alias)
+    current_id = pointer_target(session, alias)
     earlier = line[:-1] if line and line[-1].model_id == current_id else line
-    listed = ", ".join(row.model_id for row in reversed(earlier)) or "none"
+    listed = ", ".join(row.model_id for row in reversed(earlier)) or "none"  # type: ignore[misc]
     if to is not None:
         matches = [row for row in earlier if row.model_id == to]
         if not matches:
@@ -331,35 +365,56 @@ def rollback(session: Session, to: str | None, steps: int, reason: str | None) -
             if to == current_id:
                 return selection_result(session, model, None, None, changed=False, previous_model_id=current_id)
             raise InvalidArgumentError(
-                f"cannot roll back to {to!r}: it is not an earlier current best on the selection history "
+                f"cannot roll back to {to!r}: it is not an earlier {words.state} on the selection history "
                 f"(earlier, newest first: {listed})",
-                hint=f"make it current with promote_model({to!r})",
-                cli_hint=f"make it current with `cfreg promote {to}`",
+                hint=f"make it current with {words.promote_call(to)}",
+                cli_hint=f"make it current with `{words.promote_command(to)}`",
             )
         restored = matches[-1]
     elif not earlier:
         raise InvalidArgumentError(
-            "nothing to roll back to: the current best has no earlier state in the selection history",
-            hint="make a model current with promote_model(model_id)",
-            cli_hint="make a model current with `cfreg promote MODEL_ID`",
+            f"nothing to roll back to: {words.subject} has no earlier state in the selection history",
+            hint=f"make a model current with {words.promote_call('model_id', quoted=False)}",
+            cli_hint=f"make a model current with `{words.promote_command('MODEL_ID')}`",
         )
     elif steps > len(earlier):
         raise InvalidArgumentError(
-            f"cannot roll back {steps} steps: the history has only {len(earlier)} earlier current best(s) "
+            f"cannot roll back {steps} steps: the history has only {len(earlier)} earlier {words.state}(s) "
             f"(newest first: {listed})"
         )
     else:
         restored = earlier[-steps]
-    target = require_model(session, restored.model_id)
+    target = require_model(session, restored.model_id)  # type: ignore[arg-type]
     if target.status != "active":
         raise ModelInUseError(f"cannot roll back to {target.model_id!r}: it is {target.status}")
     metric = restored.metric
     value = metric_value(session, target.model_id, metric) if metric else None
-    set_current(session, settings, target.model_id, metric, value, ROLLBACK, reason, restored_selection_id=restored.id)
-    audit.record(session, "ROLLBACK", target.model_id, f"from={current_id or 'none'}",
-                 {"previous_model_id": current_id, "reason": reason, "restored_selection_id": restored.id})
+    move_pointer(session, alias, target, metric, value, ROLLBACK, reason, restored_selection_id=restored.id)
+    record_move(session, alias, "ROLLBACK", target.model_id, f"from={current_id or 'none'}",
+                {"previous_model_id": current_id, "reason": reason, "restored_selection_id": restored.id})
     return selection_result(session, target, metric, value, changed=target.model_id != current_id,
                             previous_model_id=current_id)
+
+
+class _RollbackWords:
+    """How rollback messages name the pointer: the current best, or a named alias."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        named = alias != CURRENT_BEST_ALIAS
+        self.state = f"target of alias {alias!r}" if named else "current best"
+        self.subject = f"alias {alias!r}" if named else "the current best"
+
+    def promote_call(self, model: str, *, quoted: bool = True) -> str:
+        shown = repr(model) if quoted else model
+        if self.alias == CURRENT_BEST_ALIAS:
+            return f"promote_model({shown})"
+        return f"promote_model({shown}, alias={self.alias!r})"
+
+    def promote_command(self, model: str) -> str:
+        if self.alias == CURRENT_BEST_ALIAS:
+            return f"cfreg promote {model}"
+        return f"cfreg promote {model} --alias {self.alias}"
 
 
 def history(session: Session, limit: int | None) -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from . import audit, evaluation, selection
+from . import evaluation, selection
 from .errors import InvalidArgumentError, NoUserEvaluationError
+from .models import CURRENT_BEST_ALIAS
 
 if TYPE_CHECKING:
     from .context import RegistryContext
@@ -41,9 +42,9 @@ def reason_text(comparison: dict[str, Any]) -> str:
 
 def select_best_with_confidence(
     context: RegistryContext, session: Session, metric: str, min_improvement: float, model_type: str | None,
-    confidence: float, require_evaluation: bool,
+    confidence: float, require_evaluation: bool, alias: str = CURRENT_BEST_ALIAS,
 ) -> dict[str, Any] | None:
-    """Body of ``select_best_model`` when ``confidence`` is given (arguments validated).
+    """Body of ``select_best_model`` when ``confidence`` is given (arguments validated); moves ``alias``.
 
     Returns the doc's selection dict plus ``comparison`` (the interval, or None when
     there was nothing to compare with) and, on a fallback, ``fallback`` (why).
@@ -57,10 +58,9 @@ def select_best_with_confidence(
         logger.warning("no active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
     model, value = winner
-    settings = selection.settings_row(session)
-    previous_id = settings.current_model_id
+    previous_id = selection.pointer_target(session, alias)
     if previous_id is None or previous_id == model.model_id:
-        result = selection.select_best(session, metric, 0.0, model_type, None)
+        result = selection.select_best(session, metric, 0.0, model_type, None, alias=alias)
         return None if result is None else {**result, "comparison": None}
     try:
         comparison = evaluation.compare_in_session(
@@ -74,11 +74,11 @@ def select_best_with_confidence(
                 "require_evaluation=False to fall back to comparing the registered averages"
             ) from None
         logger.warning("no per-user evaluation (%s); falling back to the registered averages", exc)
-        result = selection.select_best(session, metric, min_improvement, model_type, None)
+        result = selection.select_best(session, metric, min_improvement, model_type, None, alias=alias)
         return None if result is None else {**result, "comparison": None, "fallback": str(exc)}
     if comparison["relative"] is None:
         raise InvalidArgumentError(
-            f"the current best {previous_id!r} averages {comparison['mean_a']:g} on {metric}; "
+            f"{'the current best' if alias == CURRENT_BEST_ALIAS else f'alias {alias!r} target'} {previous_id!r} averages {comparison['mean_a']:g} on {metric}; "
             "a relative improvement needs a positive baseline"
         )
     if comparison["relative_ci_low"] <= min_improvement:
@@ -86,9 +86,9 @@ def select_best_with_confidence(
                     model.model_id, comparison["relative_ci_low"], previous_id, min_improvement)
         return None
     previous_value = selection.metric_value(session, previous_id, metric)
-    selection.set_current(session, settings, model.model_id, metric, value, "auto", reason_text(comparison))
-    audit.record(
-        session, "SELECT_BEST", model.model_id,
+    selection.move_pointer(session, alias, model, metric, value, selection.AUTO, reason_text(comparison))
+    selection.record_move(
+        session, alias, "SELECT_BEST", model.model_id,
         f"{metric}={value:.4f}{selection.improvement_text(value, previous_value)} "
         f"ci=[{comparison['relative_ci_low']:+.2%},{comparison['relative_ci_high']:+.2%}]",
         {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,

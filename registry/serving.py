@@ -14,8 +14,9 @@ Usage::
 Endpoints (see ``docs/serving.md``):
 
 * ``GET /health``: 200 with the served model id, 503 while no model is loaded.
-* ``GET /model``: the served model (id, type, version, shapes, ``loaded_at``) and
-  the running A/B test (or null).
+* ``GET /model``: the served model (id, type, version, shapes, ``loaded_at``), the
+  alias the service follows (``current_best`` unless ``alias=`` / ``cfreg serve --alias``)
+  and the running A/B test (or null).
 * ``GET /recommend/{user_id}?k=10&exclude=i1&exclude=i2&include_seen=false``: top-k
   items for an external user id, from the model the A/B test assigns the user to,
   never one of ``exclude`` nor (unless ``include_seen``) one the user interacted
@@ -52,8 +53,10 @@ from .errors import (
     RegistryError,
 )
 from .loader import ModelLoader, ModelState, get_loader
+from .models import CURRENT_BEST_ALIAS
 from .serving_auth import require_token, resolve_token
 from .serving_metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServiceMetrics
+from .validation import validate_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,12 @@ class RecommendationService:
     def __init__(self, loader: ModelLoader) -> None:
         self.loader = loader
 
+    def missing(self) -> str:
+        """Why nothing is served yet (the pointer the loader follows is unset)."""
+        if self.loader.alias == CURRENT_BEST_ALIAS:
+            return "no model loaded: the registry has no current best yet"
+        return f"no model loaded: alias {self.loader.alias!r} is not set yet"
+
     def ab_test(self) -> dict[str, Any] | None:
         """The running A/B test the loader routes with (the doc's ``ab_test`` dict) or None."""
         return self.loader.routing_config()
@@ -87,11 +96,9 @@ class RecommendationService:
         """The current best being served; 503 when there is none."""
         state = self.loader.get_current_model()
         if state is None:
-            raise HTTPException(
-                status_code=503,
-                detail="no model loaded: the registry has no current best yet; select one "
-                "(ModelRegistry.select_best_model) and call POST /reload_model",
-            )
+            how = ("select one (ModelRegistry.select_best_model)" if self.loader.alias == CURRENT_BEST_ALIAS
+                   else "set it (ModelRegistry.set_alias)")
+            raise HTTPException(status_code=503, detail=f"{self.missing()}; {how} and call POST /reload_model")
         return state
 
     def recommend(self, user_id: str, k: int, exclude: list[str] | None = None,
@@ -166,6 +173,7 @@ def create_app(
     database_url: str | None = None,
     reload_interval: float | None = None,
     api_token: str | None = None,
+    alias: str | None = None,
 ) -> FastAPI:
     """Build the recommendation service for a registry.
 
@@ -177,6 +185,9 @@ def create_app(
             disables them (``POST /reload_model`` still works).
         api_token: bearer token required by ``POST /reload_model`` (default:
             ``$CFREG_SERVE_TOKEN``; neither set: the endpoint is open).
+        alias: serve the target of this alias instead of the current best
+            (``"champion_als"``); the service follows it like the current best: a move is
+            picked up by the next reload check. None or ``"current_best"``: the current best.
 
     Returns:
         The FastAPI app. Its lifespan opens the shared loader of the registry
@@ -185,8 +196,9 @@ def create_app(
         selected and reloaded.
 
     Raises:
-        InvalidArgumentError: a negative ``reload_interval`` or a malformed token.
+        InvalidArgumentError: a negative ``reload_interval``, a malformed token or alias name.
     """
+    followed = CURRENT_BEST_ALIAS if alias is None else validate_identifier(alias, "alias")
     if reload_interval is not None and reload_interval < 0:
         raise InvalidArgumentError(f"reload_interval must be >= 0 seconds (0 or None: off), got {reload_interval!r}")
     token = resolve_token(api_token)
@@ -195,7 +207,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # auto_load=False: a loader created here loads below, once the metrics observe its loads.
-        loader = await run_in_threadpool(lambda: get_loader(registry_path, database_url=database_url, auto_load=False))
+        loader = await run_in_threadpool(lambda: get_loader(registry_path, database_url=database_url, auto_load=False,
+                                                            alias=followed))
         metrics = ServiceMetrics(loader)
         try:
             # The loader is shared per process and may be older than the registry's current best.
@@ -235,7 +248,7 @@ def create_app(
     @app.exception_handler(NoModelLoadedError)
     async def no_model(_request: Request, exc: NoModelLoadedError) -> JSONResponse:
         logger.warning("request answered 503: %s", exc)
-        return JSONResponse(status_code=503, content={"detail": "no model loaded: the registry has no current best yet"})
+        return JSONResponse(status_code=503, content={"detail": service().missing()})
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
@@ -253,7 +266,7 @@ def create_app(
 
     @app.get("/model")
     def model() -> dict[str, Any]:
-        """The served model and the running A/B test (null when none)."""
+        """The served model, the alias the service follows, and the running A/B test (null when none)."""
         svc = service()
         state = svc.served()
         return {
@@ -266,6 +279,7 @@ def create_app(
             "has_id_maps": state.user_ids is not None and state.item_ids is not None,
             "has_interactions": state.interactions is not None,
             "loaded_at": state.loaded_at,
+            "alias": svc.loader.alias,
             "ab_test": svc.ab_test(),
         }
 
@@ -321,6 +335,7 @@ def serve(
     database_url: str | None = None,
     *,
     api_token: str | None = None,
+    alias: str | None = None,
 ) -> None:
     """Run the service with uvicorn until interrupted (``cfreg serve``).
 
@@ -331,10 +346,12 @@ def serve(
         reload_interval: seconds between background reload checks (None/0: off).
         database_url: SQLAlchemy URL of the registry database.
         api_token: bearer token for ``POST /reload_model`` (default ``$CFREG_SERVE_TOKEN``).
+        alias: serve and follow this alias's target instead of the current best.
     """
     import uvicorn
 
-    app = create_app(registry_path, database_url=database_url, reload_interval=reload_interval, api_token=api_token)
+    app = create_app(registry_path, database_url=database_url, reload_interval=reload_interval, api_token=api_token,
+                     alias=alias)
     if resolve_token(api_token) is None and not _is_loopback(host):
         logger.warning("serving on %s without an API token: anyone who can reach it can trigger reloads", host)
     uvicorn.run(app, host=host, port=port)

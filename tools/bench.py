@@ -9,6 +9,7 @@ Usage::
     python tools/bench.py --sizes 10000 --no-mlflow --profile --markdown /tmp/b.md   # + /tmp/b.profile.txt
     python tools/bench.py --from-json out.json  # re-render docs/benchmarks.md from a saved run
     python tools/bench.py --stats               # only the statistics: paired bootstrap / t-test timings
+    python tools/bench.py --only aliases --sizes 100,1000   # set_alias/get_alias/search_models vs MLflow, printed
 
 Full runs need the ``bench`` extra (``pip install -e '.[bench]'``) for the MLflow column and take
 about 7-10 minutes on 2 cores (most of it filling MLflow's registry to 10,000 versions).
@@ -968,6 +969,102 @@ def bench_model_diff(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- aliases and search
+
+SEARCH_FILTER = "metrics.ndcg@10 > 0.5 and model_type = 'als'"
+ALIAS_OPS = {
+    "set_alias": ("set_alias (moves the alias between two models)", "set_registered_model_alias"),
+    "get_alias": ("get_alias", "get_model_version_by_alias"),
+    "search_models": (f"search_models(\"{SEARCH_FILTER}\", order_by ndcg@10 desc, limit 100)",
+                      "search_model_versions(\"name='als'\", max_results=100, order_by version desc); "
+                      "MLflow cannot filter model versions by metric"),
+}
+
+
+def bench_aliases(args: argparse.Namespace) -> str:
+    """``set_alias``, ``get_alias`` and ``search_models`` beside MLflow's equivalents at each size.
+
+    Registries are filled as in the main run (ours through the public API; MLflow with a run,
+    metrics and a model version per model). Ours and MLflow are sampled in alternation.
+    Returns the markdown section "Aliases and search" (printed; paste it into docs/benchmarks.md).
+    """
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cfreg-bench-aliases-"))
+    shapes = QUICK_SHAPES
+    rows: list[tuple[str, int, Sample, Sample | None]] = []
+    mlflow_version = None
+    try:
+        cf_root = workdir / "ours" / "artifacts" / "cf"
+        bases = make_base_folders(cf_root, shapes, BASE_FOLDERS)
+        ours = Ours(workdir / "ours", bases, args.seed)
+        mlflow = None
+        if args.mlflow:
+            try:
+                mlflow = Mlflow(workdir / "mlflow", bases, workdir / "ours", args.seed)
+                mlflow_version = mlflow.version
+            except ImportError as exc:
+                logger.warning("MLflow not importable (%s); measuring ours only", exc)
+        budget = Budget(reps=10 if args.quick else 40, seconds=0.3 if args.quick else 3.0)
+        for size in sorted(args.sizes):
+            ours.fill_to(size)
+            if mlflow:
+                mlflow.fill_to(size)
+            toggle = {"ours": 0, "mlflow": 0}
+
+            def ours_set() -> None:
+                toggle["ours"] ^= 1
+                ours.registry.set_alias("champion", f"als_fill_{toggle['ours']:06d}")
+
+            def mlflow_set() -> None:
+                toggle["mlflow"] ^= 1
+                mlflow.client.set_registered_model_alias("als", "champion", str(1 + toggle["mlflow"]))  # type: ignore[union-attr]
+
+            probes = {
+                "set_alias": (Probe(ours_set), Probe(mlflow_set) if mlflow else None),
+                "get_alias": (Probe(lambda: ours.registry.get_alias("champion")),
+                              Probe(lambda: mlflow.client.get_model_version_by_alias("als", "champion")) if mlflow else None),  # type: ignore[union-attr]
+                "search_models": (
+                    Probe(lambda: ours.registry.search_models(SEARCH_FILTER, order_by=["metrics.ndcg@10 desc"], limit=100)),
+                    Probe(lambda: mlflow.client.search_model_versions(  # type: ignore[union-attr]
+                        "name='als'", max_results=100, order_by=["version_number DESC"])) if mlflow else None,
+                ),
+            }
+            for op, (mine, theirs) in probes.items():
+                samples = measure_side_by_side([mine] + ([theirs] if theirs else []), budget)
+                rows.append((op, size, samples[0], samples[1] if theirs else None))
+                logger.info("N=%d %-14s ours %.3f ms%s", size, op, samples[0].median,
+                            f", MLflow {samples[1].median:.3f} ms" if theirs else "")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    load_at_end = [round(x, 2) for x in os.getloadavg()]
+    lines = [
+        "## Aliases and search",
+        "",
+        (f"`python tools/bench.py --only aliases --sizes {','.join(str(n) for n in sorted(args.sizes))}` on "
+         f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, {os.cpu_count()} cores, load average "
+         f"(1, 5, 15 min) {load_at_start} at the start and {load_at_end} at the end (other jobs were running); "
+         f"SQLite, MLflow {mlflow_version or '- (not measured)'} on SQLite in-process. Milliseconds, median / p95 "
+         "over n calls after one warm-up; ours and MLflow sampled in alternation. Target: each at least 10x "
+         "faster than MLflow."),
+        "",
+        "| operation | N | ours median / p95 | MLflow median / p95 | n | MLflow / ours | >= 10x |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for op, size, mine, theirs in rows:
+        ratio = theirs.median / mine.median if theirs else None
+        verdict = "-" if ratio is None else verdict_text(check(">= 10x", ratio, 10.0, unit="x", at_least=True))
+        lines.append(
+            f"| {op} | {size:,} | {_fmt(mine.median)} / {_fmt(mine.p95)} | "
+            f"{_fmt(theirs.median) + ' / ' + _fmt(theirs.p95) if theirs else '-'} | {len(mine.times_ms)} | "
+            f"{f'{ratio:.1f}x' if ratio is not None else '-'} | {verdict} |"
+        )
+    lines += ["", "What each row measures:", ""]
+    for op, (title, theirs) in ALIAS_OPS.items():
+        lines.append(f"- **{op}**: ours = `{title}`; MLflow = `{theirs}`.")
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny arrays, N = 20, 100, no MLflow: seconds")
@@ -984,6 +1081,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-json", dest="from_json", help="render a saved --json result again instead of running")
     parser.add_argument("--diff", action="store_true", help="only the model diff section (printed; paste it into "
                         "docs/benchmarks.md under 'Model diff')")
+    parser.add_argument("--only", choices=["aliases"], help="only one section, printed (paste it into "
+                        "docs/benchmarks.md): 'aliases' = set_alias, get_alias, search_models beside MLflow")
     parser.add_argument("--stats", action="store_true", help="only time the statistics (paired bootstrap and "
                         "t-test on 10,000 users, 2,000 resamples; target <= 200 ms) and print them")
     args = parser.parse_args(argv)
@@ -996,7 +1095,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--sizes must name at least one size >= 1")
     if args.quick:
         args.mlflow = False
-    if args.markdown is None and not args.quick:
+    if args.markdown is None and not args.quick and not args.only:
         args.markdown = str(REPO / "docs" / "benchmarks.md")
     return args
 
@@ -1033,6 +1132,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     if args.diff:
         sys.stdout.write(bench_model_diff(args))
+        return 0
+    if args.only == "aliases":
+        sys.stdout.write(bench_aliases(args))
         return 0
     if args.stats:
         figures = bench_stats()

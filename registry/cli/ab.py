@@ -29,23 +29,30 @@ def _render_test(state: CliState, test: dict[str, Any] | None) -> None:
 @app.command("start")
 def start(
     ctx: typer.Context,
-    control_model: Annotated[str, typer.Argument(help="Model serving most users.")],
-    treatment_model: Annotated[str, typer.Argument(help="Model under test.")],
+    control_model: Annotated[str, typer.Argument(help="Model serving most users, or @ALIAS to follow an alias.")],
+    treatment_model: Annotated[str, typer.Argument(help="Model under test, or @ALIAS to follow an alias.")],
     split: Annotated[float, typer.Option("--split", min=0.0, max=1.0, help="Share of users routed to the treatment (0.1 = 10%).")] = 0.1,
     test_id: Annotated[str | None, typer.Option(help="Test id (default: ab_<treatment>_<date>).")] = None,
     min_detectable_effect: Annotated[float | None, typer.Option(help="Smallest relative lift worth detecting (0.05 = +5%, the default); sizes the test.")] = None,
 ) -> None:
-    """Start an A/B test.
+    """Start an A/B test. An arm written @NAME follows alias NAME: moving the alias switches the arm.
 
     Example: cfreg ab start als_v1 als_v2 --split 0.1
+    Example: cfreg ab start @champion_als @challenger --split 0.2
     """
     state = state_of(ctx)
     result = state.registry().start_ab_test(control_model, treatment_model, split, test_id=test_id,
                                             minimum_detectable_effect=min_detectable_effect)
     emit(state, result, lambda: state.out.print(
-        f"Started A/B test {result['test_id']}: {result['treatment_model']} gets {result['traffic_split']:.0%} "
-        f"of users, {result['control_model']} the rest"
+        f"Started A/B test {result['test_id']}: {arm_text(result, 'treatment')} gets {result['traffic_split']:.0%} "
+        f"of users, {arm_text(result, 'control')} the rest"
     ))
+
+
+def arm_text(test: dict[str, Any], arm: str) -> str:
+    """An arm's model, with the alias it follows when it has one: ``als_v2 (@challenger)``."""
+    alias = test.get(f"{arm}_alias")
+    return f"{test[f'{arm}_model']} (@{alias})" if alias else test[f"{arm}_model"]
 
 
 @app.command("status")

@@ -114,28 +114,30 @@ def select_best(
     max_churn: Annotated[float | None, typer.Option(help="Refuse a winner whose churn@10 against the current best exceeds this fraction (see `cfreg diff`).")] = None,
     confidence: Annotated[float | None, typer.Option(min=0.5, max=0.999, help="Replace the current best only when the lower bound of this interval of the per-user improvement is above --min-improvement.")] = None,
     allow_unevaluated: Annotated[bool, typer.Option("--allow-unevaluated", help="With --confidence: fall back to the averages when a model has no per-user evaluation.")] = False,
+    alias: Annotated[str, typer.Option(help="Move this alias instead of the current best (created when missing), e.g. a champion per type.")] = "current_best",
 ) -> None:
-    """Make the active model with the highest metric the current best.
+    """Make the active model with the highest metric the current best (or the target of --alias).
 
     Example: cfreg select-best --metric ndcg@10 --min-improvement 0.05 --confidence 0.95
+    Example: cfreg select-best --metric ndcg@10 --type bpr --alias bpr_champion
     """
     state = state_of(ctx)
     if confidence is not None:
         result = state.registry().select_best_model(
             metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
-            confidence=confidence, require_evaluation=not allow_unevaluated,
+            confidence=confidence, require_evaluation=not allow_unevaluated, alias=alias,
         )
     else:
         result = state.registry().select_best_model_outcome(
             metric=metric, min_improvement=min_improvement, model_type=model_type, min_gain_over_current=min_gain_over_current,
-            max_churn=max_churn,
+            max_churn=max_churn, alias=alias,
         )
 
     def render() -> None:
         if result is None:
-            state.out.print(f"Unchanged: no eligible active model with {metric} (that beats the current best)")
+            state.out.print(f"Unchanged: no eligible active model with {metric} (that beats {pointer_name(alias)})")
         else:
-            state.out.print(f"{change_line(result)} ({metric}: {cell(result['value'])})")
+            state.out.print(f"{change_line(result, alias)} ({metric}: {cell(result['value'])})")
             comparison = result.get("comparison")
             if comparison:
                 state.out.print(f"Improvement over {comparison['model_a']}: {comparison['relative']:+.2%} "
@@ -146,11 +148,18 @@ def select_best(
     emit(state, result, render)
 
 
-def change_line(result: dict[str, Any]) -> str:
-    """``Changed: A -> B`` or ``Unchanged: B is already the current best``."""
+def pointer_name(alias: str) -> str:
+    """``the current best`` or ``alias NAME``: what select-best, promote and rollback move."""
+    return "the current best" if alias == "current_best" else f"alias {alias}"
+
+
+def change_line(result: dict[str, Any], alias: str = "current_best") -> str:
+    """``Changed: A -> B`` or ``Unchanged: B is already the current best`` (or ``... alias NAME``)."""
     if result["changed"]:
-        return f"Changed: current best {result['previous_model_id'] or 'none'} -> {result['model_id']}"
-    return f"Unchanged: {result['model_id']} is already the current best"
+        what = "current best" if alias == "current_best" else f"alias {alias}"
+        return f"Changed: {what} {result['previous_model_id'] or 'none'} -> {result['model_id']}"
+    target = "the current best" if alias == "current_best" else f"the target of alias {alias}"
+    return f"Unchanged: {result['model_id']} is already {target}"
 
 
 def promote(
@@ -159,14 +168,16 @@ def promote(
     reason: Annotated[str | None, typer.Option(help="Why (kept in the selection history and audit).")] = None,
     max_churn: Annotated[float | None, typer.Option(help="Refuse when churn@10 against the current best exceeds this fraction (see `cfreg diff`).")] = None,
     force: Annotated[bool, typer.Option("--force", help="With --max-churn: promote anyway (needs --reason; audited).")] = False,
+    alias: Annotated[str, typer.Option(help="Point this alias at the model instead of the current best.")] = "current_best",
 ) -> None:
-    """Make a model the current best by hand.
+    """Make a model the current best (or the target of --alias) by hand.
 
     Example: cfreg promote als_v2_20250116_141500 --reason "hotfix"
+    Example: cfreg promote bpr_v3 --alias bpr_champion --max-churn 0.3
     """
     state = state_of(ctx)
-    result = state.registry().promote_model(model_id, reason=reason, max_churn=max_churn, force=force)
-    emit(state, result, lambda: state.out.print(change_line(result)))
+    result = state.registry().promote_model(model_id, reason=reason, max_churn=max_churn, force=force, alias=alias)
+    emit(state, result, lambda: state.out.print(change_line(result, alias)))
 
 
 def rollback(
@@ -174,21 +185,24 @@ def rollback(
     to: Annotated[str | None, typer.Option(help="Go back to the most recent earlier state of this model.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Go this many states back.")] = 1,
     reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+    alias: Annotated[str, typer.Option(help="Walk this alias back through its history instead of the current best.")] = "current_best",
 ) -> None:
-    """Walk the current best back through the selection history (one state by default).
+    """Walk the current best (or --alias) back through the selection history (one state by default).
 
     Each change of the current best is a state; rollback moves back along them:
     after A -> B -> C, `cfreg rollback` gives B and a second one A (it does not
     toggle back to C). --steps N goes N states back; --to MODEL_ID to that model's
-    most recent earlier state. `cfreg history` shows the states.
+    most recent earlier state. `cfreg history` shows the states (`cfreg alias history
+    NAME` those of an alias).
 
     Example: cfreg rollback --steps 2
+    Example: cfreg rollback --alias bpr_champion
     """
     state = state_of(ctx)
     if to is not None and steps != 1:
         raise typer.BadParameter("give --to or --steps, not both", param_hint="--steps")
-    result = state.registry().rollback(to=to, reason=reason, steps=steps)
-    emit(state, result, lambda: state.out.print(change_line(result)))
+    result = state.registry().rollback(to=to, reason=reason, steps=steps, alias=alias)
+    emit(state, result, lambda: state.out.print(change_line(result, alias)))
 
 
 def list_models(

@@ -50,10 +50,14 @@ def serve(
     token_file: Annotated[Path | None, typer.Option(
         help="File holding the bearer token that POST /reload_model requires (default: $CFREG_SERVE_TOKEN; "
              "neither: the endpoint is open).")] = None,
+    alias: Annotated[str | None, typer.Option(
+        help="Serve and follow this alias's target (e.g. champion_als) instead of the current best; "
+             "moving the alias switches the service at the next reload check.")] = None,
 ) -> None:
     """Serve recommendations over HTTP with hot-reload (needs the `serve` extra).
 
     Example: cfreg serve --port 8000 --reload-interval 5 --token-file ~/.cfreg-token
+    Example: cfreg serve --alias champion_als --port 8001
     """
     state = state_of(ctx)
     try:
@@ -62,8 +66,13 @@ def serve(
     except ImportError as exc:
         raise RegistryError(f"serving needs the 'serve' extra: pip install 'cf-model-registry[serve]' ({exc})") from exc
     token = read_token_file(token_file) if token_file is not None else None
+    if alias is not None:
+        from ..aliases import validate_alias_name
+
+        validate_alias_name(alias)
     state.registry()  # fail fast, with one line, when the registry does not exist
-    run_server(state.registry_path, host, port, reload_interval or None, state.database_url, api_token=token)
+    run_server(state.registry_path, host, port, reload_interval or None, state.database_url, api_token=token,
+               alias=alias)
 
 
 def render_demo_result(result: DemoResult, console: Console) -> None:

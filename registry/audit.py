@@ -28,6 +28,7 @@ from .models import AuditEvent, utcnow
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "cfreg_audit_lines"
+EVENTS_KEY = "cfreg_audit_events"
 LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ACTOR_LENGTH = 128
 
@@ -103,11 +104,17 @@ def record(session: Session, action: str, target: str, summary: str = "", detail
     )
     session.add(event)
     session.info.setdefault(PENDING_KEY, []).append(format_line(event.at, action, target, summary))
+    session.info.setdefault(EVENTS_KEY, []).append((action, target))
 
 
 def pending_lines(session: Session) -> list[str]:
     """Log lines queued in this transaction."""
     return list(session.info.get(PENDING_KEY, []))
+
+
+def pending_events(session: Session) -> list[tuple[str, str]]:
+    """``(action, target)`` of the events recorded in this transaction, in order."""
+    return list(session.info.get(EVENTS_KEY, []))
 
 
 def append_lines(path: Path, lines: list[str]) -> None:

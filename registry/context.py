@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, export
-from .db import Database, HeldReader, open_database, record_database_url, resolve_database_url, sqlite_file
+from .db import GENERATION_KEY, Database, HeldReader, open_database, record_database_url, resolve_database_url, sqlite_file
 from .errors import ExportError, RegistryNotFoundError
 from .models import Settings
 
@@ -145,12 +145,14 @@ class RegistryContext:
         transaction that records none is treated as "nothing changed" and rolled back.
         """
         lines: list[str] = []
+        changes: list[export.Change] = []
 
         def transaction(session: Session) -> T:
             result = work(session)
             lines[:] = audit.pending_lines(session)
             if not lines:
                 Database.discard(session)
+            changes[:] = [export.Change(session.info[GENERATION_KEY], tuple(audit.pending_events(session)))]
             return result
 
         result = self.database.run(transaction)
@@ -158,16 +160,21 @@ class RegistryContext:
             audit.append_lines(self.audit_log_path, lines)
             if self.export_json:
                 try:
-                    self.export()
+                    self.export(change=changes[0])
                 except ExportError as exc:
                     # The change is committed and `result` is true; raising here would make a
                     # caller retry (a second auto-versioned model). The next export heals the file.
                     logger.error("%s; the change is committed, run `cfreg export-json` to rewrite the file", exc)
         return result
 
-    def export(self, *, force: bool = False) -> bool:
-        """Write ``registry.json`` (and ``bert_registry.json``) from the database now."""
-        return export.export_registry_files(self.database, self.json_path, self.bert_json_path, force=force)
+    def export(self, *, force: bool = False, change: export.Change | None = None) -> bool:
+        """Write ``registry.json`` (and ``bert_registry.json``) from the database now.
+
+        ``change``: what the transaction this process just committed changed (lets the
+        export re-render only those models; see :mod:`registry.export_cache`).
+        """
+        return export.export_registry_files(self.database, self.json_path, self.bert_json_path, force=force,
+                                            change=change)
 
     # ------------------------------------------------------------------ helpers
 

@@ -51,6 +51,8 @@ PG_MIGRATION_LOCK_KEY = 0x6366_7265_67  # "cfreg"
 # The newest Alembic revision in migrations/versions (a test keeps it equal to Alembic's head).
 # Opening a registry already at this revision skips importing Alembic and parsing the scripts.
 SCHEMA_HEAD = "0006"
+# session.info key: the generation a write transaction commits (set by Database.run).
+GENERATION_KEY = "cfreg_generation"
 
 T = TypeVar("T")
 
@@ -301,7 +303,7 @@ class Database:
             try:
                 with self.session_scope(write=write) as session:
                     if write:
-                        bump_generation(session)
+                        session.info[GENERATION_KEY] = bump_generation(session)
                     return work(session)
             except DBAPIError as exc:
                 if not _is_transient(exc):

@@ -17,7 +17,8 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,6 +45,14 @@ from .tags import tags_of
 logger = logging.getLogger(__name__)
 
 REGISTRY_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one committed write transaction changed: its generation and its audit ``(action, target)`` pairs."""
+
+    generation: int
+    events: tuple[tuple[str, str], ...]
 # The registry's own temp files end with this suffix (and start with "."): the sweep on open
 # removes only these, never a user's ".notes.tmp" that happens to sit in the folder.
 TEMP_SUFFIX = ".cfreg-tmp"
@@ -211,10 +220,17 @@ def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
     metrics = metrics_by_model(session)
     tags = tags_of(session, "model")
     models: dict[str, Any] = {}
-    current: dict[str, Any] | None = None
     for model in session.scalars(select(Model).order_by(Model.created_at, Model.model_id)):
         models[model.model_id] = model_info(model, metrics.get(model.model_id, {}), tags.get(model.model_id))
-        if model.model_id == settings.current_model_id:
+    return assemble_registry_document(session, settings, models), settings.generation
+
+
+def assemble_registry_document(session: Session, settings: Settings, models: Mapping[str, Any]) -> dict[str, Any]:
+    """The document around its ``models`` mapping: current best, metadata, A/B test, aliases, extras."""
+    current: dict[str, Any] | None = None
+    if settings.current_model_id is not None:
+        model = session.get(Model, settings.current_model_id)
+        if model is not None:
             selection = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
             current = current_best_info(model, selection)
     document: dict[str, Any] = {
@@ -236,7 +252,7 @@ def build_registry_document(session: Session) -> tuple[dict[str, Any], int]:
         document["aliases"] = named  # an extra key legacy readers ignore
     for key, value in (settings.extra or {}).items():
         document.setdefault(key, value)
-    return document, settings.generation
+    return document
 
 
 def build_bert_document(session: Session) -> tuple[dict[str, Any], int]:
@@ -262,20 +278,29 @@ def build_bert_document(session: Session) -> tuple[dict[str, Any], int]:
     return document, settings.generation
 
 
-def render_document(document: dict[str, Any], mapping_key: str) -> str:
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def render_entry(key: str, value: Any) -> str:
+    """One line of the document's big mapping (``models`` or ``embeddings``), as :func:`render_document` writes it."""
+    return f"    {_ENCODE(key)}: {_ENCODE(value)}"
+
+
+def render_document(document: dict[str, Any], mapping_key: str, entries: Mapping[str, str] | None = None) -> str:
     """JSON text with one top-level key and one ``mapping_key`` entry per line.
 
     Each piece goes through the C encoder (``indent`` would force the slow pure-Python one),
     so exporting 10,000 models stays fast while the file stays diff- and grep-friendly.
+    ``entries``: the ``mapping_key`` lines already rendered by :func:`render_entry`, in order
+    (the incremental export re-renders only what changed).
     """
-    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
     parts = []
     for key, value in document.items():
-        if key == mapping_key and isinstance(value, dict) and value:
-            entries = ",\n".join(f"    {encode(k)}: {encode(v)}" for k, v in value.items())
-            parts.append(f"  {encode(key)}: {{\n{entries}\n  }}")
+        if key == mapping_key and isinstance(value, Mapping) and value:
+            lines = entries.values() if entries is not None else (render_entry(k, v) for k, v in value.items())
+            parts.append(f"  {_ENCODE(key)}: {{\n" + ",\n".join(lines) + "\n  }")
         else:
-            parts.append(f"  {encode(key)}: {encode(value)}")
+            parts.append(f"  {_ENCODE(key)}: {_ENCODE(value)}")
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
@@ -390,15 +415,17 @@ def forget_generation(path: Path) -> None:
         pass
 
 
-def publish(path: Path, document: dict[str, Any], generation: int, mapping_key: str, *, force: bool = False) -> bool:
+def publish(path: Path, document: dict[str, Any], generation: int, mapping_key: str, *, force: bool = False,
+            entries: Mapping[str, str] | None = None) -> bool:
     """Write ``document`` unless the file already holds this generation or a newer one.
 
     The caller holds the file lock (see :func:`export_lock`). Returns True if written.
+    ``entries``: pre-rendered ``mapping_key`` lines (see :func:`render_document`).
     """
     if not force and file_generation(path) >= generation:
         return False
     try:
-        atomic_write_text(path, render_document(document, mapping_key))
+        atomic_write_text(path, render_document(document, mapping_key, entries))
         atomic_write_text(_generation_file(path), f"{generation}\n")
     except (OSError, ValueError, TypeError) as exc:
         raise ExportError(f"could not write {path}: {exc}") from exc
@@ -413,15 +440,24 @@ def export_lock(path: Path):  # type: ignore[no-untyped-def]
     return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=120)
 
 
-def export_registry_files(database, json_path: Path, bert_json_path: Path | None, *, force: bool = False) -> bool:  # type: ignore[no-untyped-def]
+def export_registry_files(database, json_path: Path, bert_json_path: Path | None, *, force: bool = False,  # type: ignore[no-untyped-def]
+                          change: Change | None = None) -> bool:
     """Export ``registry.json`` (and ``bert_registry.json`` when embeddings exist or the file does).
 
     Reads the database in one short read transaction per file, inside the file's lock,
-    so concurrent exporters can never leave an older document in place.
+    so concurrent exporters can never leave an older document in place. ``change``: what
+    the transaction just committed by this process changed; when this process also wrote
+    the previous generation's file, only the changed models are read and rendered again
+    (see :mod:`registry.export_cache`), else the whole document is rebuilt.
     """
+    from . import export_cache
+
     with export_lock(json_path):
-        document, generation = database.read(build_registry_document)
-        written = publish(json_path, document, generation, "models", force=force)
+        written = None if change is None or force else export_cache.publish_change(database, json_path, change)
+        if written is None:
+            document, generation = database.read(build_registry_document)
+            entries = export_cache.remember(database, json_path, document, generation)
+            written = publish(json_path, document, generation, "models", force=force, entries=entries)
     if bert_json_path is not None:
         with export_lock(bert_json_path):
             bert_document, generation = database.read(build_bert_document)

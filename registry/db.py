@@ -50,7 +50,7 @@ MAX_ATTEMPTS = 6
 PG_MIGRATION_LOCK_KEY = 0x6366_7265_67  # "cfreg"
 # The newest Alembic revision in migrations/versions (a test keeps it equal to Alembic's head).
 # Opening a registry already at this revision skips importing Alembic and parsing the scripts.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 # session.info key: the generation a write transaction commits (set by Database.run).
 GENERATION_KEY = "cfreg_generation"
 

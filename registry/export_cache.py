@@ -45,7 +45,7 @@ MODEL_ACTIONS = frozenset({"REGISTER", "ARCHIVE", "UPDATE_STATUS", "DELETE", "TA
 # Actions that change no model entry (only the parts rebuilt every time, or nothing in the file).
 DOCUMENT_ACTIONS = frozenset({
     "SELECT_BEST", "PROMOTE", "ROLLBACK", "ALIAS_SET", "ALIAS_DELETE", "AB_START", "AB_SPLIT", "AB_STOP",
-    "AB_ROLLBACK", "AB_OUTCOMES", "AB_PROMOTE", "DIFF",
+    "AB_ROLLBACK", "AB_OUTCOMES", "AB_PROMOTE", "AB_ARM", "DIFF",
 })
 
 

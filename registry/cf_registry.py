@@ -13,6 +13,7 @@ plain dicts or DataFrames; ORM rows never leave the transaction.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -64,6 +65,7 @@ from .models import (
     ModelMetric,
     utcnow,
 )
+from .read_cache import ReadCache, generation_cached
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
@@ -151,6 +153,7 @@ class ModelRegistry:
         self.registry_path = self._ctx.json_path
         self.audit_log_path = self._ctx.audit_log_path
         self._git_cache: tuple[float, str | None] | None = None
+        self._reads = ReadCache(self._ctx)
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.registry_path)!r}, database={self._ctx.database.describe()!r})"
@@ -555,12 +558,14 @@ class ModelRegistry:
             limit = positive_int(limit, "limit")
         return self._ctx.read(lambda session: selection.history(session, limit))
 
+    @generation_cached(copy=copy.deepcopy)
     def get_current_best(self) -> dict[str, Any] | None:
         """The current best: ``model_id``, ``model_info`` and the ``current_best`` fields; None if unset."""
         return self._ctx.read(selection.current_best)
 
     # ------------------------------------------------------------------ queries
 
+    @generation_cached(copy=copy.deepcopy)
     def get_model(self, model_id: str) -> dict[str, Any] | None:
         """A model's ``registry.json`` entry (a copy), or None when unknown."""
         validate_identifier(model_id, "model_id")
@@ -584,6 +589,7 @@ class ModelRegistry:
 
         return self._ctx.read(work)
 
+    @generation_cached(copy=lambda frame: frame.copy())
     def list_models(
         self,
         model_type: str | None = None,
@@ -889,6 +895,7 @@ class ModelRegistry:
         rows = self._ctx.read(work)
         return pd.DataFrame(rows, columns=["model_id", "model_type", "factors", *wanted, "training_time"])
 
+    @generation_cached(copy=copy.deepcopy)
     def get_registry_stats(self) -> dict[str, Any]:
         """Counts by status and type, the current best, last update and generation."""
         def work(session: Session) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""Repeated reads come from memory until any process commits a change, never stale after it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry import ModelRegistry
+
+
+@pytest.fixture
+def two(registry: ModelRegistry, registry_path: Path, database_url: str, model_dir: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The test's registry with two models, and a second handle on it (another writer)."""
+    folder = model_dir("als/base")
+    for version, value in (("a", 0.1), ("b", 0.2)):
+        registry.register_model(folder, "als", {"factors": 8}, {"ndcg@10": value}, {}, version=version)
+    other = ModelRegistry(registry_path, database_url=database_url, root=tmp_path, export_json=False)
+    return registry, other, folder
+
+
+def test_repeated_reads_are_served_without_querying_again(two, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    registry, _, _ = two
+    first = (registry.list_models(), registry.get_registry_stats(), registry.get_model("als_a"))
+    calls: list[Any] = []
+    real_read = registry.context.read
+    monkeypatch.setattr(registry.context, "read", lambda work: calls.append(work) or real_read(work))
+    again = (registry.list_models(), registry.get_registry_stats(), registry.get_model("als_a"))
+    assert calls == []  # only the held-connection stamp was read
+    assert again[0].equals(first[0]) and again[1:] == first[1:]
+
+
+def test_a_change_by_another_handle_is_seen_at_once(two) -> None:  # type: ignore[no-untyped-def]
+    registry, other, folder = two
+    assert registry.get_current_best() is None and list(registry.list_models()["model_id"]) == ["als_b", "als_a"]
+    other.register_model(folder, "als", {}, {"ndcg@10": 0.9}, {}, version="c")
+    other.select_best_model(metric="ndcg@10")
+    assert registry.get_current_best()["model_id"] == "als_c"
+    assert list(registry.list_models()["model_id"]) == ["als_c", "als_b", "als_a"]
+    assert registry.get_registry_stats()["total_models"] == 3
+    other.set_tag("als_a", "team", "search")
+    assert registry.get_model("als_a")["tags"] == {"team": "search"}
+
+
+def test_a_change_by_another_process_is_seen_at_once(two, registry_path: Path, database_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    registry, _, _ = two
+    assert registry.get_model("als_a")["status"] == "active"
+    code = ("import sys; from registry import ModelRegistry; "
+            "ModelRegistry(sys.argv[1], database_url=sys.argv[2], root=sys.argv[3], export_json=False).archive_model('als_a')")
+    subprocess.run([sys.executable, "-c", code, str(registry_path), database_url, str(tmp_path)], check=True, cwd=tmp_path)
+    assert registry.get_model("als_a")["status"] == "archived"
+    assert registry.get_registry_stats()["archived_models"] == 1
+
+
+def test_callers_get_their_own_copies(two) -> None:  # type: ignore[no-untyped-def]
+    registry, _, _ = two
+    registry.get_model("als_a")["metrics"]["ndcg@10"] = 99.0
+    registry.get_registry_stats()["by_type"].clear()
+    frame = registry.list_models()
+    frame.loc[0, "model_id"] = "edited"
+    assert registry.get_model("als_a")["metrics"]["ndcg@10"] == 0.1
+    assert registry.get_registry_stats()["by_type"] == {"als": 2}
+    assert list(registry.list_models()["model_id"]) == ["als_b", "als_a"]
+
+
+def test_arguments_are_part_of_the_key_and_errors_are_not_kept(two) -> None:  # type: ignore[no-untyped-def]
+    registry, _, _ = two
+    assert list(registry.list_models(sort_by="ndcg@10", ascending=True)["model_id"]) == ["als_a", "als_b"]
+    assert list(registry.list_models(sort_by="ndcg@10", ascending=False)["model_id"]) == ["als_b", "als_a"]
+    assert registry.get_model("als_a") != registry.get_model("als_b")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="sort_by"):
+            registry.list_models(sort_by="nope")

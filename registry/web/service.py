@@ -12,7 +12,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import ab_results, aliases, audit, evaluation, stats
+from .. import ab_results, aliases, audit, evaluation, selection, stats
 from ..bert_registry import BERTEmbeddingsRegistry
 from ..cf_registry import ModelRegistry
 from ..errors import AliasNotFoundError, InvalidArgumentError, ModelInUseError, ModelNotFoundError
@@ -259,8 +259,13 @@ class RegistryService:
             raise InvalidArgumentError("a comparison needs two different models")
         level, method, seed, resamples = evaluation.validate_comparison_options(confidence, method, seed, resamples)
         context = self.registry.context
-        first, second = context.read(lambda session: (evaluation.load_recorded(context, session, model_a),
-                                                      evaluation.load_recorded(context, session, model_b)))
+
+        def load(session: Any) -> tuple[evaluation.UserEvaluation, evaluation.UserEvaluation]:
+            selection.require_model(session, model_a)  # an unknown id is a 404 before a missing file is a 422
+            selection.require_model(session, model_b)
+            return evaluation.load_recorded(context, session, model_a), evaluation.load_recorded(context, session, model_b)
+
+        first, second = context.read(load)
         names = sorted(set(first.metrics) & set(second.metrics))
         rows = []
         for name in names:

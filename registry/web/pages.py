@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from .. import leaderboard
+from ..ab_results import validate_result_options
 from ..errors import InvalidArgumentError, ModelNotFoundError, RegistryError
 from . import charts
 from .auth import (
@@ -242,6 +243,7 @@ def ab_tests_view(request: Request) -> Response:
     service = _service(request)
     query = request.query_params
     metric, method = query.get("metric") or None, query.get("method") or "fixed_horizon"
+    validate_result_options(metric or "conversion", method, 0.95)  # a bad option is a 422 even with no test
     tests = service.ab_tests()
     results = {test["test_id"]: service.ab_results(test["test_id"], metric=metric, method=method) for test in tests}
     return render(request, "ab_tests.html", {"title": "A/B tests", "tests": tests, "results": results,

@@ -85,7 +85,7 @@ def test_original_utility_calls_work_from_the_top_level(tmp_path: Path, monkeypa
     assert restore_registry(backup, registry_json, create_current_backup=False)
 
 
-def test_linking_embeddings_to_an_unknown_cf_model_is_still_refused(tmp_path: Path) -> None:
+def test_linking_embeddings_to_an_unknown_cf_model_is_still_refused(tmp_path: Path, workdir: Path) -> None:
     """The one intended difference from the original package."""
     from factories import make_embeddings_dir
 

@@ -265,6 +265,34 @@ def test_ab_results_pick_value_outcomes_and_refuse_a_winner_too_early(client: Te
     assert snapshot(filled, filled.root) == before and filled.get_ab_test()["status"] == "running"
 
 
+def test_promotion_rules_churn_bound_and_confidence(client: TestClient, filled: ModelRegistry, tmp_path: Path) -> None:
+    refused = client.post("/api/models/bpr_v1/promote", json={"max_churn": 0.05}, headers=AUTH)
+    assert refused.status_code == 409 and error_code(refused) == "churn_limit"
+    assert "churn@10 against the current best 'als_v2'" in refused.json()["error"]["message"]
+    assert filled.get_current_best()["model_id"] == "als_v2"
+    no_reason = client.post("/api/models/bpr_v1/promote", json={"max_churn": 0.05, "force": True}, headers=AUTH)
+    assert no_reason.status_code == 422 and filled.get_current_best()["model_id"] == "als_v2"
+    forced = client.post("/api/models/bpr_v1/promote", json={"max_churn": 0.05, "force": True, "reason": "ok by PM"},
+                         headers=AUTH)
+    assert forced.status_code == 200 and filled.get_current_best()["model_id"] == "bpr_v1"
+    event = client.get("/api/audit", params={"action": "PROMOTE"}).json()[0]
+    assert event["details"]["churn_check"]["forced"] is True and event["actor"].startswith("web:alice via ")
+    back = client.post("/api/select-best", json={"metric": "ndcg@10", "max_churn": 0.05}, headers=AUTH)
+    assert back.status_code == 409 and error_code(back) == "churn_limit"  # als_v2 has other factors than bpr_v1
+    assert filled.get_current_best()["model_id"] == "bpr_v1"
+
+    unevaluated = client.post("/api/select-best", json={"confidence": 0.95}, headers=AUTH)
+    assert unevaluated.status_code == 422 and error_code(unevaluated) == "no_user_evaluation"
+    rng = np.random.default_rng(5)
+    base = rng.random(300) * 0.3
+    better = evaluated(filled, tmp_path, "e1", np.clip(base + 0.2, 0, 1))  # the highest ndcg@10 now
+    filled.promote_model(evaluated(filled, tmp_path, "e0", base))
+    chosen = client.post("/api/select-best", json={"confidence": 0.95, "min_improvement": 0.01}, headers=AUTH).json()
+    assert chosen["selected"] and chosen["model_id"] == better
+    assert chosen["comparison"]["ci_low"] > 0.01 and chosen["comparison"]["n_users"] == 300
+    assert client.post("/api/select-best", json={"confidence": 0.95, "max_churn": 0.5}, headers=AUTH).status_code == 422
+
+
 def test_audit_pages_cover_the_log_once(client: TestClient, filled: ModelRegistry) -> None:
     for index in range(7):
         filled.set_tag("als_v1", f"k{index}", "v")
@@ -305,7 +333,7 @@ def test_operator_actions_write_audit_with_identity(client: TestClient, filled: 
     assert event["details"]["reason"] == "canary ok"
     assert client.post("/api/rollback", headers=AUTH).json()["model_id"] == "als_v2"
     assert client.post("/api/select-best", json={"metric": "recall@10"}, headers=AUTH).json() == {
-        "selected": True, "model_id": "als_v1", "metric": "recall@10", "value": 0.30}
+        "selected": True, "model_id": "als_v1", "metric": "recall@10", "value": 0.30, "comparison": None}
     unknown = client.post("/api/select-best", json={"metric": "coverage"}, headers=AUTH)  # no model has it: a typo
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_metric"
     assert client.post("/api/models/bpr_v1/archive", headers=AUTH).json() == {"model_id": "bpr_v1", "status": "archived"}

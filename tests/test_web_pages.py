@@ -200,3 +200,19 @@ def test_stop_form_promotes_the_winner_or_says_why_not(app_client) -> None:  # t
                                                 "next": "/ab-tests"})
     assert "Stopped A/B test t1, promoted the treatment." in done.text
     assert registry.get_current_best()["model_id"] == "als_v1"
+
+
+def test_promote_and_select_best_forms_pass_the_promotion_rules(app_client) -> None:  # type: ignore[no-untyped-def]
+    registry, client = app_client
+    token = csrf_of(client.get("/login").text)
+    client.post("/login", data={"csrf_token": token, "token": TOKEN})
+    page = client.get("/models/als_v0").text
+    assert 'name="max_churn"' in page and 'name="max_churn"' in client.get("/history").text
+    bad = client.post("/actions/promote", data={"csrf_token": csrf_of(page), "model_id": "als_v0", "max_churn": "lots"})
+    assert "max_churn must be a number" in bad.text and registry.get_current_best()["model_id"] == "als_v2"
+    done = client.post("/actions/promote", data={"csrf_token": csrf_of(page), "model_id": "als_v0", "max_churn": "0"})
+    assert "als_v0 is now the current best" in done.text  # one folder for all three: churn 0 <= 0
+    event = registry.context.read(lambda s: __import__("registry.audit").audit.query_events(s, action="PROMOTE"))[-1]
+    assert event["details"]["churn_check"]["churn"] == 0 and event["details"]["churn_check"]["max_churn"] == 0
+    refused = client.post("/actions/select-best", data={"csrf_token": csrf_of(page), "confidence": "0.95"})
+    assert "no_user_evaluation (422)" in refused.text and registry.get_current_best()["model_id"] == "als_v0"

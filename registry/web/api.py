@@ -228,14 +228,18 @@ def ab_results(
 
 @router.post("/select-best", response_model=SelectBestResult, tags=["actions"])
 def select_best(service: Service, identity: Identity, body: SelectBestRequest) -> dict:  # type: ignore[type-arg]
-    """Make the active model with the highest metric the current best."""
-    return service.select_best(identity, body.metric, body.min_improvement, body.model_type)
+    """Make the active model with the highest metric the current best (optionally bounded by churn
+    against the current best, or requiring a significant improvement on per-user evaluations)."""
+    return service.select_best(identity, body.metric, body.min_improvement, body.model_type, max_churn=body.max_churn,
+                               confidence=body.confidence, require_evaluation=body.require_evaluation)
 
 
 @router.post("/models/{model_id}/promote", response_model=SelectionResult, tags=["actions"])
 def promote(service: Service, identity: Identity, model_id: ModelId, body: PromoteRequest | None = None) -> dict:  # type: ignore[type-arg]
-    """Make this model the current best by hand."""
-    return service.promote(identity, model_id, body.reason if body else None)
+    """Make this model the current best by hand (``max_churn``: refused over that churn unless ``force``)."""
+    if body is None:
+        return service.promote(identity, model_id)
+    return service.promote(identity, model_id, body.reason, max_churn=body.max_churn, force=body.force)
 
 
 @router.post("/rollback", response_model=SelectionResult, tags=["actions"])

@@ -356,8 +356,11 @@ async def logout(request: Request) -> Response:
 ACTIONS = {
     "select-best": lambda s, who, f: s.select_best(who, f.get("metric") or "ndcg@10",
                                                    _float(f.get("min_improvement"), "min_improvement", 0.0),
-                                                   f.get("model_type") or None),
-    "promote": lambda s, who, f: s.promote(who, f.get("model_id", ""), f.get("reason") or None),
+                                                   f.get("model_type") or None,
+                                                   max_churn=_optional_float(f.get("max_churn"), "max_churn"),
+                                                   confidence=_optional_float(f.get("confidence"), "confidence")),
+    "promote": lambda s, who, f: s.promote(who, f.get("model_id", ""), f.get("reason") or None,
+                                           max_churn=_optional_float(f.get("max_churn"), "max_churn")),
     "rollback": lambda s, who, f: s.rollback(who, f.get("to") or None, f.get("reason") or None),
     "archive": lambda s, who, f: s.archive(who, f.get("model_id", "")),
     "ab-start": lambda s, who, f: s.start_ab_test(who, f.get("control_model", ""), f.get("treatment_model", ""),
@@ -380,10 +383,14 @@ def _float(value: str | None, name: str, default: float | None) -> float:
         raise InvalidArgumentError(f"{name} must be a number, got {value!r}") from None
 
 
+def _optional_float(value: str | None, name: str) -> float | None:
+    return None if value is None or value == "" else _float(value, name, None)
+
+
 def _done_message(action: str, result: dict[str, Any]) -> str:
     if action == "select-best":
         return (f"Selected {result['model_id']} as the current best ({result['metric']}={result['value']:.4f})."
-                if result["selected"] else f"No active model has {result['metric']}; nothing changed.")
+                if result["selected"] else f"No active model qualifies on {result['metric']}; nothing changed.")
     if action in ("promote", "rollback"):
         return f"{result['model_id']} is now the current best."
     if action == "archive":

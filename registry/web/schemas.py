@@ -231,21 +231,31 @@ class SelectBestRequest(_Request):
     metric: str = "ndcg@10"
     min_improvement: float = 0.0
     model_type: str | None = None
+    max_churn: float | None = Field(default=None, description="Refuse a winner whose churn@10 against the current best "
+                                    "exceeds this fraction (409 churn_limit).")
+    confidence: float | None = Field(default=None, description="Replace the current best only when the lower bound of "
+                                     "this interval of the improvement (per-user evaluation) is above min_improvement.")
+    require_evaluation: bool = True
 
 
 class SelectBestResult(BaseModel):
-    """``selected`` is False (and nothing changed) when no active model has the metric."""
+    """``selected`` is False (and nothing changed) when no active model qualifies (with
+    ``confidence``: also when the winner is not significantly better; ``comparison`` says why)."""
 
     selected: bool
     model_id: str | None
     metric: str
     value: float | None
+    comparison: dict[str, Any] | None = None
 
 
 class PromoteRequest(_Request):
-    """Body of ``POST /api/models/{model_id}/promote``."""
+    """Body of ``POST /api/models/{model_id}/promote``; ``max_churn`` refuses a model whose churn@10
+    against the current best exceeds it (409 ``churn_limit``) unless ``force`` (with a reason)."""
 
     reason: str | None = Field(default=None, max_length=1024)
+    max_churn: float | None = None
+    force: bool = False
 
 
 class RollbackRequest(_Request):

@@ -317,19 +317,24 @@ class RegistryService:
     # ------------------------------------------------------------------ operator actions
 
     def select_best(self, identity: str, metric: str = "ndcg@10", min_improvement: float = 0.0,
-                    model_type: str | None = None) -> dict[str, Any]:
-        """Select the best model by ``metric``; ``selected`` is False when no model qualifies."""
+                    model_type: str | None = None, *, max_churn: float | None = None,
+                    confidence: float | None = None, require_evaluation: bool = True) -> dict[str, Any]:
+        """Select the best model by ``metric`` (with the ``max_churn`` / ``confidence`` rules of
+        :meth:`ModelRegistry.select_best_model`); ``selected`` is False when no model qualifies."""
         with audit.acting_as(identity):
             result = self.registry.select_best_model(metric=metric, min_improvement=min_improvement,
-                                                     model_type=model_type or None)
+                                                     model_type=model_type or None, max_churn=max_churn,
+                                                     confidence=confidence, require_evaluation=require_evaluation)
         if result is None:
             return {"selected": False, "model_id": None, "metric": metric, "value": None}
-        return {"selected": True, "model_id": result["model_id"], "metric": result["metric"], "value": result["value"]}
+        return {"selected": True, "model_id": result["model_id"], "metric": result["metric"], "value": result["value"],
+                "comparison": result.get("comparison")}
 
-    def promote(self, identity: str, model_id: str, reason: str | None = None) -> dict[str, Any]:
-        """Make ``model_id`` the current best by hand."""
+    def promote(self, identity: str, model_id: str, reason: str | None = None, *, max_churn: float | None = None,
+                force: bool = False) -> dict[str, Any]:
+        """Make ``model_id`` the current best by hand (refused over ``max_churn`` unless ``force``)."""
         with audit.acting_as(identity):
-            result = self.registry.promote_model(model_id, reason=reason or None)
+            result = self.registry.promote_model(model_id, reason=reason or None, max_churn=max_churn, force=force)
         return {"model_id": result["model_id"], "metric": result["metric"], "value": result["value"]}
 
     def rollback(self, identity: str, to: str | None = None, reason: str | None = None) -> dict[str, Any]:

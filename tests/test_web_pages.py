@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import numpy as np
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -13,9 +14,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
+from factories import make_model_dir
 from registry_snapshot import snapshot
 
-from registry import InvalidArgumentError, ModelRegistry
+from registry import InvalidArgumentError, ModelRegistry, write_user_eval
 from registry.web import create_app
 from registry.web.auth import TokenStore, load_tokens, parse_token_file
 from registry.web.charts import nice_ticks, scatter_chart, time_chart
@@ -117,12 +119,6 @@ def test_charts_mark_the_current_best_and_escape_ids() -> None:
 
 def test_compare_page_shows_the_diff_and_the_significance(app_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
     registry, client = app_client
-    from factories import make_model_dir
-
-    import numpy as np
-
-    from registry import write_user_eval
-
     users = [f"u{i}" for i in range(120)]
     base = np.random.default_rng(0).random(120) * 0.3
     ids = []

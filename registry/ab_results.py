@@ -45,7 +45,7 @@ POWER = 0.8
 MIN_EXPOSURES_PER_ARM = 100
 VERDICTS = ("keep running", "treatment wins", "control wins", "no detectable difference")
 
-__all__ = ["DEFAULT_MDE", "METHODS", "METRICS", "VERDICTS", "ab_test_results", "analyse", "record_ab_outcomes"]
+__all__ = ["DEFAULT_MDE", "METHODS", "METRICS", "VERDICTS", "ab_test_results", "analyse", "default_metric", "record_ab_outcomes"]
 
 
 def _count(value: object, field: str) -> int:
@@ -311,7 +311,7 @@ def validate_result_options(metric: object, method: object, confidence: object) 
     return str(metric), str(method), level
 
 
-def ab_test_results(context: RegistryContext, test_id: str | None = None, *, metric: str = "conversion",
+def ab_test_results(context: RegistryContext, test_id: str | None = None, *, metric: str | None = "conversion",
                     method: str = "fixed_horizon", confidence: float = 0.95) -> dict[str, Any]:
     """Which arm won: per arm exposures and rate (or mean), the treatment's lift over control with
     its interval, the p-value, the exposures still needed for the test's minimum detectable effect,
@@ -320,7 +320,8 @@ def ab_test_results(context: RegistryContext, test_id: str | None = None, *, met
     Args:
         context: the opened registry.
         test_id: the test (None: the running one).
-        metric: ``"conversion"`` (batches with conversions) or ``"value"`` (batches with sums).
+        metric: ``"conversion"`` (batches with conversions) or ``"value"`` (batches with sums);
+            None: conversion when any batch carries conversions, else value.
         method: ``"fixed_horizon"`` or ``"msprt"`` (see the module docstring).
         confidence: the interval's level; ``1 - confidence`` is the test's false-alarm rate.
 
@@ -330,9 +331,21 @@ def ab_test_results(context: RegistryContext, test_id: str | None = None, *, met
     """
     if test_id is not None:
         validate_identifier(test_id, "test_id")
-    metric, method, level = validate_result_options(metric, method, confidence)
-    return context.read(lambda session: results_in_session(
-        session, _require_test(session, test_id), metric=metric, method=method, confidence=level))
+    checked, method, level = validate_result_options("conversion" if metric is None else metric, method, confidence)
+
+    def work(session: Session) -> dict[str, Any]:
+        test = _require_test(session, test_id)
+        chosen = checked if metric is not None else default_metric(session, test.test_id)
+        return results_in_session(session, test, metric=chosen, method=method, confidence=level)
+
+    return context.read(work)
+
+
+def default_metric(session: Session, test_id: str) -> str:
+    """``"conversion"`` when any batch of the test carries conversions, else ``"value"``."""
+    has_conversions = session.scalar(select(ABOutcome.id).where(
+        ABOutcome.test_id == test_id, ABOutcome.conversions.is_not(None)).limit(1)) is not None
+    return "conversion" if has_conversions else "value"
 
 
 def winner(session: Session, test: ABTest) -> tuple[str, dict[str, Any]]:
@@ -341,9 +354,7 @@ def winner(session: Session, test: ABTest) -> tuple[str, dict[str, Any]]:
     Raises:
         InvalidArgumentError: no arm has won yet (the verdict is named).
     """
-    has_conversions = session.scalar(select(ABOutcome.id).where(
-        ABOutcome.test_id == test.test_id, ABOutcome.conversions.is_not(None)).limit(1)) is not None
-    result = results_in_session(session, test, metric="conversion" if has_conversions else "value",
+    result = results_in_session(session, test, metric=default_metric(session, test.test_id),
                                 method="fixed_horizon", confidence=0.95)
     if result["verdict"] == "treatment wins":
         return "treatment", result

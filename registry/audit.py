@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .models import ID_LENGTH as TARGET_LENGTH
@@ -147,17 +147,8 @@ def event_to_dict(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def query_events(
-    session: Session,
-    *,
-    action: str | None = None,
-    target: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Audit events, oldest first, filtered by action, target and time range."""
-    statement = select(AuditEvent).order_by(AuditEvent.id)
+def _filtered(statement: Any, action: str | None, target: str | None, since: datetime | None,
+              until: datetime | None) -> Any:
     if action:
         statement = statement.where(AuditEvent.action == action)
     if target:
@@ -166,7 +157,39 @@ def query_events(
         statement = statement.where(AuditEvent.at >= since)
     if until:
         statement = statement.where(AuditEvent.at <= until)
+    return statement
+
+
+def query_events(
+    session: Session,
+    *,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Audit events, oldest first, filtered by action, target and time range.
+
+    With ``limit``: the newest ``limit`` matching events after skipping the newest
+    ``offset`` ones (one page of a newest-first listing), still oldest first.
+    """
+    statement = _filtered(select(AuditEvent).order_by(AuditEvent.id), action, target, since, until)
     if limit:
-        statement = statement.order_by(None).order_by(AuditEvent.id.desc()).limit(limit)
+        statement = statement.order_by(None).order_by(AuditEvent.id.desc()).limit(limit).offset(offset or None)
         return [event_to_dict(e) for e in reversed(session.scalars(statement).all())]
     return [event_to_dict(e) for e in session.scalars(statement)]
+
+
+def count_events(
+    session: Session,
+    *,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """How many audit events match the filters of :func:`query_events`."""
+    statement = _filtered(select(func.count()).select_from(AuditEvent), action, target, since, until)
+    return int(session.scalar(statement) or 0)

@@ -1050,10 +1050,11 @@ class ModelRegistry:
         return ab_results.record_ab_outcomes(self._ctx, test_id, arm, exposures, conversions, batch_id=batch_id,
                                              value_sum=value_sum, value_sum_squares=value_sum_squares)
 
-    def ab_test_results(self, test_id: str | None = None, *, metric: str = "conversion",
+    def ab_test_results(self, test_id: str | None = None, *, metric: str | None = "conversion",
                         method: str = "fixed_horizon", confidence: float = 0.95) -> dict[str, Any]:
         """Per arm exposures and rate, lift with interval, p-value, exposures still needed, verdict
-        (see :func:`registry.ab_results.ab_test_results`)."""
+        (see :func:`registry.ab_results.ab_test_results`; ``metric=None`` picks conversion when
+        any batch carries conversions, else value)."""
         from . import ab_results
 
         return ab_results.ab_test_results(self._ctx, test_id, metric=metric, method=method, confidence=confidence)

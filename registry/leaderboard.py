@@ -4,7 +4,8 @@
 at 10,000 models). A dashboard shows one page at a time, so :func:`leaderboard_page`
 answers a page from one SQL statement: the page's models (filtered, sorted by any
 column or metric, NULLs last), each with all its metrics, the total match count and
-the current-best id. :func:`metric_series` and :func:`metric_pairs` feed charts.
+the current-best id; two more statements restricted to the page's ids add the
+aliases pointing at each model and its tags. :func:`metric_series` and :func:`metric_pairs` feed charts.
 
 Usage::
 
@@ -25,7 +26,8 @@ from sqlalchemy.orm import Session, aliased
 
 from .errors import InvalidArgumentError
 from .export import iso
-from .models import Model, ModelMetric, Settings
+from .models import CURRENT_BEST_ALIAS, Alias, Model, ModelMetric, Settings
+from .tags import tags_of
 from .validation import (
     finite_real,
     validate_identifier,
@@ -68,6 +70,8 @@ class LeaderboardRow:
     metrics: dict[str, float]
     training_time: float | None
     is_current: bool
+    aliases: list[str] = field(default_factory=list)  # names pointing at it, ``current_best`` first
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +215,7 @@ def _assemble(session: Session, records: Sequence[Any], conditions: list[Any], s
         if record.metric_name is not None:
             rows[-1].metrics[record.metric_name] = record.metric_value
             names.add(record.metric_name)
+    _label(session, rows, current_best)
     if not rows:
         # Past the last page (or nothing matches): the window count came with no row.
         total = int(session.scalar(select(func.count()).select_from(Model).where(*conditions)) or 0)
@@ -223,6 +228,20 @@ def _assemble(session: Session, records: Sequence[Any], conditions: list[Any], s
         names.add(sort)
     return LeaderboardPage(rows=rows, total=total, page=page, per_page=per_page, sort=sort, ascending=ascending,
                            current_best=current_best, metric_names=sorted(names))
+
+
+def _label(session: Session, rows: list[LeaderboardRow], current_best: str | None) -> None:
+    """Fill the page's rows' aliases and tags (two statements restricted to the page's ids)."""
+    if not rows:
+        return
+    by_id = {row.model_id: row for row in rows}
+    if current_best in by_id:
+        by_id[current_best].aliases.append(CURRENT_BEST_ALIAS)
+    for model_id, name in session.execute(select(Alias.model_id, Alias.name).where(Alias.model_id.in_(list(by_id)))
+                                          .order_by(Alias.name)):
+        by_id[model_id].aliases.append(name)
+    for model_id, found in tags_of(session, "model", list(by_id)).items():
+        by_id[model_id].tags.update(found)
 
 
 def metric_names(context: RegistryContext) -> list[str]:

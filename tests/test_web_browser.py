@@ -5,7 +5,8 @@ A uvicorn server on a free port of 127.0.0.1 serves a realistic registry
 log in -> promote -> leaderboard, check that read-only mode hides the actions,
 that a wrong token gets 401 and changes nothing, that pages work with JavaScript
 off and from the keyboard, that no page logs a console error and that no request
-leaves 127.0.0.1. Screenshots go to the test's folder, or to
+leaves 127.0.0.1; the compare page's diff and significance, the A/B results, the
+aliases pages and the audit log's pager are visited too. Screenshots go to the test's folder, or to
 ``$CFREG_UI_SCREENSHOTS`` (``docs/img`` refreshes the documentation's images).
 """
 
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from registry_snapshot import snapshot
+from registry_snapshot import snapshot, table_rows
 from web_data import build_registry
 
 from registry import ModelRegistry
@@ -125,7 +126,7 @@ def test_click_through_compare_login_promote(browser: Any, filled: ModelRegistry
         page.wait_for_url("**/models/bpr_v6")
         assert page.locator("h1").inner_text().startswith("bpr_v6")
         assert page.get_by_role("heading", name="Files").is_visible()
-        assert page.locator("code.hash").count() == 4
+        assert page.locator("code.hash").count() == 7  # U, V, params, metadata, two id maps, per-user evaluation
         assert page.locator("form[action='/actions/promote']").count() == 0  # not logged in: no action forms
         page.screenshot(path=str(shots / "ui-model.png"), full_page=True)
 
@@ -135,7 +136,7 @@ def test_click_through_compare_login_promote(browser: Any, filled: ModelRegistry
         page.get_by_role("button", name="Compare selected").click()
         page.wait_for_url("**/compare?ids=**")
         assert page.locator("tr.differs").count() >= 1 and page.locator(".delta").count() >= 4
-        page.screenshot(path=str(shots / "ui-compare.png"), full_page=True)
+        page.screenshot(path=str(shots / "ui-compare.png"))  # the top: models, metrics; the diff has its own shots
 
         # A wrong token: 401, no session, nothing changed (the browser logs the 401, as it should).
         watch.check()
@@ -173,8 +174,7 @@ def test_click_through_compare_login_promote(browser: Any, filled: ModelRegistry
         assert forged.status == 403
         assert filled.get_current_best()["model_id"] == "bpr_v6"
 
-        for path, name in (("/charts", "ui-charts.png"), ("/history", "ui-history.png"), ("/ab-tests", "ui-ab-tests.png"),
-                           ("/audit", "ui-audit.png"), ("/embeddings", None)):
+        for path, name in (("/charts", "ui-charts.png"), ("/history", "ui-history.png"), ("/embeddings", None)):
             page.goto(base + path)
             assert page.locator("h1").count() == 1
             if name:
@@ -185,12 +185,97 @@ def test_click_through_compare_login_promote(browser: Any, filled: ModelRegistry
         context.close()
 
 
+def test_diff_significance_ab_results_aliases_and_audit_pages(browser: Any, filled: ModelRegistry, shots: Path) -> None:
+    app = create_app(filled.registry_path, tokens=TokenStore({"alice": TOKEN}))
+    with running(app) as base:
+        context, page, watch = open_page(browser)
+        tables = table_rows(filled)  # (the screenshots land under the registry's root: compare the database)
+        page.goto(base + "/compare?ids=als_v8&ids=bpr_v6&ids=bert_als_v4")
+        diff = page.locator("#diff")
+        assert "What changes if bpr_v6 replaces als_v8" in diff.locator("h2").inner_text()
+        expected = page.request.get(base + "/api/diff?a=als_v8&b=bpr_v6").json()
+        assert diff.locator("[data-stat=churn]").inner_text() == f"{expected['churn']['churn'] * 100:.1f}%"
+        assert diff.locator("svg.histogram-svg rect").count() == 11  # users with 0..10 items in common
+        assert "model types differ" in diff.inner_text()
+        significance = page.locator("#significance")
+        rows = significance.locator("table.significance tbody tr")
+        assert rows.count() == 2 and all("bpr_v6 worse" in text for text in rows.all_inner_texts())
+        diff.screenshot(path=str(shots / "ui-diff.png"))
+        significance.screenshot(path=str(shots / "ui-significance.png"))
+        page.get_by_role("navigation", name="Candidate to diff against als_v8").get_by_role("link", name="bert_als_v4").click()
+        page.wait_for_url("**b=bert_als_v4**")
+        assert "What changes if bert_als_v4 replaces als_v8" in page.locator("#diff h2").inner_text()
+        page.get_by_label("Method").select_option("paired_t_test")
+        page.get_by_role("button", name="Recompute").click()
+        page.wait_for_url("**method=paired_t_test**")
+        assert "paired t test" in page.locator("#significance").inner_text()
+        assert table_rows(filled) == tables  # reading diffs stores nothing
+
+        page.goto(base + "/ab-tests")
+        verdicts = dict(zip(page.locator("section.abtest h2").all_inner_texts(),
+                            page.locator("[data-verdict]").all_inner_texts(), strict=True))
+        assert [v for k, v in verdicts.items() if k.startswith("ab_bpr_v6")] == ["control wins"]
+        assert [v for k, v in verdicts.items() if k.startswith("ab_bert_als_v4")] == ["keep running"]
+        assert page.locator("table.ab-results").count() == 2 and "still needed" in page.locator("main").inner_text()
+        page.screenshot(path=str(shots / "ui-ab-tests.png"), full_page=True)
+        page.get_by_label("Method").select_option("msprt")
+        page.get_by_role("button", name="Show results").click()
+        page.wait_for_url("**method=msprt**")
+        assert "mSPRT" in page.locator("main").inner_text()
+
+        page.goto(base + "/")
+        challenger = page.locator("tr", has=page.get_by_role("link", name="bert_als_v4", exact=True))
+        assert "@challenger" in challenger.inner_text() and "team=recs" in challenger.inner_text()
+        page.get_by_role("link", name="Aliases", exact=True).click()
+        page.wait_for_url("**/aliases")
+        assert page.locator("table.aliases tbody tr").count() == 3
+        page.screenshot(path=str(shots / "ui-aliases.png"), full_page=True)
+        page.get_by_role("link", name="@challenger").click()
+        page.wait_for_url("**/aliases/challenger")
+        moves = page.locator("ol.timeline li")
+        assert moves.count() == 2 and "v4 beats v3 offline" in moves.first.inner_text()
+        page.get_by_role("link", name="bert_als_v4").first.click()
+        page.wait_for_url("**/models/bert_als_v4")
+        assert "@challenger" in page.locator(".page-head").inner_text()
+        page.goto(base + "/models/als_v8")
+        assert "Weekly ALS retrain" in page.locator(".description").inner_text()
+        assert "stage=production" in page.locator(".page-head").inner_text()
+
+        page.goto(base + "/audit?limit=10")
+        total = filled.context.read(lambda s: __import__("registry.audit").audit.count_events(s))
+        pager = page.get_by_role("navigation", name="Pages")
+        assert f"Page 1 of {-(-total // 10)}" in pager.inner_text()
+        newest = page.locator("table.data tbody tr").all_inner_texts()
+        page.screenshot(path=str(shots / "ui-audit.png"), full_page=True)
+        pager.get_by_role("link", name="Older ›").click()
+        page.wait_for_url("**page=2**")
+        older = page.locator("table.data tbody tr").all_inner_texts()
+        assert len(older) == 10 and not set(older) & set(newest)
+        page.get_by_role("navigation", name="Pages").get_by_role("link", name="‹ Newer").click()
+        page.wait_for_url("**page=1**")
+        assert page.locator("table.data tbody tr").all_inner_texts() == newest
+
+        # Logged in: "stop and promote the winner" on a test that has none is refused and changes nothing.
+        page.goto(base + "/login?next=/ab-tests")
+        page.get_by_label("Token").fill(TOKEN)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/ab-tests")
+        before = snapshot(filled, filled.root)
+        page.get_by_label("Then promote").select_option("winner")
+        page.get_by_role("button", name="Stop test").click()
+        page.wait_for_url("**/ab-tests")
+        assert "has no winner" in page.locator("[role=alert]").inner_text()
+        assert snapshot(filled, filled.root) == before and filled.get_ab_test()["status"] == "running"
+        watch.check()
+        context.close()
+
+
 def test_read_only_hides_actions_and_refuses_writes(browser: Any, filled: ModelRegistry) -> None:
     app = create_app(filled.registry_path, tokens=TokenStore())
     with running(app) as base:
         context, page, watch = open_page(browser)
         before = snapshot(filled, filled.root)
-        for path in ("/", "/models/bpr_v6", "/history", "/ab-tests"):
+        for path in ("/", "/models/bpr_v6", "/history", "/ab-tests", "/aliases", "/compare?ids=als_v8&ids=bpr_v6"):
             page.goto(base + path)
             assert page.locator("main form[method=post]").count() == 0, path
             assert page.get_by_role("link", name="Log in").count() == 0

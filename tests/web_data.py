@@ -1,6 +1,8 @@
 """A realistic registry for the web UI tests and screenshots: three model types trained
 weekly over two months (imported from a registry.json so creation times spread out),
-BERT embeddings linked to the BERT-ALS models, a selection history and an A/B test."""
+BERT embeddings linked to the BERT-ALS models, a selection history, aliases, tags, a
+description, per-user evaluation files (one per model type: the versions of a type share
+their folder), a stopped A/B test with a decided result and a running one with outcomes."""
 
 from __future__ import annotations
 
@@ -8,13 +10,35 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from factories import make_embeddings_dir, make_model_dir
 
-from registry import BERTEmbeddingsRegistry, ModelRegistry, create_empty_registry
+from registry import BERTEmbeddingsRegistry, ModelRegistry, create_empty_registry, write_user_eval
 
 START = datetime(2025, 1, 6, 9, 30)
 # (type, versions, ndcg@10 of the first version, weekly gain, factors)
 FAMILIES = (("als", 8, 0.162, 0.0052, 64), ("bpr", 6, 0.148, 0.0046, 96), ("bert_als", 4, 0.171, 0.0075, 128))
+# The factor files: small, but large enough for a meaningful diff. bpr and bert_als are
+# perturbations of als (noise scale), so their recommendations overlap partly.
+USERS, ITEMS, FACTORS = 600, 300, 16
+NOISE = {"als": 0.0, "bpr": 0.55, "bert_als": 0.3}
+# Per-user ndcg@10 shift against als (same users, shared difficulty): bpr is worse, bert_als a hair better.
+EVAL_SHIFT = {"als": 0.0, "bpr": -0.021, "bert_als": 0.004}
+
+
+def _write_family(folder: Path, model_type: str, seed: int) -> None:
+    """The type's shared folder: factors (perturbed from als), id maps and a per-user evaluation."""
+    make_model_dir(folder, model_type, num_users=USERS, num_items=ITEMS, factors=FACTORS, seed=seed, id_maps=True)
+    base = np.random.default_rng(7)
+    U, V = base.standard_normal((USERS, FACTORS)), base.standard_normal((ITEMS, FACTORS))
+    noise = np.random.default_rng(100 + seed)
+    for name, array in (("U", U), ("V", V)):
+        perturbed = array + NOISE[model_type] * noise.standard_normal(array.shape)
+        np.save(folder / f"{model_type}_{name}.npy", perturbed.astype(np.float32))
+    difficulty = np.random.default_rng(11).beta(2, 8, USERS)  # the same users are hard for every model
+    ndcg = np.clip(difficulty + EVAL_SHIFT[model_type] + noise.normal(0, 0.05, USERS), 0, 1)
+    recall = np.clip(ndcg * 1.3 + noise.normal(0, 0.04, USERS), 0, 1)
+    write_user_eval(folder, model_type, [f"u{i}" for i in range(USERS)], {"ndcg@10": ndcg, "recall@10": recall})
 
 
 def _entry(model_type: str, index: int, base: float, gain: float, factors: int) -> dict:  # type: ignore[type-arg]
@@ -43,7 +67,7 @@ def build_registry(root: Path) -> ModelRegistry:
     cf = root / "artifacts" / "cf"
     models = {}
     for model_type, count, base, gain, factors in FAMILIES:
-        make_model_dir(cf / model_type / "shared", model_type, seed=len(models))
+        _write_family(cf / model_type / "shared", model_type, seed=len(models))
         for index in range(count):
             entry = _entry(model_type, index, base, gain, factors)
             if entry["hyperparameters"]["alpha"] is None:
@@ -68,5 +92,21 @@ def build_registry(root: Path) -> ModelRegistry:
     registry.select_best_model("ndcg@10", model_type="als")
     registry.promote_model("bert_als_v3", reason="offline eval + canary")
     registry.rollback(reason="latency regression")
+    registry.set_alias("champion_bpr", "bpr_v6", reason="best bpr offline")
+    registry.set_alias("challenger", "bert_als_v3", reason="first BERT candidate")
+    registry.set_alias("challenger", "bert_als_v4", expected="bert_als_v3", reason="v4 beats v3 offline")
+    registry.set_tag("als_v8", "stage", "production")
+    registry.set_tag("als_v8", "team", "recs")
+    registry.set_tag("bert_als_v4", "team", "recs")
+    registry.set_tag("bert_als_v4", "uses", "bert_2025_03")
+    registry.set_description("als_v8", "Weekly ALS retrain on the full interaction log (implicit feedback, alpha=40).")
+    registry.start_ab_test("als_v8", "bpr_v6", 0.5, test_id="ab_bpr_v6")
+    for day in range(6):  # bpr converts worse: a clear win for the control
+        registry.record_ab_outcomes("ab_bpr_v6", "control", 20_000, 2_000 + 13 * day, batch_id=f"day{day}")
+        registry.record_ab_outcomes("ab_bpr_v6", "treatment", 20_000, 1_780 + 11 * day, batch_id=f"day{day}")
+    registry.stop_ab_test("ab_bpr_v6")
     registry.start_ab_test("als_v8", "bert_als_v4", 0.2, test_id="ab_bert_als_v4")
+    for day in range(3):
+        registry.record_ab_outcomes("ab_bert_als_v4", "control", 8_000, 800 + 9 * day, batch_id=f"day{day}")
+        registry.record_ab_outcomes("ab_bert_als_v4", "treatment", 2_000, 214 + 3 * day, batch_id=f"day{day}")
     return registry

@@ -1,7 +1,8 @@
 """The registry's web app: HTML pages for people and a JSON REST API (the ``ui`` extra).
 
-One FastAPI app serves both: pages at ``/`` (leaderboard, model, compare, charts,
-history, A/B tests, embeddings, audit log), the API at ``/api`` and its OpenAPI
+One FastAPI app serves both: pages at ``/`` (leaderboard, model, compare with the
+model diff and per-user significance, charts, history, aliases, A/B tests with their
+results, embeddings, paged audit log), the API at ``/api`` and its OpenAPI
 document at ``/api/openapi.json``. Every asset ships in the package (no CDN); pages
 work with JavaScript off. Without a token the app is read-only.
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from .errors import WebError
 from .schemas import (
     ABStartRequest,
     ABStopRequest,
     ABTestInfo,
+    ABTestResults,
+    AliasDetail,
+    AliasInfo,
     ArchiveResult,
     AuditEventInfo,
     Comparison,
@@ -24,6 +27,7 @@ from .schemas import (
     EmbeddingsVersion,
     ErrorResponse,
     ModelDetail,
+    ModelDiff,
     ModelPage,
     ModelSummary,
     PromoteRequest,
@@ -34,6 +38,7 @@ from .schemas import (
     SelectBestResult,
     SelectionEvent,
     SelectionResult,
+    Significance,
 )
 from .service import RegistryService
 
@@ -138,14 +143,84 @@ def route(service: Service, user_id: Annotated[str, Path(max_length=256)]) -> di
 @router.get("/audit", response_model=list[AuditEventInfo], tags=["registry"])
 def audit_events(
     service: Service,
+    request: Request,
+    response: Response,
     action: str | None = None,
     model: Annotated[str | None, Query(description="Target: a model id, test id or embeddings version.")] = None,
     since: Annotated[str | None, Query(description="UTC time, e.g. 2025-01-16 or 2025-01-16T10:30:00.")] = None,
     until: str | None = None,
-    limit: int = 100,
+    limit: Annotated[int, Query(description="Page size, 1 to 1000.")] = 100,
+    page: Annotated[int, Query(description="1-based page of the newest-first log.")] = 1,
 ) -> list:  # type: ignore[type-arg]
-    """Audit events, newest first."""
-    return service.audit_events(action=action, model=model, since=since, until=until, limit=limit)
+    """Audit events, newest first, one page of ``limit``. The ``X-Total-Count`` header holds the number
+    of matching events; ``Link`` holds the ``prev``/``next`` pages (RFC 8288)."""
+    result = service.audit_page(action=action, model=model, since=since, until=until, limit=limit, page=page)
+    response.headers["X-Total-Count"] = str(result["total"])
+    links = []
+    if page > 1:
+        links.append(f'<{request.url.include_query_params(page=min(page - 1, result["pages"]))}>; rel="prev"')
+    if page < result["pages"]:
+        links.append(f'<{request.url.include_query_params(page=page + 1)}>; rel="next"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return result["items"]  # type: ignore[no-any-return]
+
+
+@router.get("/aliases", response_model=list[AliasInfo], tags=["aliases"])
+def list_aliases(service: Service) -> list:  # type: ignore[type-arg]
+    """Every alias with its model (``current_best`` first when set), who moved it last, when and why."""
+    return service.list_aliases()
+
+
+@router.get("/aliases/{name}", response_model=AliasDetail, tags=["aliases"])
+def get_alias(service: Service, name: ModelId,
+              limit: Annotated[int, Query(description="Moves to return, 1 to 1000.")] = 100) -> dict:  # type: ignore[type-arg]
+    """One alias: its model now and its history of moves, newest first (404 when it never existed)."""
+    return service.alias_detail(name, limit)
+
+
+@router.get("/diff", response_model=ModelDiff, tags=["models"])
+def diff(
+    service: Service,
+    a: Annotated[str, Query(max_length=200, description="Model A (the one in place, e.g. the current best).")],
+    b: Annotated[str, Query(max_length=200, description="Model B (the candidate).")],
+    k: Annotated[int, Query(description="List length, 1 to 100.")] = 10,
+    users: Annotated[int, Query(description="Sampled shared users, 1 to 20,000.")] = 2000,
+    items: Annotated[int, Query(description="Sampled shared items, 1 to 20,000.")] = 2000,
+    seed: int = 0,
+) -> dict:  # type: ignore[type-arg]
+    """What changes if B replaces A: recommendation churn, neighbour stability, coverage, embedding
+    drift, catalogue changes and registered metrics. A stored report is returned as is; otherwise it
+    is computed for this request and not stored."""
+    return service.diff(a, b, k=k, users=users, items=items, seed=seed)
+
+
+@router.get("/significance", response_model=Significance, tags=["models"])
+def significance(
+    service: Service,
+    a: Annotated[str, Query(max_length=200)],
+    b: Annotated[str, Query(max_length=200)],
+    confidence: float = 0.95,
+    method: Annotated[str, Query(description="paired_bootstrap or paired_t_test.")] = "paired_bootstrap",
+    seed: int = 0,
+    resamples: int = 2000,
+) -> dict:  # type: ignore[type-arg]
+    """B against A on the users both per-user evaluation files cover: per metric, the mean difference,
+    its confidence interval and a p-value (422 ``no_user_evaluation`` when a model has no such file)."""
+    return service.significance(a, b, confidence=confidence, method=method, seed=seed, resamples=resamples)
+
+
+@router.get("/ab-tests/{test_id}/results", response_model=ABTestResults, tags=["ab-tests"])
+def ab_results(
+    service: Service,
+    test_id: ModelId,
+    metric: Annotated[str | None, Query(description="conversion or value; default: conversion when recorded.")] = None,
+    method: Annotated[str, Query(description="fixed_horizon or msprt.")] = "fixed_horizon",
+    confidence: float = 0.95,
+) -> dict:  # type: ignore[type-arg]
+    """Per-arm totals, the treatment's lift over control with its interval, the p-value, exposures still
+    needed and the verdict."""
+    return service.ab_results(test_id, metric=metric, method=method, confidence=confidence)
 
 
 # --------------------------------------------------------------------------- writes
@@ -153,14 +228,18 @@ def audit_events(
 
 @router.post("/select-best", response_model=SelectBestResult, tags=["actions"])
 def select_best(service: Service, identity: Identity, body: SelectBestRequest) -> dict:  # type: ignore[type-arg]
-    """Make the active model with the highest metric the current best."""
-    return service.select_best(identity, body.metric, body.min_improvement, body.model_type)
+    """Make the active model with the highest metric the current best (optionally bounded by churn
+    against the current best, or requiring a significant improvement on per-user evaluations)."""
+    return service.select_best(identity, body.metric, body.min_improvement, body.model_type, max_churn=body.max_churn,
+                               confidence=body.confidence, require_evaluation=body.require_evaluation)
 
 
 @router.post("/models/{model_id}/promote", response_model=SelectionResult, tags=["actions"])
 def promote(service: Service, identity: Identity, model_id: ModelId, body: PromoteRequest | None = None) -> dict:  # type: ignore[type-arg]
-    """Make this model the current best by hand."""
-    return service.promote(identity, model_id, body.reason if body else None)
+    """Make this model the current best by hand (``max_churn``: refused over that churn unless ``force``)."""
+    if body is None:
+        return service.promote(identity, model_id)
+    return service.promote(identity, model_id, body.reason, max_churn=body.max_churn, force=body.force)
 
 
 @router.post("/rollback", response_model=SelectionResult, tags=["actions"])
@@ -183,5 +262,6 @@ def start_ab_test(service: Service, identity: Identity, body: ABStartRequest) ->
 
 @router.post("/ab-tests/{test_id}/stop", response_model=ABTestInfo, tags=["actions"])
 def stop_ab_test(service: Service, identity: Identity, test_id: ModelId, body: ABStopRequest | None = None) -> dict:  # type: ignore[type-arg]
-    """Stop an A/B test, optionally promoting an arm."""
-    return service.stop_ab_test(identity, test_id, body.promote if body else None)
+    """Stop an A/B test, optionally promoting an arm or the winner by the results."""
+    return service.stop_ab_test(identity, test_id, body.promote if body else None,
+                                promote_winner=body.promote_winner if body else False)

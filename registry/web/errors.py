@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..errors import (
+    ChurnLimitError,
+    ConflictError,
     ExportError,
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -21,6 +23,8 @@ STATUS_BY_ERROR: tuple[tuple[type[RegistryError], int], ...] = (
     (RegistryNotFoundError, 404),
     (ModelExistsError, 409),
     (ModelInUseError, 409),
+    (ConflictError, 409),
+    (ChurnLimitError, 409),
     (NoModelLoadedError, 409),
     (InvalidArtifactsError, 422),
     (InvalidArgumentError, 422),

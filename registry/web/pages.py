@@ -19,7 +19,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from .. import leaderboard
-from ..errors import InvalidArgumentError, RegistryError
+from ..ab_results import validate_result_options
+from ..errors import InvalidArgumentError, ModelNotFoundError, RegistryError
 from . import charts
 from .auth import (
     CSRF_COOKIE,
@@ -37,8 +38,9 @@ FLASH_COOKIE = "cfreg_flash"
 MAX_FORM_BYTES = 64 * 1024
 CSRF_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 LEADERBOARD_PER_PAGE = 25
+AUDIT_PER_PAGE = 50
 NAV = (("/", "Leaderboard"), ("/charts", "Charts"), ("/compare", "Compare"), ("/history", "Selection history"),
-       ("/ab-tests", "A/B tests"), ("/embeddings", "Embeddings"), ("/audit", "Audit log"))
+       ("/aliases", "Aliases"), ("/ab-tests", "A/B tests"), ("/embeddings", "Embeddings"), ("/audit", "Audit log"))
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -145,14 +147,53 @@ def model_view(request: Request, model_id: str) -> Response:
     return render(request, "model.html", {"title": model_id, "model": model, "events": events, "current": current})
 
 
+def _attempt(work: Any) -> tuple[Any, dict[str, str] | None]:
+    """``(work(), None)``, or ``(None, {"code", "message"})`` when it raises a registry error
+    other than an unknown id (a section of a page that cannot be shown says why)."""
+    try:
+        return work(), None
+    except ModelNotFoundError:
+        raise
+    except RegistryError as exc:
+        return None, {"code": exc.code, "message": str(exc)}
+
+
 @router.get("/compare")
 def compare_view(request: Request) -> Response:
-    """Two or more models side by side; with no ids, a form to choose them."""
-    ids = [value for value in request.query_params.getlist("ids") if value]
+    """Two or more models side by side; with no ids, a form to choose them.
+
+    Below the side-by-side tables, the pair (first model, ``b``: the second by default) gets
+    the recommender-aware diff and, when both have per-user evaluation files, the confidence
+    interval and p-value of each metric's difference.
+    """
+    query = request.query_params
+    ids = [value for value in query.getlist("ids") if value]
     if not ids:
         return render(request, "compare.html", {"title": "Compare", "comparison": None, "ids": []})
-    comparison = _service(request).compare(ids)
-    return render(request, "compare.html", {"title": "Compare", "comparison": comparison, "ids": ids})
+    service = _service(request)
+    comparison = service.compare(ids)
+    a, b = ids[0], query.get("b") or ids[1]
+    if b not in ids[1:]:
+        raise InvalidArgumentError(f"b must be one of the compared models after the first ({ids[1:]}), got {b!r}")
+    k = _int(query.get("k"), "k", 10)
+    method = query.get("method") or "paired_bootstrap"
+    confidence = _float(query.get("confidence"), "confidence", 0.95)
+    report, diff_error = _attempt(lambda: service.diff(a, b, k=k))
+    significance, significance_error = _attempt(
+        lambda: service.significance(a, b, confidence=confidence, method=method))
+
+    def pair_link(**changes: Any) -> str:
+        params: list[tuple[str, Any]] = [("ids", model_id) for model_id in ids]
+        settings = {"b": b, "k": k, "method": method, "confidence": confidence}
+        settings.update(changes)
+        params.extend((key, value) for key, value in settings.items())
+        return "/compare?" + urlencode(params)
+
+    return render(request, "compare.html", {
+        "title": "Compare", "comparison": comparison, "ids": ids, "pair": {"a": a, "b": b, "k": k},
+        "method": method, "confidence": confidence, "report": report, "diff_error": diff_error,
+        "significance": significance, "significance_error": significance_error, "pair_link": pair_link,
+    })
 
 
 @router.get("/charts")
@@ -197,8 +238,29 @@ def history_view(request: Request) -> Response:
 
 @router.get("/ab-tests")
 def ab_tests_view(request: Request) -> Response:
-    """A/B tests: arms, split, status; start and stop forms."""
-    return render(request, "ab_tests.html", {"title": "A/B tests", "tests": _service(request).ab_tests()})
+    """A/B tests: arms, split, status, results (per-arm totals, lift, interval, p-value, verdict);
+    start and stop forms."""
+    service = _service(request)
+    query = request.query_params
+    metric, method = query.get("metric") or None, query.get("method") or "fixed_horizon"
+    validate_result_options(metric or "conversion", method, 0.95)  # a bad option is a 422 even with no test
+    tests = service.ab_tests()
+    results = {test["test_id"]: service.ab_results(test["test_id"], metric=metric, method=method) for test in tests}
+    return render(request, "ab_tests.html", {"title": "A/B tests", "tests": tests, "results": results,
+                                             "metric": metric, "method": method})
+
+
+@router.get("/aliases")
+def aliases_view(request: Request) -> Response:
+    """Every alias and the model it points at, who moved it last, when and why."""
+    return render(request, "aliases.html", {"title": "Aliases", "aliases": _service(request).list_aliases()})
+
+
+@router.get("/aliases/{name}")
+def alias_view(request: Request, name: str) -> Response:
+    """One alias: its model now and every move, newest first."""
+    detail = _service(request).alias_detail(name, 200)
+    return render(request, "alias.html", {"title": f"Alias {name}", "alias": detail})
 
 
 @router.get("/embeddings")
@@ -213,9 +275,15 @@ def audit_view(request: Request) -> Response:
     query = request.query_params
     filters: dict[str, Any] = {"action": query.get("action") or None, "model": query.get("model") or None,
                                "since": query.get("since") or None, "until": query.get("until") or None,
-                               "limit": _int(query.get("limit"), "limit", 100)}
-    events = _service(request).audit_events(**filters)
-    return render(request, "audit.html", {"title": "Audit log", "events": events, "filters": filters})
+                               "limit": _int(query.get("limit"), "limit", AUDIT_PER_PAGE)}
+    result = _service(request).audit_page(**filters, page=_int(query.get("page"), "page", 1))
+
+    def link(page: int) -> str:
+        params = {**filters, "page": page}
+        return "/audit?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+    return render(request, "audit.html", {"title": "Audit log", "events": result["items"], "filters": filters,
+                                          "result": result, "link": link})
 
 
 @router.get("/login")
@@ -288,14 +356,19 @@ async def logout(request: Request) -> Response:
 ACTIONS = {
     "select-best": lambda s, who, f: s.select_best(who, f.get("metric") or "ndcg@10",
                                                    _float(f.get("min_improvement"), "min_improvement", 0.0),
-                                                   f.get("model_type") or None),
-    "promote": lambda s, who, f: s.promote(who, f.get("model_id", ""), f.get("reason") or None),
+                                                   f.get("model_type") or None,
+                                                   max_churn=_optional_float(f.get("max_churn"), "max_churn"),
+                                                   confidence=_optional_float(f.get("confidence"), "confidence")),
+    "promote": lambda s, who, f: s.promote(who, f.get("model_id", ""), f.get("reason") or None,
+                                           max_churn=_optional_float(f.get("max_churn"), "max_churn")),
     "rollback": lambda s, who, f: s.rollback(who, f.get("to") or None, f.get("reason") or None),
     "archive": lambda s, who, f: s.archive(who, f.get("model_id", "")),
     "ab-start": lambda s, who, f: s.start_ab_test(who, f.get("control_model", ""), f.get("treatment_model", ""),
                                                   _float(f.get("traffic_split"), "traffic_split", None),
                                                   f.get("test_id") or None),
-    "ab-stop": lambda s, who, f: s.stop_ab_test(who, f.get("test_id", ""), f.get("promote") or None),
+    "ab-stop": lambda s, who, f: s.stop_ab_test(who, f.get("test_id", ""),
+                                                None if f.get("promote") == "winner" else f.get("promote") or None,
+                                                promote_winner=f.get("promote") == "winner"),
 }
 
 
@@ -310,10 +383,14 @@ def _float(value: str | None, name: str, default: float | None) -> float:
         raise InvalidArgumentError(f"{name} must be a number, got {value!r}") from None
 
 
+def _optional_float(value: str | None, name: str) -> float | None:
+    return None if value is None or value == "" else _float(value, name, None)
+
+
 def _done_message(action: str, result: dict[str, Any]) -> str:
     if action == "select-best":
         return (f"Selected {result['model_id']} as the current best ({result['metric']}={result['value']:.4f})."
-                if result["selected"] else f"No active model has {result['metric']}; nothing changed.")
+                if result["selected"] else f"No active model qualifies on {result['metric']}; nothing changed.")
     if action in ("promote", "rollback"):
         return f"{result['model_id']} is now the current best."
     if action == "archive":

@@ -12,19 +12,23 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import audit
+from .. import ab_results, aliases, audit, evaluation, selection, stats
 from ..bert_registry import BERTEmbeddingsRegistry
 from ..cf_registry import ModelRegistry
-from ..errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError
-from ..leaderboard import LeaderboardPage, leaderboard_page
-from ..validation import validate_identifier
+from ..errors import AliasNotFoundError, InvalidArgumentError, ModelInUseError, ModelNotFoundError
+from ..leaderboard import MAX_PAGE, LeaderboardPage, leaderboard_page
+from ..validation import positive_int, validate_identifier
 
 MAX_COMPARE = 10
 MAX_AUDIT_LIMIT = 1000
 ACTION_LENGTH = 32
 AUDIT_TARGET_LENGTH = 160
+# Bounds on a diff computed for a web request (the CLI and Python API have none): one request stays ~1 s.
+MAX_DIFF_K = 100
+MAX_DIFF_SAMPLE = 20_000
+MAX_ALIAS_HISTORY = 1000
 
-__all__ = ["MAX_AUDIT_LIMIT", "MAX_COMPARE", "RegistryService", "parse_time"]
+__all__ = ["MAX_AUDIT_LIMIT", "MAX_COMPARE", "MAX_DIFF_K", "MAX_DIFF_SAMPLE", "RegistryService", "parse_time"]
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:
@@ -73,6 +77,9 @@ class RegistryService:
         return {
             "model_id": model_id,
             **info,
+            "tags": info.get("tags") or {},
+            "description": info.get("description"),
+            "aliases": self.registry.context.read(lambda session: aliases.aliases_of(session, model_id)),
             "files": self.registry.get_model_files(model_id),
             "embeddings": [e["version"] for e in self.bert.list_embeddings() if model_id in e["linked_models"]],
             "is_current": bool(current and current["model_id"] == model_id),
@@ -118,11 +125,23 @@ class RegistryService:
         return {"user_id": user_id, "model_id": model_id, "test_id": test["test_id"] if test else None, "arm": arm}
 
     def audit_events(self, *, action: str | None = None, model: str | None = None, since: str | None = None,
-                     until: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Audit events, newest first, filtered by action, target and UTC time range.
+                     until: str | None = None, limit: int = 100, page: int = 1) -> list[dict[str, Any]]:
+        """Audit events, newest first, filtered by action, target and UTC time range: page ``page``
+        of ``limit`` events (see :meth:`audit_page` for the total).
 
         Raises:
-            InvalidArgumentError: a malformed filter or ``limit`` outside 1..1000.
+            InvalidArgumentError: a malformed filter, ``limit`` outside 1..1000 or ``page`` outside 1..1,000,000.
+        """
+        return self.audit_page(action=action, model=model, since=since, until=until, limit=limit, page=page,
+                               count=False)["items"]
+
+    def audit_page(self, *, action: str | None = None, model: str | None = None, since: str | None = None,
+                   until: str | None = None, limit: int = 100, page: int = 1, count: bool = True) -> dict[str, Any]:
+        """One page of the newest-first audit log: ``items``, ``total`` (None unless ``count``),
+        ``page``, ``per_page``, ``pages``; the filters as in :meth:`audit_events`.
+
+        Raises:
+            InvalidArgumentError: as :meth:`audit_events`.
         """
         if action:
             action = action.strip().upper()
@@ -135,11 +154,17 @@ class RegistryService:
             raise InvalidArgumentError(f"since ({since}) is after until ({until})")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_AUDIT_LIMIT:
             raise InvalidArgumentError(f"limit must be an integer between 1 and {MAX_AUDIT_LIMIT}, got {limit!r}")
-        events = self.registry.context.read(
-            lambda session: audit.query_events(session, action=action or None, target=model or None,
-                                               since=start, until=end, limit=limit)
-        )
-        return list(reversed(events))
+        if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= MAX_PAGE:
+            raise InvalidArgumentError(f"page must be an integer between 1 and {MAX_PAGE:,}, got {page!r}")
+        filters = {"action": action or None, "target": model or None, "since": start, "until": end}
+
+        def work(session: Any) -> tuple[list[dict[str, Any]], int | None]:
+            events = audit.query_events(session, **filters, limit=limit, offset=(page - 1) * limit)
+            return events, audit.count_events(session, **filters) if count else None
+
+        events, total = self.registry.context.read(work)
+        pages = None if total is None else max(1, -(-total // limit))
+        return {"items": list(reversed(events)), "total": total, "page": page, "per_page": limit, "pages": pages}
 
     def compare(self, model_ids: list[str]) -> dict[str, Any]:
         """Two to ten models side by side: every metric with its difference from the first
@@ -182,22 +207,134 @@ class RegistryService:
                    "is_current": bool(current and current["model_id"] == model_id)} for model_id in ids]
         return {"model_ids": ids, "models": models, "metrics": metrics, "hyperparameters": parameters}
 
+    def diff(self, model_a: str, model_b: str, *, k: int = 10, users: int = 2000, items: int = 2000,
+             seed: int = 0) -> dict[str, Any]:
+        """What changes if ``model_b`` replaces ``model_a`` (:meth:`ModelRegistry.diff_models`'s report
+        as a dict, plus ``stored`` and ``summary``).
+
+        A stored report for the same files and parameters is returned as is; otherwise the
+        report is computed from the verified files and *not* stored (a read never writes;
+        ``cfreg diff`` and promotions with ``max_churn`` store theirs). ``k`` is at most
+        :data:`MAX_DIFF_K`, the samples at most :data:`MAX_DIFF_SAMPLE`.
+
+        Raises:
+            ModelNotFoundError: an id is not registered. InvalidArgumentError: bad parameters or the
+                same id twice. InvalidArtifactsError / ChecksumMismatchError: a file is missing or changed.
+        """
+        from ..diff import compute, store
+
+        validate_identifier(model_a, "model_a")
+        validate_identifier(model_b, "model_b")
+        if model_a == model_b:
+            raise InvalidArgumentError("a diff needs two different models")
+        params = compute.DiffParams.checked(k, users, items, seed, False)
+        if params.k > MAX_DIFF_K or max(params.users, params.items) > MAX_DIFF_SAMPLE:
+            raise InvalidArgumentError(f"the web UI computes diffs with k <= {MAX_DIFF_K} and at most "
+                                       f"{MAX_DIFF_SAMPLE:,} sampled users and items; use `cfreg diff` for more")
+        context = self.registry.context
+
+        def stored_key(session: Any) -> bool:
+            key = compute.diff_key(compute.require_record(session, model_a), compute.require_record(session, model_b),
+                                   params)
+            return store.find(session, key) is not None
+
+        was_stored = context.read(stored_key)
+        report = compute.diff_models(context, model_a, model_b, params, save=False)
+        return {**report.to_dict(), "stored": was_stored, "summary": report.summary()}
+
+    def significance(self, model_a: str, model_b: str, *, confidence: float = 0.95,
+                     method: str = "paired_bootstrap", seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+        """``model_b`` against ``model_a`` on the users both were evaluated on, for every metric both
+        per-user evaluation files carry: mean difference, interval, p-value (see
+        :func:`registry.evaluation.compare_models`).
+
+        Raises:
+            ModelNotFoundError: unknown id. NoUserEvaluationError: a model has no per-user
+                evaluation file. ChecksumMismatchError: a file changed since registration.
+            InvalidArgumentError: bad options, the same id twice, or fewer than 2 shared users.
+        """
+        validate_identifier(model_a, "model_a")
+        validate_identifier(model_b, "model_b")
+        if model_a == model_b:
+            raise InvalidArgumentError("a comparison needs two different models")
+        level, method, seed, resamples = evaluation.validate_comparison_options(confidence, method, seed, resamples)
+        context = self.registry.context
+
+        def load(session: Any) -> tuple[evaluation.UserEvaluation, evaluation.UserEvaluation]:
+            selection.require_model(session, model_a)  # an unknown id is a 404 before a missing file is a 422
+            selection.require_model(session, model_b)
+            return evaluation.load_recorded(context, session, model_a), evaluation.load_recorded(context, session, model_b)
+
+        first, second = context.read(load)
+        names = sorted(set(first.metrics) & set(second.metrics))
+        rows = []
+        for name in names:
+            values_a, values_b = evaluation.align(first, second, name, (model_a, model_b))
+            result = stats.paired_compare(values_a, values_b, method=method, confidence=level, seed=seed,
+                                          resamples=resamples)
+            rows.append({"metric": name, **result.to_dict()})
+        return {"model_a": model_a, "model_b": model_b, "method": method, "confidence": level, "metrics": rows,
+                "only_a": sorted(set(first.metrics) - set(second.metrics)),
+                "only_b": sorted(set(second.metrics) - set(first.metrics))}
+
+    def ab_results(self, test_id: str, *, metric: str | None = None, method: str = "fixed_horizon",
+                   confidence: float = 0.95) -> dict[str, Any]:
+        """An A/B test's results (:func:`registry.ab_results.ab_test_results`); ``metric`` None picks
+        conversion when any batch carries conversions, else value.
+
+        Raises:
+            ModelNotFoundError: unknown test. InvalidArgumentError: bad options.
+        """
+        validate_identifier(test_id, "test_id")
+        return ab_results.ab_test_results(self.registry.context, test_id, metric=metric or None, method=method,
+                                          confidence=confidence)
+
+    def list_aliases(self) -> list[dict[str, Any]]:
+        """Every alias (``current_best`` first when set) with its target, who moved it last and when."""
+        return self.registry.list_aliases()
+
+    def alias_detail(self, name: str, limit: int = 100) -> dict[str, Any]:
+        """One alias: its target (None after a deletion) and its moves, newest first.
+
+        Raises:
+            AliasNotFoundError: the alias never existed. InvalidArgumentError: a malformed name or limit.
+        """
+        aliases.validate_alias_name(name)
+        limit = positive_int(limit, "limit")
+        if limit > MAX_ALIAS_HISTORY:
+            raise InvalidArgumentError(f"limit must be at most {MAX_ALIAS_HISTORY}, got {limit}")
+        target = self.registry.get_alias(name)
+        moves = self.registry.alias_history(name, limit)
+        if target is None and not moves:
+            raise AliasNotFoundError(f"Alias {name!r} does not exist")
+        history = [{"id": move["id"], "at": move["at"], "by": move["by"], "model_id": move["to"],
+                    "previous_model_id": move["from"], "reason": move["reason"], "selected_by": move["selected_by"],
+                    "metric": move["metric"], "value": move["value"]} for move in moves]
+        return {"alias": name, "model_id": target["model_id"] if target else None,
+                "model_type": target["model_type"] if target else None,
+                "version": target["version"] if target else None, "history": history}
+
     # ------------------------------------------------------------------ operator actions
 
     def select_best(self, identity: str, metric: str = "ndcg@10", min_improvement: float = 0.0,
-                    model_type: str | None = None) -> dict[str, Any]:
-        """Select the best model by ``metric``; ``selected`` is False when no model qualifies."""
+                    model_type: str | None = None, *, max_churn: float | None = None,
+                    confidence: float | None = None, require_evaluation: bool = True) -> dict[str, Any]:
+        """Select the best model by ``metric`` (with the ``max_churn`` / ``confidence`` rules of
+        :meth:`ModelRegistry.select_best_model`); ``selected`` is False when no model qualifies."""
         with audit.acting_as(identity):
             result = self.registry.select_best_model(metric=metric, min_improvement=min_improvement,
-                                                     model_type=model_type or None)
+                                                     model_type=model_type or None, max_churn=max_churn,
+                                                     confidence=confidence, require_evaluation=require_evaluation)
         if result is None:
             return {"selected": False, "model_id": None, "metric": metric, "value": None}
-        return {"selected": True, "model_id": result["model_id"], "metric": result["metric"], "value": result["value"]}
+        return {"selected": True, "model_id": result["model_id"], "metric": result["metric"], "value": result["value"],
+                "comparison": result.get("comparison")}
 
-    def promote(self, identity: str, model_id: str, reason: str | None = None) -> dict[str, Any]:
-        """Make ``model_id`` the current best by hand."""
+    def promote(self, identity: str, model_id: str, reason: str | None = None, *, max_churn: float | None = None,
+                force: bool = False) -> dict[str, Any]:
+        """Make ``model_id`` the current best by hand (refused over ``max_churn`` unless ``force``)."""
         with audit.acting_as(identity):
-            result = self.registry.promote_model(model_id, reason=reason or None)
+            result = self.registry.promote_model(model_id, reason=reason or None, max_churn=max_churn, force=force)
         return {"model_id": result["model_id"], "metric": result["metric"], "value": result["value"]}
 
     def rollback(self, identity: str, to: str | None = None, reason: str | None = None) -> dict[str, Any]:
@@ -226,9 +363,13 @@ class RegistryService:
             test = self.registry.start_ab_test(control_model, treatment_model, traffic_split, test_id=test_id or None)
         return {**test, "routing": routing(test)}
 
-    def stop_ab_test(self, identity: str, test_id: str, promote: str | None = None) -> dict[str, Any]:
-        """Stop an A/B test, optionally promoting ``'control'`` or ``'treatment'``."""
+    def stop_ab_test(self, identity: str, test_id: str, promote: str | None = None, *,
+                     promote_winner: bool = False) -> dict[str, Any]:
+        """Stop an A/B test, optionally promoting ``'control'`` or ``'treatment'``, or the arm its
+        results declare the winner (``promote_winner``; without a winner nothing changes)."""
         validate_identifier(test_id, "test_id")
+        if promote and promote_winner:
+            raise InvalidArgumentError("give promote or promote_winner, not both")
         with audit.acting_as(identity):
-            test = self.registry.stop_ab_test(test_id, promote=promote or None)
+            test = self.registry.stop_ab_test(test_id, promote=promote or None, promote_winner=promote_winner)
         return {**test, "routing": routing(test)}

@@ -328,7 +328,11 @@ class Database:
 
 
 def bump_generation(session: Session) -> int:
-    """Increase the registry generation inside the current write transaction."""
+    """Increase the registry generation inside the current write transaction.
+
+    On PostgreSQL the same transaction queues ``NOTIFY`` with the new generation
+    (see :mod:`registry.notify`), sent when it commits.
+    """
     from .models import Settings, utcnow
 
     result = session.execute(
@@ -339,6 +343,10 @@ def bump_generation(session: Session) -> int:
     ).scalar_one_or_none()
     if result is None:
         raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
+    if session.get_bind().dialect.name == "postgresql":
+        from .notify import notify_change
+
+        notify_change(session, int(result))  # delivered at commit, never for a rollback
     return int(result)
 
 

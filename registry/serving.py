@@ -166,6 +166,7 @@ def create_app(
     database_url: str | None = None,
     reload_interval: float | None = None,
     api_token: str | None = None,
+    watch: bool = False,
 ) -> FastAPI:
     """Build the recommendation service for a registry.
 
@@ -177,6 +178,9 @@ def create_app(
             disables them (``POST /reload_model`` still works).
         api_token: bearer token required by ``POST /reload_model`` (default:
             ``$CFREG_SERVE_TOKEN``; neither set: the endpoint is open).
+        watch: reload as soon as the registry changes (PostgreSQL NOTIFY/LISTEN, a
+            50 ms generation poll on SQLite; see :meth:`ModelLoader.start_watching`).
+            Off by default for an embedded app; :func:`serve` (``cfreg serve``) turns it on.
 
     Returns:
         The FastAPI app. Its lifespan opens the shared loader of the registry
@@ -211,6 +215,8 @@ def create_app(
                                "(set $CFREG_SERVE_TOKEN or cfreg serve --token-file)")
             if reload_interval:
                 loader.start_auto_reload(reload_interval)
+            if watch:
+                loader.start_watching()
             app.state.service = RecommendationService(loader)
             app.state.metrics = metrics
             try:
@@ -218,6 +224,8 @@ def create_app(
             finally:
                 if reload_interval:
                     loader.stop_auto_reload()
+                if watch:
+                    loader.stop_watching()
         finally:
             metrics.close()
 
@@ -321,6 +329,7 @@ def serve(
     database_url: str | None = None,
     *,
     api_token: str | None = None,
+    watch: bool = True,
 ) -> None:
     """Run the service with uvicorn until interrupted (``cfreg serve``).
 
@@ -331,10 +340,12 @@ def serve(
         reload_interval: seconds between background reload checks (None/0: off).
         database_url: SQLAlchemy URL of the registry database.
         api_token: bearer token for ``POST /reload_model`` (default ``$CFREG_SERVE_TOKEN``).
+        watch: reload as soon as the registry changes (see :func:`create_app`).
     """
     import uvicorn
 
-    app = create_app(registry_path, database_url=database_url, reload_interval=reload_interval, api_token=api_token)
+    app = create_app(registry_path, database_url=database_url, reload_interval=reload_interval, api_token=api_token,
+                     watch=watch)
     if resolve_token(api_token) is None and not _is_loopback(host):
         logger.warning("serving on %s without an API token: anyone who can reach it can trigger reloads", host)
     uvicorn.run(app, host=host, port=port)

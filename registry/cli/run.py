@@ -50,6 +50,8 @@ def serve(
     token_file: Annotated[Path | None, typer.Option(
         help="File holding the bearer token that POST /reload_model requires (default: $CFREG_SERVE_TOKEN; "
              "neither: the endpoint is open).")] = None,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload as soon as the registry changes "
+                                        "(PostgreSQL NOTIFY/LISTEN; a 50 ms generation poll on SQLite).")] = True,
 ) -> None:
     """Serve recommendations over HTTP with hot-reload (needs the `serve` extra).
 
@@ -63,7 +65,8 @@ def serve(
         raise RegistryError(f"serving needs the 'serve' extra: pip install 'cf-model-registry[serve]' ({exc})") from exc
     token = read_token_file(token_file) if token_file is not None else None
     state.registry()  # fail fast, with one line, when the registry does not exist
-    run_server(state.registry_path, host, port, reload_interval or None, state.database_url, api_token=token)
+    run_server(state.registry_path, host, port, reload_interval or None, state.database_url, api_token=token,
+               watch=watch)
 
 
 def render_demo_result(result: DemoResult, console: Console) -> None:

@@ -38,6 +38,9 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
+from .storage import is_uri
+from .storage.refs import remove_unreferenced, store_objects_of_model
+from .storage.upload import inspect_remote_folder, upload_files
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -126,6 +129,9 @@ class ModelRegistry:
             i.e. the working directory then; ``$CFREG_ROOT`` overrides).
         artifacts_root: the only tree file deletion may touch (default: the
             folder of ``registry.json``).
+        artifact_store: URI of an artifact store (``s3://bucket/prefix``, ``gs://...``,
+            ``file:///...`` or a folder), recorded in the database when the registry has
+            none yet: registered folders are then uploaded into it (see docs/fleet.md).
     """
 
     generate_version_id = staticmethod(_generate_version_id)
@@ -140,6 +146,7 @@ class ModelRegistry:
         export_json: bool = True,
         root: str | os.PathLike[str] | None = None,
         artifacts_root: str | os.PathLike[str] | None = None,
+        artifact_store: str | os.PathLike[str] | None = None,
     ) -> None:
         self._ctx = RegistryContext.open(
             registry_path,
@@ -149,6 +156,7 @@ class ModelRegistry:
             audit_log_path=audit_log_path,
             export_json=export_json,
             artifacts_root=artifacts_root,
+            artifact_store=artifact_store,
         )
         self.registry_path = self._ctx.json_path
         self.audit_log_path = self._ctx.audit_log_path
@@ -174,6 +182,11 @@ class ModelRegistry:
     def root(self) -> Path:
         """Base directory of relative artifact paths."""
         return self._ctx.root
+
+    @property
+    def artifact_store(self) -> str | None:
+        """The artifact store URI recorded in the database, or None (files stay on the local disk)."""
+        return self._ctx.artifact_store_uri
 
     @property
     def registry(self) -> dict[str, Any]:
@@ -258,16 +271,27 @@ class ModelRegistry:
             validate_identifier(embeddings_version, "bert_integration.embeddings_version")
         overwrite = validate_flag(overwrite, "overwrite")
         stored_path = path_text(artifacts_path, "artifacts_path")
-        folder = self._ctx.resolve(stored_path)
-        _, problems = check_model_folder(folder, model_type)
-        if not problems and (folder / user_eval_file(model_type)).is_file():
-            from .evaluation import mean_mismatches
+        uris: dict[str, str] = {}
+        artifact_store = self._ctx.artifact_store
+        if is_uri(stored_path):
+            # Registered in place: validated from ranged reads, hashed by streaming; nothing is copied.
+            stored_path = stored_path.rstrip("/")
+            prints, uris = inspect_remote_folder(stored_path, model_type)
+        else:
+            folder = self._ctx.resolve(stored_path)
+            _, problems = check_model_folder(folder, model_type)
+            if not problems and (folder / user_eval_file(model_type)).is_file():
+                from .evaluation import mean_mismatches
 
-            problems = mean_mismatches(folder, model_type, metric_values)
-        if problems:
-            raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
-        known = self._ctx.read(lambda s: _known_fingerprints(s, stored_path))
-        prints = [fingerprint(folder / name, known, within=folder) for name in model_files(folder, model_type)]
+                problems = mean_mismatches(folder, model_type, metric_values)
+            if problems:
+                raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
+            known = self._ctx.read(lambda s: _known_fingerprints(s, stored_path))
+            prints = [fingerprint(folder / name, known, within=folder) for name in model_files(folder, model_type)]
+            if artifact_store is not None:
+                # Uploaded before anything is recorded: a failed upload leaves no row behind.
+                uris = upload_files(artifact_store, folder, prints)
+        source_path = stored_path
 
         def work(session: Session) -> str:
             if embeddings_version is not None and session.get(BertEmbedding, embeddings_version) is None:
@@ -279,6 +303,9 @@ class ModelRegistry:
                 model_id, model_version = _allocate_model_id(session, model_type)
             else:
                 model_id, model_version = self.generate_model_id(model_type, version), version
+            # Uploaded into the store: the model's address there (its files are content-addressed objects).
+            stored_path = artifact_store.model_uri(model_id) if uris and not is_uri(source_path) else source_path
+            if version is not None:
                 existing = session.get(Model, model_id)
                 if existing is not None:
                     if not overwrite:
@@ -313,7 +340,8 @@ class ModelRegistry:
             session.flush()
             session.add_all(ModelMetric(model_id=model_id, name=n, value=v) for n, v in metric_values.items())
             session.add_all(
-                ArtifactFile(model_id=model_id, file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256, mtime_ns=p.mtime_ns)
+                ArtifactFile(model_id=model_id, file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256,
+                             mtime_ns=p.mtime_ns, uri=uris.get(p.file_name))
                 for p in prints
             )
             # Links made with link_to_model survive an overwrite; bert_integration adds its own.
@@ -326,10 +354,10 @@ class ModelRegistry:
             if overwrite and version is not None and settings.current_model_id == model_id:
                 selection.refresh_current_selection(session, settings, model_id, metric_values)
                 summary += " overwrite=True"
-            audit.record(
-                session, "REGISTER", model_id, summary,
-                {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": overwrite},
-            )
+            details = {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": overwrite}
+            if stored_path != source_path:
+                details["uploaded_from"] = source_path
+            audit.record(session, "REGISTER", model_id, summary, details)
             return model_id
 
         return self._ctx.mutate(work)
@@ -579,13 +607,15 @@ class ModelRegistry:
         return self._ctx.read(work)
 
     def get_model_files(self, model_id: str) -> list[dict[str, Any]]:
-        """The files recorded at registration: ``file_name``, ``size_bytes``, ``sha256``."""
+        """The files recorded at registration: ``file_name``, ``size_bytes``, ``sha256`` (and ``uri``
+        for a file in an artifact store)."""
         validate_identifier(model_id, "model_id")
 
         def work(session: Session) -> list[dict[str, Any]]:
             selection.require_model(session, model_id)
             rows = session.scalars(select(ArtifactFile).where(ArtifactFile.model_id == model_id).order_by(ArtifactFile.file_name))
-            return [{"file_name": r.file_name, "size_bytes": r.size_bytes, "sha256": r.sha256} for r in rows]
+            return [{"file_name": r.file_name, "size_bytes": r.size_bytes, "sha256": r.sha256, **({"uri": r.uri} if r.uri else {})}
+                    for r in rows]
 
         return self._ctx.read(work)
 
@@ -983,6 +1013,7 @@ class ModelRegistry:
         validate_identifier(model_id, "model_id")
         delete_files = validate_flag(delete_files, "delete_files")
         to_remove: list[Path] = []
+        objects: list[tuple[str, str]] = []
 
         def work(session: Session) -> bool:
             model = selection.require_model(session, model_id)
@@ -991,7 +1022,10 @@ class ModelRegistry:
             usage.refuse_if_in_running_test(session, model_id, "delete")
             aliases.refuse_if_aliased(session, model_id, "delete")
             to_remove.clear()
-            if delete_files:
+            objects[:] = store_objects_of_model(session, model_id)
+            if delete_files and (objects or is_uri(model.path)):
+                pass  # store objects: removed after commit when nothing else records their sha256
+            elif delete_files:
                 folder = self._ctx.resolve(model.path)
                 to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
                 usage.refuse_if_folder_shared(session, self._ctx, folder, f"model {model_id!r}", skip_model=model_id)
@@ -1001,12 +1035,38 @@ class ModelRegistry:
             return True
 
         result = self._ctx.mutate(work)
+        if delete_files and objects:
+            remove_unreferenced(self._ctx, objects)
         for folder in to_remove:
             try:
                 safe_delete_tree(folder, self._ctx.artifacts_root)
             except (OSError, InvalidArgumentError) as exc:
                 raise RegistryError(f"model {model_id} was deleted from the registry but its files remain in {folder}: {exc}") from exc
         return result
+
+    # ------------------------------------------------------------------ artifact store
+
+    def verify_artifacts(self, model_id: str | None = None) -> dict[str, Any]:
+        """Check that recorded files exist with their size and sha256 (local or in a store).
+
+        Args:
+            model_id: one model; None checks every model and embeddings version.
+
+        Returns:
+            ``{"checked": n, "problems": [{"kind", "id", "file_name", "location", "problem"}]}``.
+        """
+        if model_id is not None:
+            validate_identifier(model_id, "model_id")
+        from .storage.manage import verify_files
+
+        return verify_files(self._ctx, model_id)
+
+    def push_artifacts(self, model_id: str) -> dict[str, Any]:
+        """Move a local model's files into the registry's artifact store (see :func:`registry.storage.manage.push_model`)."""
+        validate_identifier(model_id, "model_id")
+        from .storage.manage import push_model
+
+        return push_model(self._ctx, model_id)
 
     # ------------------------------------------------------------------ A/B tests
     # Thin delegations only; the behaviour and its documentation live in registry.abtest.

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, export
 from .db import GENERATION_KEY, Database, HeldReader, open_database, record_database_url, resolve_database_url, sqlite_file
-from .errors import ExportError, RegistryNotFoundError
+from .errors import ExportError, InvalidArgumentError, RegistryNotFoundError
 from .models import Settings
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,16 @@ class RegistryContext:
     audit_log_path: Path
     export_json: bool = True
     created: bool = False
+    artifact_store_uri: str | None = None
+
+    @property
+    def artifact_store(self):  # type: ignore[no-untyped-def]
+        """The registry's :class:`~registry.storage.ArtifactStore`, or None (files on the local disk)."""
+        if self.artifact_store_uri is None:
+            return None
+        from .storage import ArtifactStore
+
+        return ArtifactStore(self.artifact_store_uri)
 
     @classmethod
     def open(
@@ -76,12 +86,15 @@ class RegistryContext:
         export_json: bool = True,
         artifacts_root: str | os.PathLike[str] | None = None,
         import_legacy: bool = True,
+        artifact_store: str | os.PathLike[str] | None = None,
     ) -> RegistryContext:
         """Open (creating if allowed) the registry whose JSON lives at ``registry_path``.
 
         A ``registry.json``/``bert_registry.json`` found beside a database that has never
         recorded a change is imported first (see :func:`registry.legacy.import_pending`);
         ``import_legacy=False`` skips that (a restore that replaces everything anyway).
+        ``artifact_store`` records the registry's store URI when it has none yet (an
+        audited change); a registry whose store is another URI refuses it.
         """
         json_path, bert_json_path = json_locations(registry_path)
         url = resolve_database_url(registry_path, database_url)
@@ -94,7 +107,18 @@ class RegistryContext:
         database = open_database(url, create=auto_create)
         if auto_create:
             record_database_url(registry_path, url)
-        stored_root = database.read(lambda s: s.get(Settings, 1).root)  # type: ignore[union-attr]
+        store_uri = None
+        if artifact_store is not None:
+            from .storage import normalize_store_uri
+
+            store_uri = normalize_store_uri(artifact_store)
+        stored_root, stored_store = database.read(
+            lambda s: (s.get(Settings, 1).root, s.get(Settings, 1).artifact_store))  # type: ignore[union-attr]
+        if store_uri is not None and stored_store is not None and store_uri != stored_store:
+            raise InvalidArgumentError(
+                f"the registry's artifact store is {stored_store}, not {store_uri}; a registry has one store "
+                "(open it without artifact_store, or create another registry)"
+            )
         resolved_root = Path(root or os.environ.get(ENV_ROOT) or stored_root or os.getcwd()).expanduser().absolute()
         context = cls(
             database=database,
@@ -105,10 +129,13 @@ class RegistryContext:
             audit_log_path=_audit_path(audit_log_path, resolved_root),
             export_json=export_json,
             created=database.newly_created,
+            artifact_store_uri=stored_store,
         )
         database.newly_created = False
         if stored_root is None:
             context._store_root(resolved_root)
+        if store_uri is not None and stored_store is None:
+            context._set_artifact_store(store_uri)
         export.sweep_orphan_temp_files(json_path.parent)
         if import_legacy:
             from .legacy import import_legacy_if_present, import_pending
@@ -131,6 +158,19 @@ class RegistryContext:
                 Database.discard(session)
 
         self.database.run(work)
+
+    def _set_artifact_store(self, uri: str) -> None:
+        def work(session: Session) -> str:
+            settings = session.get(Settings, 1)
+            assert settings is not None
+            if settings.artifact_store is None:
+                settings.artifact_store = uri
+                audit.record(session, "SET_ARTIFACT_STORE", "registry", uri, {"artifact_store": uri})
+            elif settings.artifact_store != uri:
+                raise InvalidArgumentError(f"the registry's artifact store is {settings.artifact_store}, not {uri}")
+            return settings.artifact_store
+
+        self.artifact_store_uri = self.mutate(work)
 
     # ------------------------------------------------------------------ transactions
 

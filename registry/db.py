@@ -50,7 +50,7 @@ MAX_ATTEMPTS = 6
 PG_MIGRATION_LOCK_KEY = 0x6366_7265_67  # "cfreg"
 # The newest Alembic revision in migrations/versions (a test keeps it equal to Alembic's head).
 # Opening a registry already at this revision skips importing Alembic and parsing the scripts.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 # session.info key: the generation a write transaction commits (set by Database.run).
 GENERATION_KEY = "cfreg_generation"
 
@@ -333,7 +333,11 @@ class Database:
 
 
 def bump_generation(session: Session) -> int:
-    """Increase the registry generation inside the current write transaction."""
+    """Increase the registry generation inside the current write transaction.
+
+    On PostgreSQL the same transaction queues ``NOTIFY`` with the new generation
+    (see :mod:`registry.notify`), sent when it commits.
+    """
     from .models import Settings, utcnow
 
     result = session.execute(
@@ -344,6 +348,10 @@ def bump_generation(session: Session) -> int:
     ).scalar_one_or_none()
     if result is None:
         raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
+    if session.get_bind().dialect.name == "postgresql":
+        from .notify import notify_change
+
+        notify_change(session, int(result))  # delivered at commit, never for a rollback
     return int(result)
 
 

@@ -85,6 +85,12 @@ class UnsafeFileError(InvalidArtifactsError):
     code = "unsafe_file"
 
 
+class ArtifactStoreError(RegistryError, OSError):
+    """The artifact store (S3, GCS, a ``file://`` folder...) cannot be reached, or refused an operation."""
+
+    code = "artifact_store_error"
+
+
 class ModelNotFoundError(RegistryError, KeyError):
     """No model (or embeddings version, or A/B test) with the given id."""
 

@@ -244,6 +244,8 @@ def assemble_registry_document(session: Session, settings: Settings, models: Map
             "generation": settings.generation,
         },
     }
+    if settings.artifact_store:
+        document["metadata"]["artifact_store"] = settings.artifact_store  # model paths are URIs in it
     test = session.scalars(select(ABTest).order_by(ABTest.start_time.desc(), ABTest.test_id).limit(1)).first()
     if test is not None:
         document["ab_test"] = ab_test_info(test)

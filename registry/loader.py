@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,9 @@ from .model_files import (
     stat_files,
 )
 from .model_state import CacheKey, FileStamp, ModelState
+from .notify import GenerationWatcher
+from .storage.cache import ArtifactCache
+from .storage.records import cached_model_files
 from .timestamps import format_timestamp
 from .models import CURRENT_BEST_ALIAS
 from .validation import validate_identifier
@@ -71,6 +75,8 @@ from .validation import validate_identifier
 logger = logging.getLogger(__name__)
 
 LoadListener = Callable[[str, float], Any]
+FETCH_BACKOFF_START_SECONDS = 0.5
+FETCH_BACKOFF_MAX_SECONDS = 30.0
 
 __all__ = [
     "DEFAULT_MAX_CACHE_BYTES",
@@ -134,6 +140,15 @@ class ModelLoader:
         verify: ``'none'``; ``'size'`` (file sizes equal the recorded ones, ``.npy``
             headers valid); ``'full'`` (also sha256, checked while reading).
         root: base of relative artifact paths (default: the registry's stored root).
+        alias: follow this alias instead of the current best.
+        watch: reload as soon as the registry changes: PostgreSQL ``LISTEN``
+            (falling back to polling while the connection is down), or a fast poll of
+            the generation stamp on SQLite (see :mod:`registry.notify`).
+        artifact_cache_dir: where files of store-backed models are cached (default
+            ``$CFREG_ARTIFACT_CACHE`` or the user's cache directory); shared by the
+            loaders of a host.
+        artifact_cache_bytes: the artifact cache's byte budget (default 20 GiB or
+            ``$CFREG_ARTIFACT_CACHE_MAX_BYTES``).
 
     Raises:
         RegistryNotFoundError: the registry does not exist (nothing is created).
@@ -153,6 +168,9 @@ class ModelLoader:
         verify: str = "size",
         root: str | os.PathLike[str] | None = None,
         alias: str | None = None,
+        watch: bool = False,
+        artifact_cache_dir: str | os.PathLike[str] | None = None,
+        artifact_cache_bytes: int | None = None,
     ) -> None:
         if verify not in VERIFY_MODES:
             raise InvalidArgumentError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
@@ -177,6 +195,12 @@ class ModelLoader:
         self._stats = LoaderStats()
         self._listeners: tuple[LoadListener, ...] = ()
         self._auto = AutoReloader(self.reload_model, self._served_id, f"cfreg-auto-reload-{self.registry_path.parent.name}")
+        self._artifact_cache_dir = artifact_cache_dir
+        self._artifact_cache_bytes = artifact_cache_bytes
+        self._artifact_cache: ArtifactCache | None = None
+        # model key -> (monotonic time of the next attempt, current delay, error): download backoff
+        self._fetch_failures: dict[CacheKey, tuple[float, float, RegistryError]] = {}
+        self._watcher: GenerationWatcher | None = None
         if auto_load:
             try:
                 with self._load_lock:
@@ -184,6 +208,8 @@ class ModelLoader:
             except BaseException:
                 self.close()
                 raise
+        if watch:
+            self.start_watching()
 
     def __repr__(self) -> str:
         return f"ModelLoader({str(self.registry_path)!r}, alias={self.alias!r}, serving={self._served_id()!r})"
@@ -459,6 +485,53 @@ class ModelLoader:
         """Stop the auto-reload thread; False when none was running."""
         return self._auto.stop()
 
+    def start_watching(self, callback: ReloadCallback | None = None, *,
+                       poll_seconds: float | None = None) -> None:
+        """Reload as soon as the registry changes (what ``watch=True`` starts).
+
+        On PostgreSQL a dedicated connection ``LISTEN``s for the notification every
+        committed change sends; while that connection is down the loader polls every
+        ``poll_seconds`` and reconnects with backoff. On SQLite the generation stamp is
+        polled every ``poll_seconds`` (default 0.05 s; a cheap indexed read).
+
+        Args:
+            callback: called as ``callback(old_model_id, new_model_id)`` after each change.
+            poll_seconds: the polling interval (PostgreSQL: also the safety check while listening).
+        """
+        from .notify import GenerationWatcher
+
+        self.stop_watching()
+        self._watcher = GenerationWatcher(self._ctx.database, self._watched_reload, callback=callback,
+                                          poll_seconds=poll_seconds,
+                                          name=f"cfreg-watch-{self.registry_path.parent.name}")
+        self._watcher.start()
+
+    def stop_watching(self) -> bool:
+        """Stop watching the registry; False when it was not watched."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is None:
+            return False
+        watcher.stop()
+        return True
+
+    @property
+    def watching(self) -> GenerationWatcher | None:
+        """The running watcher (its ``mode`` is ``listen`` or ``poll``), or None."""
+        return self._watcher
+
+    def _watched_reload(self) -> tuple[str | None, str | None, bool]:
+        old = self._served_id()
+        changed = self.reload_model()
+        return old, self._served_id(), changed
+
+    @property
+    def artifact_cache(self) -> ArtifactCache:
+        """The local cache of store objects this loader reads (created on first use)."""
+        with self._lock:
+            if self._artifact_cache is None:
+                self._artifact_cache = ArtifactCache(self._artifact_cache_dir, self._artifact_cache_bytes)
+            return self._artifact_cache
+
     # ------------------------------------------------------------------ load listeners
 
     def add_load_listener(self, listener: LoadListener) -> Callable[[], None]:
@@ -487,7 +560,8 @@ class ModelLoader:
                 logger.exception("load listener %r failed", listener)
 
     def close(self) -> None:
-        """Stop auto-reload and release the loader's database connection (the cache stays usable)."""
+        """Stop auto-reload and watching and release the loader's database connection (the cache stays usable)."""
+        self.stop_watching()
         self.stop_auto_reload()
         self._reader.close()
 
@@ -560,8 +634,11 @@ class ModelLoader:
         return state, True, (time.perf_counter() - started) * 1000.0
 
     def _read_from_disk(self, record: ModelRecord) -> ModelState:
-        folder = self._ctx.resolve(record.path)
-        found, stamps = stat_files(record, folder, self.verify)
+        if record.remote:
+            folder, found, stamps = self._fetch(record)
+        else:
+            folder = self._ctx.resolve(record.path)
+            found, stamps = stat_files(record, folder, self.verify)
         failure = self._failure
         if failure is not None and failure[0] == record.key and failure[1] == stamps:
             # Same files as the last checksum failure: do not read and hash them again.
@@ -573,6 +650,28 @@ class ModelLoader:
             raise
         self._failure = None
         return state
+
+    def _fetch(self, record: ModelRecord) -> tuple[Path, dict[str, Path], tuple[FileStamp, ...]]:
+        """A store-backed model's files through the artifact cache, with backoff after failures.
+
+        A failed or corrupt download raises (the served model keeps serving); it is
+        logged once per model and error, and not retried before its backoff delay.
+        """
+        failure = self._fetch_failures.get(record.key)
+        now = time.monotonic()
+        if failure is not None and now < failure[0]:
+            raise type(failure[2])(f"{failure[2]} (next download attempt in {failure[0] - now:.1f} s)")
+        try:
+            result = cached_model_files(record, self.artifact_cache)
+        except RegistryError as exc:
+            delay = min(FETCH_BACKOFF_MAX_SECONDS, failure[1] * 2) if failure else FETCH_BACKOFF_START_SECONDS
+            if failure is None or str(failure[2]) != str(exc):
+                logger.error("model %s: download from the artifact store failed, not swapped in (retry in %.1f s): %s",
+                             record.model_id, delay, exc)
+            self._fetch_failures[record.key] = (time.monotonic() + delay, delay, exc)
+            raise
+        self._fetch_failures.pop(record.key, None)
+        return result
 
     def _refresh_routing(self) -> None:
         """Re-read the running A/B test and load its arms into memory (never serves them)."""
@@ -619,6 +718,10 @@ class ModelLoader:
         held = {*pinned, *routing.keys()} if routing else set(pinned)
         # The served model is never evicted; A/B arms (and ``pinned``) only when nothing else is left.
         self._stats.evictions += self._cache.evict(self._state.key if self._state is not None else None, held)
+        if self._artifact_cache is not None:
+            # Objects of models held in memory stay pinned in the host's artifact cache.
+            live = [self._state, *self._cache.states(), *(routing.states.values() if routing else ())]
+            self._artifact_cache.retain(sha for state in live if state is not None for _, sha in state.checksums)
 
 
 def _log_swap(previous: ModelState | None, state: ModelState, load_ms: float | None) -> None:

@@ -67,6 +67,10 @@ class ModelCache:
         """Ids of the cached models, least recently used first."""
         return [key[0] for key in self._entries]
 
+    def states(self) -> list[ModelState]:
+        """The cached models, least recently used first."""
+        return list(self._entries.values())
+
     def get(self, key: CacheKey) -> ModelState | None:
         """The cached model with this key (now the most recently used), or None."""
         state = self._entries.get(key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,17 @@ class ModelRecord:
     path: str
     files: Mapping[str, tuple[int, str]]  # file name -> (size_bytes, sha256)
     key: CacheKey
+    uris: Mapping[str, str] = field(default_factory=dict)  # file name -> store object (files not on local disk)
+
+    @property
+    def remote(self) -> bool:
+        """True when the model's files live in an artifact store (read through the loader's cache)."""
+        return bool(self.uris)
 
 
 # One statement each, so every read is one consistent snapshot on both backends.
 _FILE_COLUMNS = (Model.model_id, Model.model_type, Model.version, Model.path,
-                 ArtifactFile.file_name, ArtifactFile.size_bytes, ArtifactFile.sha256)
+                 ArtifactFile.file_name, ArtifactFile.size_bytes, ArtifactFile.sha256, ArtifactFile.uri)
 RECORD_QUERY = (
     select(*_FILE_COLUMNS)
     .outerjoin(ArtifactFile, ArtifactFile.model_id == Model.model_id)
@@ -86,7 +92,7 @@ ALIAS_CURRENT_QUERY = (
 
 
 def record_from_rows(rows: list[tuple[Any, ...]]) -> ModelRecord | None:
-    """A record from ``(model_id, model_type, version, path, file_name, size, sha256)`` rows.
+    """A record from ``(model_id, model_type, version, path, file_name, size, sha256, uri)`` rows.
 
     Returns:
         None when there are no rows or the model columns are null (no such model).
@@ -94,9 +100,10 @@ def record_from_rows(rows: list[tuple[Any, ...]]) -> ModelRecord | None:
     if not rows or rows[0][0] is None:
         return None
     model_id, model_type, version, path = rows[0][:4]
-    files = {name: (int(size), sha256) for *_, name, size, sha256 in rows if name is not None}
+    files = {name: (int(size), sha256) for *_, name, size, sha256, _ in rows if name is not None}
+    uris = {name: uri for *_, name, _, _, uri in rows if name is not None and uri is not None}
     key: CacheKey = (model_id, tuple(sorted((name, sha) for name, (_, sha) in files.items())))
-    return ModelRecord(model_id, model_type, version, path, files, key)
+    return ModelRecord(model_id, model_type, version, path, files, key, uris)
 
 
 def model_file_names(record: ModelRecord) -> list[str]:

@@ -154,6 +154,7 @@ class ArtifactFile(Base):
     """Size and sha256 of every file of a model, recorded at registration."""
 
     __tablename__ = "artifact_files"
+    __table_args__ = (Index("ix_artifact_files_sha256", "sha256"),)
 
     model_id: Mapped[str] = mapped_column(
         ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
@@ -163,6 +164,9 @@ class ArtifactFile(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     # Stat identity at hashing time: lets re-registration of unchanged files skip hashing.
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # Where the bytes live when not under the model's local path: an object store URI
+    # (content-addressed upload, or a file of a folder registered in place). NULL: local disk.
+    uri: Mapped[str | None] = mapped_column(Text)
 
 
 class Selection(Base):
@@ -228,6 +232,8 @@ class BertEmbedding(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text)
+    # The object holding the file in the artifact store (NULL: ``path/file_name`` on the local disk).
+    uri: Mapped[str | None] = mapped_column(Text)
 
 
 class EmbeddingTag(Base):
@@ -354,6 +360,8 @@ class Settings(Base):
     last_updated: Mapped[datetime] = mapped_column(default=utcnow)
     # Unknown top-level keys of an imported legacy registry.json, written back on export.
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # URI of the artifact store (s3://bucket/prefix, file:///...); NULL: files stay on the local disk.
+    artifact_store: Mapped[str | None] = mapped_column(Text)
 
 
 class ModelDiff(Base):

@@ -174,6 +174,7 @@ def create_app(
     reload_interval: float | None = None,
     api_token: str | None = None,
     alias: str | None = None,
+    watch: bool = False,
 ) -> FastAPI:
     """Build the recommendation service for a registry.
 
@@ -188,6 +189,9 @@ def create_app(
         alias: serve the target of this alias instead of the current best
             (``"champion_als"``); the service follows it like the current best: a move is
             picked up by the next reload check. None or ``"current_best"``: the current best.
+        watch: reload as soon as the registry changes (PostgreSQL NOTIFY/LISTEN, a
+            50 ms generation poll on SQLite; see :meth:`ModelLoader.start_watching`).
+            Off by default for an embedded app; :func:`serve` (``cfreg serve``) turns it on.
 
     Returns:
         The FastAPI app. Its lifespan opens the shared loader of the registry
@@ -224,6 +228,8 @@ def create_app(
                                "(set $CFREG_SERVE_TOKEN or cfreg serve --token-file)")
             if reload_interval:
                 loader.start_auto_reload(reload_interval)
+            if watch:
+                loader.start_watching()
             app.state.service = RecommendationService(loader)
             app.state.metrics = metrics
             try:
@@ -231,6 +237,8 @@ def create_app(
             finally:
                 if reload_interval:
                     loader.stop_auto_reload()
+                if watch:
+                    loader.stop_watching()
         finally:
             metrics.close()
 
@@ -336,6 +344,7 @@ def serve(
     *,
     api_token: str | None = None,
     alias: str | None = None,
+    watch: bool = True,
 ) -> None:
     """Run the service with uvicorn until interrupted (``cfreg serve``).
 
@@ -347,11 +356,12 @@ def serve(
         database_url: SQLAlchemy URL of the registry database.
         api_token: bearer token for ``POST /reload_model`` (default ``$CFREG_SERVE_TOKEN``).
         alias: serve and follow this alias's target instead of the current best.
+        watch: reload as soon as the registry changes (see :func:`create_app`).
     """
     import uvicorn
 
     app = create_app(registry_path, database_url=database_url, reload_interval=reload_interval, api_token=api_token,
-                     alias=alias)
+                     alias=alias, watch=watch)
     if resolve_token(api_token) is None and not _is_loopback(host):
         logger.warning("serving on %s without an API token: anyone who can reach it can trigger reloads", host)
     uvicorn.run(app, host=host, port=port)

@@ -1083,6 +1083,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "docs/benchmarks.md under 'Model diff')")
     parser.add_argument("--only", choices=["aliases"], help="only one section, printed (paste it into "
                         "docs/benchmarks.md): 'aliases' = set_alias, get_alias, search_models beside MLflow")
+    parser.add_argument("--fleet", action="store_true", help="only the fleet section (tools/bench_fleet.py: push vs "
+                        "polling promotion latency over 4 loader processes, cold S3 download, warm start; needs "
+                        "PostgreSQL via $CFREG_TEST_POSTGRES_URL and moto[server]); printed, paste it into "
+                        "docs/benchmarks.md under 'Fleet'")
     parser.add_argument("--stats", action="store_true", help="only time the statistics (paired bootstrap and "
                         "t-test on 10,000 users, 2,000 resamples; target <= 200 ms) and print them")
     args = parser.parse_args(argv)
@@ -1135,6 +1139,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only == "aliases":
         sys.stdout.write(bench_aliases(args))
+        return 0
+    if args.fleet:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_fleet
+
+        sys.stdout.write(bench_fleet.run())
         return 0
     if args.stats:
         figures = bench_stats()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ab, admin, aliases, bert, diff, files, models, run, tags, ui
+from . import ab, admin, aliases, artifacts, bert, diff, files, models, run, tags, ui
 from .common import RegistryGroup, global_options
 
 __all__ = ["app", "main"]
@@ -34,6 +34,7 @@ app.callback()(global_options)
 # `cfreg --help` and of the reference in docs/cli.md, and it interleaves the modules.
 app.command(rich_help_panel="Setup")(admin.init)
 app.command(rich_help_panel="Setup")(admin.upgrade)
+app.command(rich_help_panel="Setup")(admin.info)
 app.command(rich_help_panel="Modify")(models.register)
 app.command("select-best", rich_help_panel="Modify")(models.select_best)
 app.command(rich_help_panel="Modify")(models.promote)
@@ -63,6 +64,7 @@ app.add_typer(ab.app, name="ab")
 app.add_typer(bert.app, name="bert")
 app.add_typer(tags.app, name="tag")
 app.add_typer(aliases.app, name="alias")
+app.add_typer(artifacts.app, name="artifacts")
 
 
 def main(argv: list[str] | None = None) -> None:

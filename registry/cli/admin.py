@@ -16,17 +16,19 @@ from .common import emit, mapping_table, records_table, state_of
 def init(
     ctx: typer.Context,
     root: Annotated[Path | None, typer.Option(help="Base directory of relative artifact paths (default: the current directory).")] = None,
+    artifact_store: Annotated[str | None, typer.Option("--artifact-store", help="Store registered files in this artifact store: s3://bucket/prefix, gs://..., file:///... or a folder (recorded in the database).")] = None,
 ) -> None:
     """Create the registry (database, schema, empty registry.json); harmless when it exists.
 
-    Example: cfreg init --root /data/project
+    Example: cfreg init --root /data/project --artifact-store s3://models/cf
     """
     state = state_of(ctx)
-    registry = state.registry(create=True, root=root)
+    registry = state.registry(create=True, root=root, artifact_store=artifact_store)
     data: dict[str, object] = {
         "registry_path": str(registry.registry_path),
         "database_url": registry.database_url,
         "root": str(registry.root),
+        "artifact_store": registry.artifact_store,
         "created": registry.context.created,
     }
     reader = None
@@ -42,6 +44,8 @@ def init(
             f"{'Created' if data['created'] else 'Registry already exists:'} {data['registry_path']} "
             f"(database {data['database_url']}, root {data['root']})"
         )
+        if data["artifact_store"]:
+            state.out.print(f"Artifact store: {data['artifact_store']}")
         if reader is not None and reader.enabled:
             state.out.print(f"`cfreg sql` runs as the read-only role {reader.role}")
         elif reader is not None:
@@ -84,6 +88,26 @@ def upgrade(ctx: typer.Context) -> None:
         f"Upgraded {data['database_url']} from {data['revisions_before']} to {data['revisions_after']}"
         if data["upgraded"] else f"{data['database_url']} is up to date ({data['revisions_after']})"
     ))
+
+
+def info(ctx: typer.Context) -> None:
+    """Where the registry lives: registry.json, database, root, artifact store, generation, current best.
+
+    Example: cfreg info
+    """
+    state = state_of(ctx)
+    registry = state.registry()
+    generation, current = registry.context.generation()
+    data = {
+        "registry_path": str(registry.registry_path),
+        "database_url": registry.database_url,
+        "root": str(registry.root),
+        "artifact_store": registry.artifact_store,
+        "generation": generation,
+        "current_best": current,
+    }
+    emit(state, data, lambda: state.out.print(mapping_table(
+        {**data, "artifact_store": data["artifact_store"] or "none (files on the local disk)"}, title="registry")))
 
 
 def stats(ctx: typer.Context) -> None:

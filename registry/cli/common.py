@@ -84,12 +84,13 @@ class CliState:
         """Whether progress may be drawn: no ``--json`` and stderr is a terminal."""
         return not self.json_output and self.err.is_terminal
 
-    def registry(self, *, create: bool = False, root: Path | None = None) -> ModelRegistry:
+    def registry(self, *, create: bool = False, root: Path | None = None, artifact_store: str | None = None) -> ModelRegistry:
         """The registry named by ``--registry``/``--database-url`` (must exist unless ``create``)."""
         if self._registry is None:
             from ..cf_registry import ModelRegistry
 
-            self._registry = ModelRegistry(self.registry_path, auto_create=create, database_url=self.database_url, root=root)
+            self._registry = ModelRegistry(self.registry_path, auto_create=create, database_url=self.database_url, root=root,
+                                           artifact_store=artifact_store)
         return self._registry
 
     def bert_registry(self) -> BERTEmbeddingsRegistry:

@@ -53,6 +53,8 @@ def serve(
     alias: Annotated[str | None, typer.Option(
         help="Serve and follow this alias's target (e.g. champion_als) instead of the current best; "
              "moving the alias switches the service at the next reload check.")] = None,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload as soon as the registry changes "
+                                        "(PostgreSQL NOTIFY/LISTEN; a 50 ms generation poll on SQLite).")] = True,
 ) -> None:
     """Serve recommendations over HTTP with hot-reload (needs the `serve` extra).
 
@@ -72,7 +74,7 @@ def serve(
         validate_alias_name(alias)
     state.registry()  # fail fast, with one line, when the registry does not exist
     run_server(state.registry_path, host, port, reload_interval or None, state.database_url, api_token=token,
-               alias=alias)
+               alias=alias, watch=watch)
 
 
 def render_demo_result(result: DemoResult, console: Console) -> None:

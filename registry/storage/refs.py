@@ -1,0 +1,65 @@
+"""Reference counting of store objects by sha256: what may be deleted once a record is gone.
+
+A store object is shared by every model and embeddings version whose files have
+its bytes (content addressing), so it is deleted only when no remaining record
+names the same sha256. Deletion happens after the database change committed: a
+crash in between leaves an unreferenced object (harmless, found by
+``cfreg artifacts verify``), never a record pointing at a missing object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import ArtifactStoreError, RegistryError
+from ..models import ArtifactFile, BertEmbedding
+from . import store
+
+if TYPE_CHECKING:
+    from ..context import RegistryContext
+
+logger = logging.getLogger(__name__)
+
+
+def store_objects_of_model(session: Session, model_id: str) -> list[tuple[str, str]]:
+    """``(uri, sha256)`` of the model's files that live in a store."""
+    rows = session.execute(
+        select(ArtifactFile.uri, ArtifactFile.sha256).where(ArtifactFile.model_id == model_id, ArtifactFile.uri.is_not(None))
+    )
+    return [(uri, sha) for uri, sha in rows]
+
+
+def referenced_shas(session: Session, shas: Iterable[str]) -> set[str]:
+    """The sha256 values among ``shas`` that some model file or embeddings version still records."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return set()
+    found = set(session.scalars(select(ArtifactFile.sha256).where(ArtifactFile.sha256.in_(wanted))))
+    found |= set(session.scalars(select(BertEmbedding.sha256).where(BertEmbedding.sha256.in_(wanted))))
+    return found
+
+
+def remove_unreferenced(ctx: RegistryContext, objects: Iterable[tuple[str, str]]) -> list[str]:
+    """Delete the objects whose sha256 no record names any more; returns the URIs deleted.
+
+    Raises:
+        RegistryError: an object could not be deleted (the registry change is already committed).
+    """
+    objects = list(dict.fromkeys(objects))
+    still = ctx.read(lambda session: referenced_shas(session, (sha for _, sha in objects)))
+    deleted: list[str] = []
+    for uri, sha in objects:
+        if sha in still:
+            logger.info("kept %s: another model or embeddings version records sha256 %s", uri, sha)
+            continue
+        try:
+            if store.remove_object(uri):
+                deleted.append(uri)
+        except ArtifactStoreError as exc:
+            raise RegistryError(f"the registry change is committed but {uri} could not be deleted: {exc}") from exc
+    return deleted

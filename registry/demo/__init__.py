@@ -1,6 +1,7 @@
 """The end-to-end demo (``cfreg demo``): synthetic data, implicit ALS/BPR, register, select, A/B test, serve.
 
-- :mod:`registry.demo.run`: :func:`run_demo`, the registry workflow, and its configs;
+- :mod:`registry.demo.run`: :func:`run_demo`, the registry workflow;
+- :mod:`registry.demo.config`: the data size and model grids (``FULL_CONFIG``, ``QUICK_CONFIG``);
 - :mod:`registry.demo.training`: the data generator, training with the ``implicit``
   library (the ``demo`` extra) and the holdout metrics.
 
@@ -12,7 +13,7 @@ Usage::
 
 from __future__ import annotations
 
-from .run import (
+from .config import (
     FULL_CONFIG,
     LEADERBOARD_METRICS,
     MIN_IMPROVEMENT,
@@ -22,10 +23,8 @@ from .run import (
     TOP_K,
     TRAFFIC_SPLIT,
     DemoConfig,
-    DemoResult,
-    TrainedModel,
-    run_demo,
 )
+from .run import DemoResult, TrainedModel, run_demo
 
 __all__ = [
     "FULL_CONFIG",

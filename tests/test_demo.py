@@ -19,7 +19,7 @@ from registry import ModelRegistry, validate_artifacts, validate_registry_schema
 from registry import demo as demo_module
 from registry.cli.run import render_demo_result
 from registry.demo import QUICK_CONFIG, run_demo
-from registry.recsys_train import ALSParams, BPRParams
+from registry.demo.training import ALSParams, BPRParams, fit_model, generate_interactions
 from registry.utils import compute_data_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +203,13 @@ def test_artifacts_follow_the_documented_layout(quick_run) -> None:  # type: ign
         assert (metadata["num_users"], metadata["num_items"], metadata["factors"]) == (U.shape[0], V.shape[0], U.shape[1])
         assert metadata["metrics"] == model.metrics
         assert metadata["training_info"]["num_train_interactions"] == result.num_train_interactions
-        assert params["factors"] == U.shape[1] and params["algorithm"] == prefix
+        assert metadata["training_info"]["library"].startswith("implicit ")
+        assert params["algorithm"] == prefix and metadata["latent_factors"] == params["factors"]
+        if prefix == "bpr":  # implicit's BPR: one more column, the item bias; U's is all ones
+            assert U.shape[1] == params["factors"] + 1 and metadata["item_bias"] is True
+            assert np.all(U[:, -1] == 1.0) and np.any(V[:, -1] != 0.0)
+        else:
+            assert U.shape[1] == params["factors"] and metadata["item_bias"] is False
         user_ids = json.loads((folder / f"{prefix}_user_ids.json").read_text())
         assert len(user_ids) == U.shape[0] and user_ids[0] == "u0001"
     assert not list((tmp_path / "artifacts" / "cf" / "als").glob(".staging*"))
@@ -231,7 +237,7 @@ def test_a_rerun_in_the_same_process_serves_the_new_best(tmp_path: Path, demo_ur
     weak = dataclasses.replace(
         QUICK_CONFIG,
         als=(ALSParams(factors=4, iterations=5, seed=1), ALSParams(factors=3, iterations=5, seed=1)),
-        bpr=(BPRParams(factors=4, epochs=5, seed=1),),
+        bpr=(BPRParams(factors=4, iterations=5, seed=1),),
     )
     first = run_demo(tmp_path, config=weak, show_progress=False, database_url=demo_url)
     second = run_demo(tmp_path, quick=True, show_progress=False, database_url=demo_url)
@@ -268,9 +274,12 @@ def test_library_demo_module_never_prints() -> None:
     # although library code never prints; the CLI (registry.cli.run) renders instead.
     import inspect
 
-    source = inspect.getsource(demo_module)
+    from registry.demo import run as run_module
+    from registry.demo import training as training_module
+
     assert not hasattr(demo_module, "render_demo_result") and "render_demo_result" not in demo_module.__all__
-    assert "print(" not in source
+    for module in (demo_module, run_module, training_module):
+        assert "print(" not in inspect.getsource(module), module.__name__
     assert not hasattr(demo_module, "_isnan")
 
 
@@ -323,3 +332,41 @@ def test_the_demo_service_leaves_out_training_items(quick_run) -> None:  # type:
             assert body["seen_excluded"] is False
             leaked += len({item["item_id"] for item in body["items"]} & seen[user_id])
         assert leaked > 0  # without the exclusion the models do rank training items high
+
+
+def test_served_recommendations_equal_implicits_own(tmp_path: Path) -> None:
+    # The registry stores implicit's factors as they are (BPR: items x factors+1, the last column the
+    # item bias, ones in U), and the service ranks by U @ V.T: its top 10 is implicit's model.recommend.
+    import warnings
+
+    import scipy.sparse as sp
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    from registry.serving import create_app
+
+    result = run_demo(tmp_path, quick=True, show_progress=False)
+    registry = _open(tmp_path, None)
+    registry.stop_ab_test(result.ab_test_id)  # a running test would route users to its arms
+    config = QUICK_CONFIG
+    data = generate_interactions(config.num_users, config.num_items, mean_interactions=config.mean_interactions,
+                                 seed=config.seed)
+    user_items = sp.csr_matrix(data.train)
+    for params, model in zip((config.als[0], config.bpr[0]), (result.models[0], result.models[-1])):
+        assert model.model_type == params.algorithm
+        registry.set_alias(f"demo_{model.model_type}", model.model_id)
+        fitted = fit_model(data.train, params)  # the same seed and data: the same model again
+        assert np.array_equal(np.load(tmp_path / model.path / f"{model.model_type}_V.npy"), fitted.item_factors)
+        with TestClient(create_app(result.registry_path, alias=f"demo_{model.model_type}")) as client:
+            info = client.get("/model").json()
+            assert info["model_id"] == model.model_id
+            assert info["factors"] == params.factors + (model.model_type == "bpr")
+            for row in (0, 1, 17, 200, 399):
+                ids, scores = fitted.recommend(row, user_items[row], N=10, filter_already_liked_items=True)
+                body = client.get(f"/recommend/{data.user_ids[row]}", params={"k": 10}).json()
+                assert body["model_id"] == model.model_id and body["seen_excluded"] is True
+                assert [item["item_id"] for item in body["items"]] == [data.item_ids[i] for i in ids], (model.model_type, row)
+                assert [item["score"] for item in body["items"]] == pytest.approx(scores.tolist(), rel=1e-5)

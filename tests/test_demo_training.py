@@ -1,4 +1,4 @@
-"""The demo's numpy recommender: data generation, ALS, BPR and the ranking metrics."""
+"""The demo's training module: data generation, implicit ALS/BPR, the ranking metrics."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from registry.recsys_train import (
+from registry.demo.training import (
     ALSParams,
     BPRParams,
     baseline_comparison,
     evaluate,
+    fit_model,
     generate_interactions,
+    model_factors,
     popularity_factors,
     save_dataset,
     train_als,
@@ -162,7 +164,10 @@ def test_baseline_comparison_has_fractions_the_registry_reads():
     }
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- training (implicit)
+
+QUICK_ALS = ALSParams(factors=8, regularization=0.05, alpha=5, iterations=5, seed=3)
+QUICK_BPR = BPRParams(factors=16, learning_rate=0.01, regularization=0.01, iterations=100, seed=3)
 
 
 def _in_unit_interval(metrics):
@@ -170,30 +175,45 @@ def _in_unit_interval(metrics):
 
 
 @pytest.mark.parametrize(
-    ("train_fn", "params"),
-    [
-        (train_als, ALSParams(factors=8, regularization=0.05, alpha=5, iterations=5, seed=3)),
-        (train_bpr, BPRParams(factors=16, learning_rate=0.1, epochs=15, batch_size=256, seed=3)),
-    ],
+    ("train_fn", "params", "columns"),
+    [(train_als, QUICK_ALS, 8), (train_bpr, QUICK_BPR, 17)],
     ids=["als", "bpr"],
 )
-def test_training_beats_popularity_by_a_wide_margin(data, popularity, train_fn, params):
+def test_training_beats_popularity_by_a_wide_margin(data, popularity, train_fn, params, columns):
     user_factors, item_factors = train_fn(data.train, params)
     metrics = evaluate(user_factors, item_factors, data.train, data.holdout)
 
-    assert user_factors.shape == (400, params.factors) and item_factors.shape == (200, params.factors)
-    assert user_factors.dtype == np.float32
+    # BPR: implicit's factors + 1 columns, the last one the item bias (ones in U)
+    assert user_factors.shape == (400, columns) and item_factors.shape == (200, columns)
+    assert user_factors.dtype == item_factors.dtype == np.float32
+    assert user_factors.flags.c_contiguous and item_factors.flags.c_contiguous
     assert _in_unit_interval(metrics) and _in_unit_interval(popularity)
-    assert metrics["ndcg@10"] > 1.3 * popularity["ndcg@10"]
-    assert metrics["recall@20"] > popularity["recall@20"]
-    assert metrics["coverage"] > popularity["coverage"]
+    assert metrics["ndcg@10"] > 1.5 * popularity["ndcg@10"]
+    assert metrics["recall@20"] > 1.5 * popularity["recall@20"]
+    assert metrics["coverage"] > 2 * popularity["coverage"]
+
+
+def test_bpr_factors_end_in_the_item_bias_and_score_like_implicit(data):
+    model = fit_model(data.train, QUICK_BPR)
+    U, V = model_factors(model)
+    assert np.array_equal(U[:, -1], np.ones(400, dtype=np.float32))
+    assert np.abs(V[:, -1]).max() > 0  # a learnt bias, not a padding column
+    # U @ V.T is the score implicit ranks by (bias included): its top items for a user, nothing filtered
+    for user in (0, 7, 123):
+        ids, scores = model.recommend(user, None, N=10, filter_already_liked_items=False)
+        expected = np.argsort(-(V @ U[user]), kind="stable")[:10]
+        assert list(ids) == list(expected)
+        assert np.allclose(scores, (V @ U[user])[expected], rtol=1e-5)
+    # without the bias column the ranking changes for some users: the column matters
+    without = [np.argsort(-(V[:, :-1] @ U[u, :-1]))[:10].tolist() for u in range(50)]
+    assert without != [np.argsort(-(V @ U[u]))[:10].tolist() for u in range(50)]
 
 
 @pytest.mark.parametrize(
     ("train_fn", "params", "other"),
     [
         (train_als, ALSParams(factors=8, iterations=3, seed=1), ALSParams(factors=8, iterations=3, seed=2)),
-        (train_bpr, BPRParams(factors=8, epochs=3, seed=1), BPRParams(factors=8, epochs=3, seed=2)),
+        (train_bpr, BPRParams(factors=8, iterations=10, seed=1), BPRParams(factors=8, iterations=10, seed=2)),
     ],
     ids=["als", "bpr"],
 )
@@ -206,24 +226,40 @@ def test_training_is_deterministic_for_a_seed(data, train_fn, params, other):
     assert not np.array_equal(first[0], third[0])
 
 
-def test_als_loss_decreases_with_more_iterations(data):
-    def loss(params):
-        U, V = train_als(data.train, params)
-        confidence = 1 + params.alpha * data.train
-        preference = (data.train > 0).astype(np.float32)
-        error = (confidence * (preference - U @ V.T) ** 2).sum()
-        return error + params.regularization * ((U**2).sum() + (V**2).sum())
+def test_als_fit_improves_with_more_iterations(data, popularity):
+    one = evaluate(*train_als(data.train, ALSParams(factors=8, iterations=1, seed=0)), data.train, data.holdout)
+    six = evaluate(*train_als(data.train, ALSParams(factors=8, iterations=6, seed=0)), data.train, data.holdout)
+    assert six["ndcg@10"] > one["ndcg@10"]
 
-    assert loss(ALSParams(factors=8, iterations=6)) < loss(ALSParams(factors=8, iterations=1))
+
+def test_training_is_quiet_and_limits_blas_threads(data, capfd, monkeypatch):
+    import warnings
+
+    import implicit.utils
+
+    monkeypatch.setattr(implicit.utils, "_checked_blas_config", False)  # implicit warns once per process
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # implicit's OpenBLAS-threadpool RuntimeWarning would raise here
+        train_als(data.train, ALSParams(factors=4, iterations=2))
+        train_bpr(data.train, BPRParams(factors=4, iterations=2))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no progress bar
 
 
 def test_progress_callbacks_report_every_step(data):
     seen = []
     train_als(data.train, ALSParams(factors=4, iterations=3), progress=lambda done, total: seen.append((done, total)))
-    train_bpr(data.train, BPRParams(factors=4, epochs=2), progress=lambda done, total: seen.append((done, total)))
+    train_bpr(data.train, BPRParams(factors=4, iterations=2), progress=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3), (1, 2), (2, 2)]
+
+
+def test_bad_settings_are_refused_before_training(data):
+    with pytest.raises(ValueError, match="factors and iterations must be >= 1"):
+        train_als(data.train, ALSParams(factors=0))
+    with pytest.raises(ValueError, match="factors and iterations must be >= 1"):
+        train_bpr(data.train, BPRParams(iterations=0))
 
 
 def test_params_serialise_with_their_algorithm():
     assert ALSParams(factors=8).as_dict()["algorithm"] == "als"
-    assert json.loads(json.dumps(BPRParams().as_dict()))["learning_rate"] == 0.05
+    assert json.loads(json.dumps(BPRParams().as_dict()))["learning_rate"] == 0.01

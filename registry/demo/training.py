@@ -1,7 +1,8 @@
-"""Plain-numpy collaborative filtering: synthetic data, ALS and BPR training, ranking metrics.
+"""What the demo (``cfreg demo``) trains and measures: synthetic data, implicit ALS/BPR, ranking metrics.
 
-This is what the demo (``cfreg demo``) trains and evaluates; it is small and
-deterministic on purpose, and depends on numpy only.
+The models come from the ``implicit`` library (the ``demo`` extra), CPU build, one
+thread, seeded, so a run is deterministic. The data generator and the holdout
+evaluation are plain numpy.
 
 Usage::
 
@@ -11,8 +12,8 @@ Usage::
     baseline = evaluate(*popularity_factors(data.train), data.train, data.holdout)
 
 The interaction matrices are dense ``(num_users, num_items)`` arrays: at a few
-thousand users and items that is a few megabytes and lets every step run as
-BLAS matrix products instead of Python loops.
+thousand users and items that is a few megabytes and lets the evaluation run as
+BLAS matrix products instead of Python loops (implicit gets a CSR copy).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from .export import atomic_write_text
+from ..errors import RegistryError
+from ..export import atomic_write_text
 
 METRIC_KS = (10, 20)
 COVERAGE_K = 10
@@ -39,7 +42,9 @@ __all__ = [
     "InteractionData",
     "baseline_comparison",
     "evaluate",
+    "fit_model",
     "generate_interactions",
+    "model_factors",
     "popularity_factors",
     "save_dataset",
     "train_als",
@@ -222,27 +227,25 @@ def _write_if_changed(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-# --------------------------------------------------------------------------- ALS
+# --------------------------------------------------------------------------- training
 
 
 @dataclass(frozen=True)
 class ALSParams:
-    """Hyperparameters of implicit ALS (Hu, Koren & Volinsky 2008).
+    """Hyperparameters of ``implicit``'s ALS (Hu, Koren & Volinsky 2008), by its own names.
 
     Attributes:
-        factors: embedding size.
+        factors: embedding size (U and V have this many columns).
         regularization: L2 weight on both factor matrices.
-        alpha: confidence scale, ``c_ui = 1 + alpha * count_ui``.
-        iterations: alternating sweeps (users, then items).
-        cg_steps: conjugate-gradient steps per half-sweep (warm-started).
-        seed: initialisation seed.
+        alpha: confidence scale: implicit weights a training pair by ``alpha * count``.
+        iterations: alternating sweeps (users, then items; conjugate-gradient solver).
+        seed: ``random_state`` of the initialisation.
     """
 
     factors: int = 32
     regularization: float = 0.05
-    alpha: float = 10.0
-    iterations: int = 10
-    cg_steps: int = 3
+    alpha: float = 5.0
+    iterations: int = 8
     seed: int = 0
     algorithm: str = field(default="als", init=False)
 
@@ -251,86 +254,25 @@ class ALSParams:
         return asdict(self)
 
 
-def train_als(
-    train: np.ndarray, params: ALSParams, *, progress: ProgressCallback | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit implicit-feedback ALS with batched conjugate gradient.
-
-    Minimises ``sum c_ui (p_ui - u.v)^2 + reg (|U|^2 + |V|^2)`` with
-    ``p_ui = [count_ui > 0]``. Every user's (then item's) normal equations are
-    solved at once by ``cg_steps`` of conjugate gradient, warm-started from the
-    previous sweep, the way the ``implicit`` library does it.
-
-    Args:
-        train: ``(num_users, num_items)`` non-negative counts.
-        params: hyperparameters.
-        progress: called with ``(iteration, iterations)`` after each sweep.
-
-    Returns:
-        ``(U, V)`` float32 arrays of shape ``(num_users, factors)`` and ``(num_items, factors)``.
-    """
-    if params.factors < 1 or params.iterations < 1 or params.cg_steps < 1:
-        raise ValueError(f"factors, iterations and cg_steps must be >= 1, got {params}")
-    rng = np.random.default_rng(params.seed)
-    num_users, num_items = train.shape
-    user_factors = (rng.standard_normal((num_users, params.factors)) * 0.01).astype(np.float32)
-    item_factors = (rng.standard_normal((num_items, params.factors)) * 0.01).astype(np.float32)
-    extra_confidence = (params.alpha * train).astype(np.float32)  # c_ui - 1
-    weighted_preference = np.where(train > 0, 1.0 + extra_confidence, 0.0).astype(np.float32)  # c_ui * p_ui
-    for iteration in range(params.iterations):
-        _cg_half_sweep(user_factors, item_factors, extra_confidence, weighted_preference, params)
-        _cg_half_sweep(item_factors, user_factors, extra_confidence.T, weighted_preference.T, params)
-        if progress is not None:
-            progress(iteration + 1, params.iterations)
-    return user_factors, item_factors
-
-
-def _cg_half_sweep(
-    solve_for: np.ndarray, fixed: np.ndarray, extra_confidence: np.ndarray, weighted_preference: np.ndarray,
-    params: ALSParams,
-) -> None:
-    """In place: a few CG steps on every row's system ``(F'F + F'(C_r - I)F + reg I) x = F' C_r p_r``."""
-    gram = fixed.T @ fixed + params.regularization * np.eye(fixed.shape[1], dtype=np.float32)
-
-    def apply(x: np.ndarray) -> np.ndarray:
-        return x @ gram + (extra_confidence * (x @ fixed.T)) @ fixed
-
-    residual = weighted_preference @ fixed - apply(solve_for)
-    direction = residual.copy()
-    residual_norm = np.einsum("ij,ij->i", residual, residual)
-    for _ in range(params.cg_steps):
-        applied = apply(direction)
-        curvature = np.einsum("ij,ij->i", direction, applied)
-        step = np.divide(residual_norm, curvature, out=np.zeros_like(residual_norm), where=curvature > 1e-12)
-        solve_for += step[:, None] * direction
-        residual -= step[:, None] * applied
-        new_norm = np.einsum("ij,ij->i", residual, residual)
-        ratio = np.divide(new_norm, residual_norm, out=np.zeros_like(new_norm), where=residual_norm > 1e-20)
-        direction = residual + ratio[:, None] * direction
-        residual_norm = new_norm
-
-
-# --------------------------------------------------------------------------- BPR
-
-
 @dataclass(frozen=True)
 class BPRParams:
-    """Hyperparameters of BPR-MF (Rendle et al. 2009) trained by minibatch SGD.
+    """Hyperparameters of ``implicit``'s BPR-MF (Rendle et al. 2009), by its own names.
+
+    implicit appends an item-bias column: U and V have ``factors + 1`` columns, U's last one
+    all ones and V's last one the item bias, so ``U @ V.T`` is BPR's score, bias included.
 
     Attributes:
-        factors: embedding size.
+        factors: latent factors (U and V have ``factors + 1`` columns).
         learning_rate: SGD step.
-        regularization: L2 weight on the factors touched by a sample.
-        epochs: passes over the training pairs.
-        batch_size: (user, positive, negative) triples per update.
-        seed: initialisation and sampling seed.
+        regularization: L2 weight on the factors a sample touches.
+        iterations: passes (epochs) over the training pairs.
+        seed: ``random_state`` of the initialisation and the negative sampling.
     """
 
     factors: int = 32
-    learning_rate: float = 0.05
-    regularization: float = 0.002
-    epochs: int = 30
-    batch_size: int = 1024
+    learning_rate: float = 0.01
+    regularization: float = 0.01
+    iterations: int = 100
     seed: int = 0
     algorithm: str = field(default="bpr", init=False)
 
@@ -339,51 +281,71 @@ class BPRParams:
         return asdict(self)
 
 
-def train_bpr(
-    train: np.ndarray, params: BPRParams, *, progress: ProgressCallback | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit BPR-MF with vectorised minibatch SGD and uniform negative sampling.
+def fit_model(train: np.ndarray, params: ALSParams | BPRParams, *, progress: ProgressCallback | None = None) -> Any:
+    """Train an ``implicit`` CPU model (ALS or BPR, by the type of ``params``) on the counts ``train``.
 
-    Each step draws a batch of training pairs (a fresh permutation per epoch),
-    one uniformly sampled negative item per pair (pairs whose negative is
-    actually a positive are dropped), and applies the summed gradients of
-    ``log sigmoid(u.(v_i - v_j))`` with ``np.add.at`` (users or items repeated in
-    a batch accumulate).
+    One thread, so a seed gives the same factors every run (implicit's multi-threaded BPR is
+    not deterministic); no progress bar; BLAS limited to one thread while implicit runs
+    (``threadpool_limits(1, "blas")``, as implicit recommends: it warns otherwise).
 
     Args:
-        train: ``(num_users, num_items)`` counts; any positive count is a positive.
+        train: ``(num_users, num_items)`` non-negative counts; BPR reads any count as a positive.
         params: hyperparameters.
-        progress: called with ``(epoch, epochs)`` after each epoch.
+        progress: called with ``(iterations done, iterations)`` after each iteration.
 
     Returns:
-        ``(U, V)`` float32 arrays.
+        The fitted ``implicit.cpu.als.AlternatingLeastSquares`` or
+        ``implicit.cpu.bpr.BayesianPersonalizedRanking``; :func:`model_factors` gives its ``(U, V)``.
+
+    Raises:
+        RegistryError: implicit (the ``demo`` extra) is not installed.
+        ValueError: factors or iterations below 1.
     """
-    if params.factors < 1 or params.epochs < 1 or params.batch_size < 1:
-        raise ValueError(f"factors, epochs and batch_size must be >= 1, got {params}")
-    rng = np.random.default_rng(params.seed)
-    num_users, num_items = train.shape
-    positive = train > 0
-    pair_users, pair_items = np.nonzero(positive)
-    user_factors = (rng.standard_normal((num_users, params.factors)) * 0.1).astype(np.float32)
-    item_factors = (rng.standard_normal((num_items, params.factors)) * 0.1).astype(np.float32)
-    lr, reg = np.float32(params.learning_rate), np.float32(params.regularization)
-    for epoch in range(params.epochs):
-        permutation = rng.permutation(len(pair_users))
-        negatives = rng.integers(0, num_items, size=len(pair_users))
-        for start in range(0, len(permutation), params.batch_size):
-            batch = permutation[start:start + params.batch_size]
-            users, pos_items, neg_items = pair_users[batch], pair_items[batch], negatives[start:start + params.batch_size]
-            keep = ~positive[users, neg_items]
-            users, pos_items, neg_items = users[keep], pos_items[keep], neg_items[keep]
-            u, vi, vj = user_factors[users], item_factors[pos_items], item_factors[neg_items]
-            margin = np.einsum("ij,ij->i", u, vi - vj)
-            weight = (1.0 / (1.0 + np.exp(np.clip(margin, -30.0, 30.0)))).astype(np.float32)[:, None]
-            np.add.at(user_factors, users, lr * (weight * (vi - vj) - reg * u))
-            np.add.at(item_factors, pos_items, lr * (weight * u - reg * vi))
-            np.add.at(item_factors, neg_items, lr * (-weight * u - reg * vj))
+    if params.factors < 1 or params.iterations < 1:
+        raise ValueError(f"factors and iterations must be >= 1, got {params}")
+    try:
+        import scipy.sparse
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+    except ImportError as exc:
+        raise RegistryError(f"the demo trains with implicit: pip install 'cf-model-registry[demo]' ({exc})") from exc
+
+    def report(iteration: int, *_: Any) -> None:  # implicit passes a 0-based iteration, then timings
         if progress is not None:
-            progress(epoch + 1, params.epochs)
-    return user_factors, item_factors
+            progress(iteration + 1, params.iterations)
+
+    model: Any
+    # after the imports: a limit covers only the BLAS libraries already loaded (scipy may bring its own)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if isinstance(params, ALSParams):
+            model = AlternatingLeastSquares(factors=params.factors, regularization=params.regularization,
+                                            alpha=params.alpha, iterations=params.iterations,
+                                            random_state=params.seed, num_threads=1)
+        else:
+            model = BayesianPersonalizedRanking(factors=params.factors, learning_rate=params.learning_rate,
+                                                regularization=params.regularization, iterations=params.iterations,
+                                                random_state=params.seed, num_threads=1)
+        model.fit(scipy.sparse.csr_matrix(train, dtype=np.float32), show_progress=False, callback=report)
+    return model
+
+
+def model_factors(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(U, V)`` of a fitted implicit model as C-contiguous float32 arrays; ``U @ V.T`` is its score.
+
+    For BPR both have ``factors + 1`` columns (U's last column ones, V's the item bias).
+    """
+    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            np.ascontiguousarray(model.item_factors, dtype=np.float32))
+
+
+def train_als(train: np.ndarray, params: ALSParams, *, progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ALS with implicit; returns ``(U, V)``, shapes ``(users, factors)`` and ``(items, factors)``."""
+    return model_factors(fit_model(train, params, progress=progress))
+
+
+def train_bpr(train: np.ndarray, params: BPRParams, *, progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit BPR with implicit; returns ``(U, V)``, shapes ``(users, factors + 1)`` and ``(items, factors + 1)``."""
+    return model_factors(fit_model(train, params, progress=progress))
 
 
 # --------------------------------------------------------------------------- evaluation

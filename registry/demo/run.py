@@ -2,15 +2,15 @@
 
 ``cfreg demo`` and ``python tools/demo.py`` call :func:`run_demo` and print its
 result with :func:`registry.cli.run.render_demo_result` (library code never
-prints). The training and the metrics live in :mod:`registry.recsys_train`;
-this module only orchestrates the registry workflow of the doc's "Integration
-with Training" section:
+prints). The data, the training (the ``implicit`` library) and the metrics live
+in :mod:`registry.demo.training`; this module only orchestrates the registry
+workflow of the doc's "Integration with Training" section:
 
 1. generate a deterministic implicit-feedback data set and write it under
    ``<workdir>/data/demo`` (its ``compute_data_version`` becomes each model's
    ``data_version``);
 2. score the popularity baseline on the holdout;
-3. train ALS and BPR at several settings, evaluate each, save it in the doc's
+3. train ALS and BPR (implicit) at several settings, evaluate each, save it in the doc's
    folder layout ``<workdir>/artifacts/cf/{type}/v{n}_{YYYYMMDD_HHMMSS}/`` with
    id maps, and register it with its metrics and ``baseline_comparison``;
 4. ``select_best_model(metric="ndcg@10", min_improvement=0.05)``;
@@ -37,99 +37,48 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .recsys_train import (
+from ..timestamps import format_timestamp
+from .config import (
+    FULL_CONFIG,
+    LEADERBOARD_METRICS,
+    MIN_IMPROVEMENT,
+    QUICK_CONFIG,
+    SELECTION_METRIC,
+    TOP_K,
+    TRAFFIC_SPLIT,
+    DemoConfig,
+)
+from .training import (
     ALSParams,
     BPRParams,
     InteractionData,
     baseline_comparison,
     evaluate,
+    fit_model,
     generate_interactions,
+    model_factors,
     popularity_factors,
     save_dataset,
-    train_als,
-    train_bpr,
 )
-from .timestamps import format_timestamp
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
     from rich.progress import Progress
 
-    from .cf_registry import ModelRegistry
+    from ..cf_registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-SELECTION_METRIC = "ndcg@10"
-MIN_IMPROVEMENT = 0.05
-TRAFFIC_SPLIT = 0.1
-TOP_K = 10
-LEADERBOARD_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "coverage")
-# What the printed leaderboard shows (registry.cli.run prints it; it must fit 80 columns);
-# the DataFrame has all of LEADERBOARD_METRICS.
-SHOWN_METRICS = {"ndcg@10": "ndcg@10", "recall@10": "rec@10", "recall@20": "rec@20", "coverage": "cov"}
 VERSION_FOLDER = re.compile(r"v(\d+)_\d{8}_\d{6}(?:_\d+)?")
 
-__all__ = ["DemoConfig", "DemoResult", "FULL_CONFIG", "QUICK_CONFIG", "run_demo"]
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Data size and model grid of a demo run.
-
-    Attributes:
-        num_users: users in the synthetic data set.
-        num_items: items in the synthetic data set.
-        mean_interactions: mean distinct items per user.
-        seed: data seed (the whole run is a function of it).
-        als: ALS settings to train.
-        bpr: BPR settings to train.
-        sample_users: users shown with their top-10 recommendations.
-    """
-
-    num_users: int
-    num_items: int
-    mean_interactions: float
-    seed: int
-    als: tuple[ALSParams, ...]
-    bpr: tuple[BPRParams, ...]
-    sample_users: int = 3
-
-
-FULL_CONFIG = DemoConfig(
-    num_users=3000,
-    num_items=1500,
-    mean_interactions=30.0,
-    seed=42,
-    als=(
-        ALSParams(factors=16, regularization=0.05, alpha=5.0, iterations=8, seed=1),
-        ALSParams(factors=32, regularization=0.1, alpha=5.0, iterations=8, seed=2),
-        ALSParams(factors=48, regularization=0.1, alpha=10.0, iterations=6, seed=3),
-    ),
-    bpr=(
-        BPRParams(factors=32, learning_rate=0.05, regularization=0.002, epochs=25, batch_size=1024, seed=4),
-        BPRParams(factors=16, learning_rate=0.08, regularization=0.002, epochs=25, batch_size=1024, seed=5),
-    ),
-)
-
-QUICK_CONFIG = DemoConfig(
-    num_users=400,
-    num_items=200,
-    mean_interactions=20.0,
-    seed=7,
-    als=(
-        ALSParams(factors=8, regularization=0.05, alpha=5.0, iterations=5, seed=1),
-        ALSParams(factors=16, regularization=0.1, alpha=10.0, iterations=5, seed=2),
-    ),
-    bpr=(
-        BPRParams(factors=16, learning_rate=0.1, regularization=0.002, epochs=15, batch_size=256, seed=4),
-    ),
-)
+__all__ = ["DemoResult", "TrainedModel", "run_demo"]
 
 
 @dataclass
@@ -235,8 +184,8 @@ def run_demo(
     )
     from threadpoolctl import threadpool_limits
 
-    from .cf_registry import ModelRegistry
-    from .utils import compute_data_version
+    from ..cf_registry import ModelRegistry
+    from ..utils import compute_data_version
 
     started = time.perf_counter()
     config = config or (QUICK_CONFIG if quick else FULL_CONFIG)
@@ -249,8 +198,9 @@ def run_demo(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not show_progress,
     )
-    # One BLAS thread: at these sizes threading gains little, and on a busy
-    # machine OpenBLAS threads spin-wait (measured 3-20x slower with 2 cores shared).
+    # One BLAS thread: at these sizes threading gains little, on a busy machine OpenBLAS
+    # threads spin-wait (measured 3-20x slower with 2 cores shared), and implicit warns
+    # when OpenBLAS runs its own threadpool.
     with progress, threadpool_limits(limits=1, user_api="blas"):
         overall = progress.add_task("demo", total=len(runs) + 4)
         progress.update(overall, description="generating data")
@@ -323,7 +273,7 @@ def run_demo(
 
 def _code_commit(workdir: Path) -> str | None:
     """The commit of the code that trained the models: the workdir's repository, else this package's."""
-    from .utils.git import get_git_commit
+    from ..utils.git import get_git_commit
 
     return get_git_commit(workdir) or get_git_commit(Path(__file__).resolve().parent)
 
@@ -339,17 +289,13 @@ def _train_and_register(
     git_commit: str | None,
     progress: Progress,
 ) -> TrainedModel:
-    steps = params.iterations if isinstance(params, ALSParams) else params.epochs
-    task = progress.add_task(f"  {model_type} factors={params.factors}", total=steps)
+    task = progress.add_task(f"  {model_type} factors={params.factors}", total=params.iterations)
 
     def report(done: int, total: int) -> None:
         progress.update(task, completed=done)
 
     tick = time.perf_counter()
-    if isinstance(params, ALSParams):
-        user_factors, item_factors = train_als(data.train, params, progress=report)
-    else:
-        user_factors, item_factors = train_bpr(data.train, params, progress=report)
+    user_factors, item_factors = model_factors(fit_model(data.train, params, progress=report))
     training_time = time.perf_counter() - tick
     metrics = {name: round(value, 6) for name, value in evaluate(user_factors, item_factors, data.train, data.holdout).items()}
     comparison = baseline_comparison(metrics, baseline)
@@ -361,6 +307,7 @@ def _train_and_register(
         "num_train_interactions": data.num_train_interactions,
         "num_holdout_interactions": data.num_holdout_interactions,
         "data_seed": data.seed,
+        "library": f"implicit {package_version('implicit')}",
     }
     folder = _save_artifacts(
         workdir / "artifacts" / "cf" / model_type, model_type, user_factors, item_factors, data,
@@ -368,7 +315,10 @@ def _train_and_register(
         metadata={
             "num_users": data.num_users,
             "num_items": data.num_items,
-            "factors": params.factors,
+            # the columns of U and V: BPR's are factors + 1, the last one its item bias (U's is ones)
+            "factors": int(user_factors.shape[1]),
+            "latent_factors": params.factors,
+            "item_bias": isinstance(params, BPRParams),
             "model_type": model_type,
             "metrics": metrics,
             "baseline_comparison": comparison,
@@ -416,7 +366,7 @@ def _save_artifacts(
     :func:`registry.write_model_folder` writes a hidden staging folder that is then
     renamed into place, so a crash never leaves a half-written version folder behind.
     """
-    from .model_folder import write_model_folder
+    from ..model_folder import write_model_folder
 
     type_folder.mkdir(parents=True, exist_ok=True)
     staging = type_folder / f".staging-{os.getpid()}-{time.monotonic_ns()}"
@@ -479,7 +429,7 @@ def _recommend(
     Items a user already interacted with in training are left out by the loaded model
     itself: the demo's folders carry their training interactions.
     """
-    from .loader import get_loader
+    from ..loader import get_loader
 
     loader = get_loader(registry_path, database_url=database_url)
     loader.reload_model()  # a loader shared in this process may predate this run's selection
@@ -502,7 +452,7 @@ def _recommend(
 def _routing(ab_test: dict[str, Any] | None, user_ids: list[str]) -> dict[str, str]:
     if ab_test is None:
         return {}
-    from .abtest import get_model_for_user
+    from ..abtest import get_model_for_user
 
     return {user_id: get_model_for_user(user_id, ab_test) for user_id in user_ids}
 

@@ -674,12 +674,17 @@ class ModelLoader:
         return result
 
     def _refresh_routing(self) -> None:
-        """Re-read the running A/B test and load its arms into memory (never serves them)."""
+        """Re-read the running A/B test and load its arms into memory (never serves them).
+
+        A/B tests split the current best's traffic: a loader following another alias
+        serves that alias's model to every user and routes no test.
+        """
         def load_arm(model_id: str, pinned: list[CacheKey]) -> ModelState:
             record = self._require_record(model_id)
             return self._take(record, check_files=True, serve=False, pinned=[*pinned, record.key])
 
-        self._routing = load_routing(abtest.routing_config(self._ctx), load_arm)
+        config = abtest.routing_config(self._ctx) if self.alias == CURRENT_BEST_ALIAS else None
+        self._routing = load_routing(config, load_arm)
 
     # ------------------------------------------------------------------ internals (self._lock held)
 

@@ -240,6 +240,21 @@ def test_a_loader_routes_an_alias_arm_to_its_target_and_follows_a_move(registry:
         loader.close()
 
 
+def test_a_loader_following_another_alias_routes_no_ab_test(registry: ModelRegistry, models,  # type: ignore[no-untyped-def]
+                                                           registry_path: Path, database_url: str, tmp_path: Path) -> None:
+    from registry import ModelLoader
+
+    registry.select_best_model(metric="ndcg@10")  # als_v2
+    registry.set_alias("champion_bpr", "bpr_v2")
+    registry.start_ab_test("als_v2", "bpr_v1", 1.0, test_id="ab_all")  # the current best's users: all treatment
+    loader = ModelLoader(registry_path, database_url=database_url, root=tmp_path, alias="champion_bpr")
+    try:
+        assert loader.routing_config() is None
+        assert {loader.state_for_user(f"u{i}").model_id for i in range(20)} == {"bpr_v2"}
+    finally:
+        loader.close()
+
+
 # --------------------------------------------------------------------------- serving an alias
 
 

@@ -27,10 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, stats
-from .abtest import ARMS, _require_test
 from .errors import InvalidArgumentError
 from .models import ABOutcome, ABTest
-from .validation import finite_real, validate_identifier
+from .queries import ARMS, require_test
+from .validation import finite_real, validate_identifier, validate_mde  # noqa: F401 - validate_mde: importable here too
 
 if TYPE_CHECKING:
     from .context import RegistryContext
@@ -54,14 +54,6 @@ def _count(value: object, field: str) -> int:
     number = int(value)  # type: ignore[call-overload]
     if number < 0 or number > 2**62:
         raise InvalidArgumentError(f"{field} must be a non-negative integer, got {value!r}")
-    return number
-
-
-def validate_mde(value: object) -> float:
-    """A minimum detectable effect: a relative lift in (0, 10], e.g. 0.05 for +5%."""
-    number = finite_real(value)
-    if number is None or not 0 < number <= 10:
-        raise InvalidArgumentError(f"minimum_detectable_effect must be a relative lift in (0, 10] (0.05 = +5%), got {value!r}")
     return number
 
 
@@ -132,7 +124,7 @@ def record_ab_outcomes(
     fields = _outcome_fields(arm, exposures, conversions, value_sum, value_sum_squares)
 
     def work(session: Session) -> dict[str, Any]:
-        test = _require_test(session, test_id)
+        test = require_test(session, test_id)
         existing = session.scalars(select(ABOutcome).where(
             ABOutcome.test_id == test.test_id, ABOutcome.arm == arm, ABOutcome.batch_id == batch_id)).first()
         result = {"test_id": test.test_id, "arm": arm, "batch_id": batch_id, "recorded": existing is None}
@@ -334,7 +326,7 @@ def ab_test_results(context: RegistryContext, test_id: str | None = None, *, met
     checked, method, level = validate_result_options("conversion" if metric is None else metric, method, confidence)
 
     def work(session: Session) -> dict[str, Any]:
-        test = _require_test(session, test_id)
+        test = require_test(session, test_id)
         chosen = checked if metric is not None else default_metric(session, test.test_id)
         return results_in_session(session, test, metric=chosen, method=method, confidence=level)
 

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import ab_aliases, aliases, audit, selection
+from . import ab_aliases, ab_results, aliases, audit, selection
 from .errors import (
     AliasNotFoundError,
     InvalidArgumentError,
@@ -38,14 +38,15 @@ from .errors import (
 )
 from .export import ab_test_info
 from .models import ABTest, AuditEvent, Model, utcnow
-from .validation import ID_MAX_LENGTH, finite_real, validate_identifier
+from .queries import ARMS, running_test
+from .queries import require_test as _require_test
+from .validation import ID_MAX_LENGTH, finite_real, validate_identifier, validate_mde
 
 if TYPE_CHECKING:
     from .context import RegistryContext
 
 logger = logging.getLogger(__name__)
 
-ARMS = ("control", "treatment")
 RUNNING_INDEX = "uq_ab_tests_one_running"
 SELECTED_BY = "ab_test"
 
@@ -101,11 +102,6 @@ def get_model_for_user(user_id: Any, ab_config: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- session helpers
 
 
-def running_test(session: Session) -> ABTest | None:
-    """The running A/B test row, if any (at most one exists)."""
-    return session.scalars(select(ABTest).where(ABTest.status == "running")).first()
-
-
 def routing_config(context: RegistryContext) -> dict[str, Any] | None:
     """The running test as the doc's ``ab_test`` dict, or None when no test runs."""
     def work(session: Session) -> dict[str, Any] | None:
@@ -129,19 +125,6 @@ def _validate_promote(promote: object) -> str | None:
     if promote is not None and promote not in ARMS:
         raise InvalidArgumentError(f"promote must be None, 'control' or 'treatment', got {promote!r}")
     return promote  # type: ignore[return-value]
-
-
-def _require_test(session: Session, test_id: str | None) -> ABTest:
-    if test_id is None:
-        test = running_test(session)
-        if test is None:
-            raise ModelNotFoundError("no A/B test is running; pass the test_id of a stopped test or start one")
-        return test
-    test = session.get(ABTest, test_id)
-    if test is None:
-        raise ModelNotFoundError(f"A/B test {test_id!r} not found", hint="list_ab_tests() shows the registry's tests",
-                                 cli_hint="`cfreg ab status --all` shows the registry's tests")
-    return test
 
 
 def _require_active_model(session: Session, model_id: str, role: str) -> Model:
@@ -245,8 +228,6 @@ def start_ab_test(
     if test_id is not None:
         validate_identifier(test_id, "test_id")
     if minimum_detectable_effect is not None:
-        from .ab_results import validate_mde
-
         minimum_detectable_effect = validate_mde(minimum_detectable_effect)
 
     def work(session: Session) -> dict[str, Any]:
@@ -390,9 +371,7 @@ def stop_ab_test(
         test = _require_test(session, test_id)
         arm, evidence = chosen, None
         if promote_winner and test.status == "running":
-            from .ab_results import winner
-
-            arm, evidence = winner(session, test)
+            arm, evidence = ab_results.winner(session, test)
         if test.status != "running":
             if arm is not None or promote_winner:
                 raise InvalidArgumentError(

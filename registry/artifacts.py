@@ -24,9 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import ChecksumMismatchError, InvalidArgumentError, InvalidArtifactsError, UnsafeFileError
+from .errors import (
+    ChecksumMismatchError,
+    InvalidArgumentError,
+    InvalidArtifactsError,
+    UnsafeFileError,
+)
 from .fsio import open_regular_file, read_regular_file
 from .interactions import interactions_file, read_interactions
+from .user_eval import user_eval_file, user_eval_problems
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +105,6 @@ def _digest_handle(handle: BinaryIO, path: Path, max_bytes: int, chunk: int = 1 
             raise UnsafeFileError(f"{path}: grew beyond the limit of {max_bytes} bytes while being read")
         digest.update(view[:count])
     return digest.hexdigest()
-
-
-def user_eval_file(model_type: str) -> str:
-    """The optional per-user evaluation file of a type: ``{model_type}_user_eval.npz``
-    (see :mod:`registry.evaluation`)."""
-    return f"{model_type}_user_eval.npz"
 
 
 # --------------------------------------------------------------------------- .npy
@@ -318,8 +318,6 @@ def check_model_folder(path: Path, model_type: str) -> tuple[dict[str, NpyHeader
         problems.extend(_metadata_problems(path, model_type, u.shape, v.shape))
         problems.extend(_id_map_problems(path, model_type, u.shape[0], v.shape[0]))
         problems.extend(_interactions_problems(path, model_type, u.shape[0], v.shape[0]))
-    from .evaluation import user_eval_problems  # evaluation reads files through this module
-
     problems.extend(user_eval_problems(path, model_type))
     return headers, problems
 

@@ -15,7 +15,6 @@ deleting the model removes its links. Every change runs through
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -26,19 +25,19 @@ from sqlalchemy.orm import Session
 
 from . import audit, export, tags, usage
 from .artifacts import (
-    MAX_NPY_BYTES,
-    NUMERIC_DTYPE_KINDS,
     check_deletable,
     fingerprint,
     load_npy,
-    open_regular_file,
-    read_npy_header,
     safe_delete_tree,
-    verify_open_sha256,
 )
 from .context import RegistryContext
-from .selection import settings_row
-from .instances import SharedInstances
+from .embeddings_files import (  # noqa: F401 - torch_available, inspect_embeddings_folder: documented here
+    NPY_FILE_NAMES,
+    TORCH_FILE_NAMES,
+    inspect_embeddings_folder,
+    load_torch,
+    torch_available,
+)
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -49,18 +48,25 @@ from .errors import (
     RegistryError,
 )
 from .export import embedding_info, iso
+from .instances import SharedInstances
 from .models import BertEmbedding, EmbeddingLink, Model
+from .opening import open_context
+from .selection import settings_row
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
-from .validation import json_payload, optional_text, path_text, positive_int, validate_identifier
+from .validation import (
+    json_payload,
+    optional_text,
+    path_text,
+    positive_int,
+    validate_identifier,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BERT_REGISTRY_PATH = "artifacts/cf/bert_registry.json"
 # Kept from the original API for compatibility; the registry itself stores item embeddings only.
 EMBEDDING_TYPES = {"product": "product_embeddings", "user": "user_embeddings", "merged": "merged_embeddings"}
-NPY_FILE_NAMES = ("product_embeddings.npy", "item_embeddings.npy")
-TORCH_FILE_NAMES = ("product_embeddings.pt", "item_embeddings.pt")
 DEFAULT_TEXT_FIELDS = ("product_name", "description")
 MAX_TEXT_FIELDS = 256
 
@@ -107,7 +113,7 @@ class BERTEmbeddingsRegistry:
         audit_log_path: str | os.PathLike[str] | None = None,
         artifacts_root: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._ctx = RegistryContext.open(
+        self._ctx = open_context(
             registry_path,
             database_url=database_url,
             auto_create=auto_create,
@@ -530,82 +536,6 @@ class BERTEmbeddingsRegistry:
 # ---------------------------------------------------------------------- files
 
 
-def torch_available() -> bool:
-    """True when torch can be imported (checked without importing it)."""
-    return importlib.util.find_spec("torch") is not None
-
-
-def inspect_embeddings_folder(folder: Path) -> tuple[Path | None, tuple[int, ...] | None, list[str]]:
-    """Find and check the embeddings file of a folder.
-
-    Looks for ``product_embeddings.npy``, ``item_embeddings.npy``, then the ``.pt``
-    variants when torch is installed; the first one found is used.
-
-    Returns:
-        ``(file, shape, problems)``; ``problems`` is empty when the file is a valid
-        numeric 2-D array.
-    """
-    if not folder.exists():
-        return None, None, [f"embedding path {str(folder)!r} does not exist"]
-    if not folder.is_dir():
-        return None, None, [f"embedding path {str(folder)!r} is not a directory (give the folder holding the file)"]
-    names = NPY_FILE_NAMES + (TORCH_FILE_NAMES if torch_available() else ())
-    # Present = any directory entry, so a FIFO or a stray symlink is reported, not skipped.
-    file_path = next((folder / name for name in names if os.path.lexists(folder / name)), None)
-    if file_path is None:
-        hint = ""
-        if not torch_available() and any((folder / name).is_file() for name in TORCH_FILE_NAMES):
-            hint = " (a .pt file is present but torch is not installed: save the array with numpy.save)"
-        return None, None, [f"no embeddings file in {str(folder)!r}: expected one of {list(names)}{hint}"]
-    try:
-        if file_path.suffix == ".npy":
-            shape = read_npy_header(file_path, within=folder).shape
-        else:
-            shape = tuple(_load_torch(file_path, folder).shape)
-    except InvalidArtifactsError as exc:
-        return file_path, None, [str(exc)]
-    if len(shape) != 2:
-        return file_path, shape, [f"{file_path} must hold a 2-D array (items x dim), has shape {shape}"]
-    return file_path, shape, []
-
-
-def _load_torch(path: Path, folder: Path, expected_sha256: str | None = None) -> Any:
-    """A ``.pt`` tensor as a numpy array; ``weights_only=True`` so no pickled code runs.
-
-    The file is opened once (a regular file inside ``folder``, at most
-    ``MAX_NPY_BYTES``), hashed when ``expected_sha256`` is given, and that same open
-    file is given to ``torch.load``.
-    """
-    try:
-        with open_regular_file(path, max_bytes=MAX_NPY_BYTES, within=folder) as handle:
-            if expected_sha256 is not None:
-                verify_open_sha256(handle, path, expected_sha256, max_bytes=MAX_NPY_BYTES)
-                handle.seek(0)
-            return _read_tensor(handle, path)
-    except OSError as exc:
-        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
-
-
-def _read_tensor(handle: Any, path: Path) -> Any:
-    """The one tensor of an open ``.pt`` file as a contiguous numeric numpy array."""
-    import numpy as np
-    import torch
-
-    try:
-        value = torch.load(handle, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle/runtime errors of many types for bad files
-        raise InvalidArtifactsError(f"{path}: not a loadable tensor file ({exc})") from exc
-    if not isinstance(value, torch.Tensor):
-        raise InvalidArtifactsError(f"{path}: holds a {type(value).__name__}, expected one tensor")
-    try:
-        array = value.detach().cpu().numpy()
-    except (TypeError, RuntimeError) as exc:  # e.g. bfloat16 or sparse tensors have no numpy form
-        raise InvalidArtifactsError(f"{path}: tensor of dtype {value.dtype} cannot be converted to numpy ({exc})") from exc
-    if array.dtype.kind not in NUMERIC_DTYPE_KINDS:
-        raise InvalidArtifactsError(f"{path}: dtype {array.dtype} refused (numeric tensors only)")
-    return np.ascontiguousarray(array)
-
-
 def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any]]:
     if version is not None:
         validate_identifier(version, "version")
@@ -636,7 +566,7 @@ def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any
     else:
         if not torch_available():
             raise InvalidArtifactsError(f"{file_path}: loading .pt embeddings needs torch, which is not installed")
-        array = _load_torch(file_path, folder, sha256 or None)
+        array = load_torch(file_path, folder, sha256 or None)
     if sha256 is None:
         logger.warning("embeddings %s have no recorded checksum; loaded %s unverified", info["version"], file_path)
     expected = (info["num_items"], info["embedding_dim"])
@@ -749,6 +679,6 @@ def load_bert_embeddings(
         ChecksumMismatchError: the file changed since registration.
         InvalidArtifactsError: the file is missing or unreadable.
     """
-    ctx = RegistryContext.open(registry_path, database_url=database_url, auto_create=False, root=root, export_json=False)
+    ctx = open_context(registry_path, database_url=database_url, auto_create=False, root=root, export_json=False)
     return _load(ctx, version)
 

@@ -24,7 +24,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from . import abtest, aliases, audit, search, selection, tags, usage
-from .tags import tags_of
 from .artifacts import (
     REQUIRED_MODEL_FILES,
     FileFingerprint,
@@ -38,9 +37,6 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
-from .storage import is_uri
-from .storage.refs import remove_unreferenced, store_objects_of_model
-from .storage.upload import inspect_remote_folder, upload_files
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -58,7 +54,15 @@ from .export import (
     validate_registry_schema,
 )
 from .instances import SharedInstances
-from .listing import LIST_BASE_COLUMNS, SORT_KEY, metric_columns, models_frame, models_records, public_columns, sort_records
+from .listing import (
+    LIST_BASE_COLUMNS,
+    SORT_KEY,
+    metric_columns,
+    models_frame,
+    models_records,
+    public_columns,
+    sort_records,
+)
 from .models import (
     CURRENT_BEST_ALIAS,
     ArtifactFile,
@@ -68,13 +72,18 @@ from .models import (
     ModelMetric,
     utcnow,
 )
+from .opening import open_context
 from .read_cache import ReadCache, generation_cached
+from .storage import is_uri
+from .storage.refs import remove_unreferenced, store_objects_of_model
+from .storage.upload import inspect_remote_folder, upload_files
+from .tags import tags_of
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
-    MODEL_TYPE_MAX_LENGTH,
     ID_MAX_LENGTH,
     MODEL_STATUS,
+    MODEL_TYPE_MAX_LENGTH,
     finite_real,
     json_payload,
     optional_text,
@@ -148,7 +157,7 @@ class ModelRegistry:
         artifacts_root: str | os.PathLike[str] | None = None,
         artifact_store: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._ctx = RegistryContext.open(
+        self._ctx = open_context(
             registry_path,
             database_url=database_url,
             auto_create=auto_create,
@@ -281,7 +290,7 @@ class ModelRegistry:
             folder = self._ctx.resolve(stored_path)
             _, problems = check_model_folder(folder, model_type)
             if not problems and (folder / user_eval_file(model_type)).is_file():
-                from .evaluation import mean_mismatches
+                from .user_eval import mean_mismatches
 
                 problems = mean_mismatches(folder, model_type, metric_values)
             if problems:

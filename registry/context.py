@@ -18,9 +18,9 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, export
-from .db import GENERATION_KEY, Database, HeldReader, open_database, record_database_url, resolve_database_url, sqlite_file
-from .errors import ExportError, InvalidArgumentError, RegistryNotFoundError
+from . import audit, export, export_cache
+from .db import GENERATION_KEY, Database, HeldReader
+from .errors import ExportError, InvalidArgumentError
 from .models import Settings
 
 logger = logging.getLogger(__name__)
@@ -74,81 +74,8 @@ class RegistryContext:
 
         return ArtifactStore(self.artifact_store_uri)
 
-    @classmethod
-    def open(
-        cls,
-        registry_path: str | os.PathLike[str],
-        *,
-        database_url: str | None = None,
-        auto_create: bool = True,
-        root: str | os.PathLike[str] | None = None,
-        audit_log_path: str | os.PathLike[str] | None = None,
-        export_json: bool = True,
-        artifacts_root: str | os.PathLike[str] | None = None,
-        import_legacy: bool = True,
-        artifact_store: str | os.PathLike[str] | None = None,
-    ) -> RegistryContext:
-        """Open (creating if allowed) the registry whose JSON lives at ``registry_path``.
-
-        A ``registry.json``/``bert_registry.json`` found beside a database that has never
-        recorded a change is imported first (see :func:`registry.legacy.import_pending`);
-        ``import_legacy=False`` skips that (a restore that replaces everything anyway).
-        ``artifact_store`` records the registry's store URI when it has none yet (an
-        audited change); a registry whose store is another URI refuses it.
-        """
-        json_path, bert_json_path = json_locations(registry_path)
-        url = resolve_database_url(registry_path, database_url)
-        db_file = sqlite_file(url)
-        if db_file is not None and not db_file.exists() and not auto_create:
-            raise RegistryNotFoundError(
-                f"Registry not found: {db_file} does not exist",
-                hint="create it with ModelRegistry(registry_path, auto_create=True)",
-            )
-        database = open_database(url, create=auto_create)
-        if auto_create:
-            record_database_url(registry_path, url)
-        store_uri = None
-        if artifact_store is not None:
-            from .storage import normalize_store_uri
-
-            store_uri = normalize_store_uri(artifact_store)
-        stored_root, stored_store = database.read(
-            lambda s: (s.get(Settings, 1).root, s.get(Settings, 1).artifact_store))  # type: ignore[union-attr]
-        if store_uri is not None and stored_store is not None and store_uri != stored_store:
-            raise InvalidArgumentError(
-                f"the registry's artifact store is {stored_store}, not {store_uri}; a registry has one store "
-                "(open it without artifact_store, or create another registry)"
-            )
-        resolved_root = Path(root or os.environ.get(ENV_ROOT) or stored_root or os.getcwd()).expanduser().absolute()
-        context = cls(
-            database=database,
-            json_path=json_path,
-            bert_json_path=bert_json_path,
-            root=resolved_root,
-            artifacts_root=Path(artifacts_root).expanduser().absolute() if artifacts_root else json_path.parent,
-            audit_log_path=_audit_path(audit_log_path, resolved_root),
-            export_json=export_json,
-            created=database.newly_created,
-            artifact_store_uri=stored_store,
-        )
-        database.newly_created = False
-        if stored_root is None:
-            context._store_root(resolved_root)
-        if store_uri is not None and stored_store is None:
-            context._set_artifact_store(store_uri)
-        export.sweep_orphan_temp_files(json_path.parent)
-        if import_legacy:
-            from .legacy import import_legacy_if_present, import_pending
-
-            # Not only when created: an import killed part-way left an empty database; retry it
-            # before anything could export over the legacy file.
-            if context.created or import_pending(context):
-                import_legacy_if_present(context)
-        if export_json and not json_path.exists():
-            context.export(force=True)
-        return context
-
-    def _store_root(self, root: Path) -> None:
+    def store_root(self, root: Path) -> None:
+        """Record ``root`` as the registry's root when none is recorded yet."""
         def work(session: Session) -> None:
             settings = session.get(Settings, 1)
             assert settings is not None
@@ -159,7 +86,8 @@ class RegistryContext:
 
         self.database.run(work)
 
-    def _set_artifact_store(self, uri: str) -> None:
+    def set_artifact_store(self, uri: str) -> None:
+        """Record the registry's artifact store URI (an audited change); another recorded URI is refused."""
         def work(session: Session) -> str:
             settings = session.get(Settings, 1)
             assert settings is not None
@@ -213,7 +141,7 @@ class RegistryContext:
         ``change``: what the transaction this process just committed changed (lets the
         export re-render only those models; see :mod:`registry.export_cache`).
         """
-        return export.export_registry_files(self.database, self.json_path, self.bert_json_path, force=force,
+        return export_cache.export_registry_files(self.database, self.json_path, self.bert_json_path, force=force,
                                             change=change)
 
     # ------------------------------------------------------------------ helpers
@@ -244,7 +172,8 @@ class RegistryContext:
         return HeldReader(self.database.engine)
 
 
-def _audit_path(audit_log_path: str | os.PathLike[str] | None, root: Path) -> Path:
+def audit_path(audit_log_path: str | os.PathLike[str] | None, root: Path) -> Path:
+    """Where the audit trail's text mirror goes: ``audit_log_path`` (relative: under ``root``), else ``logs/registry_audit.log``."""
     path = Path(audit_log_path) if audit_log_path else DEFAULT_AUDIT_LOG
     return path if path.is_absolute() else (root / path)
 

@@ -30,11 +30,23 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
-from .errors import InvalidArgumentError, RegistryBusyError, RegistryError, RegistryNotFoundError, SchemaVersionError
+from .errors import (
+    InvalidArgumentError,
+    RegistryBusyError,
+    RegistryError,
+    RegistryNotFoundError,
+    SchemaVersionError,
+)
+from .fsio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +142,6 @@ def record_database_url(registry_path: str | os.PathLike[str], url: str) -> Path
     folder without a URL finds the database. An existing file naming another database
     is left alone (a warning is logged). Returns the file written, or None.
     """
-    from .export import atomic_write_text
-
     folder = registry_folder(registry_path)
     if same_database(url, default_database_url(registry_path)):
         return None

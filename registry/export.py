@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import stat
-import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .artifacts import read_regular_file
 from .errors import ExportError
+from .fsio import (  # noqa: F401 - also re-exported: the file writers lived here before fsio
+    ORPHAN_TEMP_AGE_SECONDS,
+    TEMP_SUFFIX,
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_directory,
+    read_regular_file,
+    sweep_orphan_temp_files,
+)
 from .models import (
     ABTest,
     Alias,
@@ -39,8 +43,8 @@ from .models import (
     Settings,
     utcnow,
 )
-from .timestamps import format_timestamp
 from .tags import tags_of
+from .timestamps import format_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +57,6 @@ class Change:
 
     generation: int
     events: tuple[tuple[str, str], ...]
-# The registry's own temp files end with this suffix (and start with "."): the sweep on open
-# removes only these, never a user's ".notes.tmp" that happens to sit in the folder.
-TEMP_SUFFIX = ".cfreg-tmp"
-ORPHAN_TEMP_AGE_SECONDS = 3600
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -309,92 +309,6 @@ def render_document(document: dict[str, Any], mapping_key: str, entries: Mapping
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically and durably; the old file survives any failure.
-
-    The new file keeps the old one's permissions (new files: ``0o666`` minus the umask,
-    as ``open()`` would give), so readers under other accounts keep their access.
-    """
-    data = text.encode("utf-8")
-    atomic_write_bytes(path, lambda handle: handle.write(data))
-
-
-def atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file atomically and durably through ``write(handle)`` (a binary file object).
-
-    A temp file beside ``path`` is written, fsynced and renamed over it, then the
-    folder is fsynced; on any failure the temp file is removed and the old file
-    survives. Permissions as :func:`atomic_write_text`.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    try:
-        os.fchmod(fd, _file_mode(path))
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-        fsync_directory(path.parent)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX: fsync the directory itself)."""
-    handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _file_mode(path: Path) -> int:
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; done once, at import
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def sweep_orphan_temp_files(directory: Path, max_age_seconds: float = ORPHAN_TEMP_AGE_SECONDS) -> int:
-    """Remove the registry's own temp files left by writers killed mid-write; returns how many.
-
-    Only regular files named ``.*`` + :data:`TEMP_SUFFIX` (what :func:`atomic_write_text`
-    and the backups create) older than ``max_age_seconds`` are removed; other files,
-    folders and symlinks are left alone.
-    """
-    removed = 0
-    cutoff = time.time() - max_age_seconds
-    try:
-        candidates = list(directory.glob(f".*{TEMP_SUFFIX}"))
-    except OSError:
-        return 0
-    for candidate in candidates:
-        try:
-            info = candidate.lstat()
-            if stat.S_ISREG(info.st_mode) and info.st_mtime <= cutoff:
-                candidate.unlink()
-                removed += 1
-        except OSError:
-            continue
-    if removed:
-        logger.info("removed %d orphan temp file(s) of killed writers in %s", removed, directory)
-    return removed
-
-
 def _generation_file(path: Path) -> Path:
     return path.with_name(f".{path.name}.generation")
 
@@ -440,29 +354,3 @@ def export_lock(path: Path):  # type: ignore[no-untyped-def]
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=120)
-
-
-def export_registry_files(database, json_path: Path, bert_json_path: Path | None, *, force: bool = False,  # type: ignore[no-untyped-def]
-                          change: Change | None = None) -> bool:
-    """Export ``registry.json`` (and ``bert_registry.json`` when embeddings exist or the file does).
-
-    Reads the database in one short read transaction per file, inside the file's lock,
-    so concurrent exporters can never leave an older document in place. ``change``: what
-    the transaction just committed by this process changed; when this process also wrote
-    the previous generation's file, only the changed models are read and rendered again
-    (see :mod:`registry.export_cache`), else the whole document is rebuilt.
-    """
-    from . import export_cache
-
-    with export_lock(json_path):
-        written = None if change is None or force else export_cache.publish_change(database, json_path, change)
-        if written is None:
-            document, generation = database.read(build_registry_document)
-            entries = export_cache.remember(database, json_path, document, generation)
-            written = publish(json_path, document, generation, "models", force=force, entries=entries)
-    if bert_json_path is not None:
-        with export_lock(bert_json_path):
-            bert_document, generation = database.read(build_bert_document)
-            if bert_document["embeddings"] or bert_json_path.exists():
-                written = publish(bert_json_path, bert_document, generation, "embeddings", force=force) or written
-    return written

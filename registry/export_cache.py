@@ -1,4 +1,4 @@
-"""Incremental ``registry.json`` export: re-render only the models a change touched.
+"""Writing ``registry.json`` and ``bert_registry.json``, re-rendering only the models a change touched.
 
 A full export reads every model, metric and tag and encodes every entry: about half a
 second at 10,000 models, paid by every change. This module keeps, per process and per
@@ -29,6 +29,9 @@ from sqlalchemy.orm import Session
 from .export import (
     Change,
     assemble_registry_document,
+    build_bert_document,
+    build_registry_document,
+    export_lock,
     file_generation,
     metrics_by_model,
     model_info,
@@ -130,3 +133,27 @@ def _sort_last(session: Session, added: list[str]) -> bool:
         select(Model.model_id).order_by(Model.created_at.desc(), Model.model_id.desc()).limit(len(added))
     ).all()
     return list(reversed(newest)) == added
+
+
+def export_registry_files(database, json_path: Path, bert_json_path: Path | None, *, force: bool = False,  # type: ignore[no-untyped-def]
+                          change: Change | None = None) -> bool:
+    """Export ``registry.json`` (and ``bert_registry.json`` when embeddings exist or the file does).
+
+    Reads the database in one short read transaction per file, inside the file's lock,
+    so concurrent exporters can never leave an older document in place. ``change``: what
+    the transaction just committed by this process changed; when this process also wrote
+    the previous generation's file, only the changed models are read and rendered again
+    (see :func:`publish_change`), else the whole document is rebuilt.
+    """
+    with export_lock(json_path):
+        written = None if change is None or force else publish_change(database, json_path, change)
+        if written is None:
+            document, generation = database.read(build_registry_document)
+            entries = remember(database, json_path, document, generation)
+            written = publish(json_path, document, generation, "models", force=force, entries=entries)
+    if bert_json_path is not None:
+        with export_lock(bert_json_path):
+            bert_document, generation = database.read(build_bert_document)
+            if bert_document["embeddings"] or bert_json_path.exists():
+                written = publish(bert_json_path, bert_document, generation, "embeddings", force=force) or written
+    return written

@@ -1,19 +1,32 @@
-"""Safe file reading: bounded reads of regular files, confined to a folder when asked.
+"""Files, safely: bounded reads of regular files, atomic durable writes, the writers' temp files.
 
 Every file the registry reads (artifacts, id maps, interactions, legacy JSON, backups, the
 export's generation stamp) goes through :func:`open_regular_file`, so a FIFO, a device, a
-symlink out of a model folder or an oversized file is refused before a byte is read.
+symlink out of a model folder or an oversized file is refused before a byte is read. Every
+file it writes goes through :func:`atomic_write_bytes`: a reader sees the old file or the
+new one, never a mix, and a crash leaves the old one.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import UnsafeFileError
+
+logger = logging.getLogger(__name__)
+
+# The registry's own temp files end with this suffix (and start with "."): the sweep on open
+# removes only these, never a user's ".notes.tmp" that happens to sit in the folder.
+TEMP_SUFFIX = ".cfreg-tmp"
+ORPHAN_TEMP_AGE_SECONDS = 3600
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -89,3 +102,92 @@ def _file_kind(mode: int) -> str:
     kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
     return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically and durably; the old file survives any failure.
+
+    The new file keeps the old one's permissions (new files: ``0o666`` minus the umask,
+    as ``open()`` would give), so readers under other accounts keep their access.
+    """
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, lambda handle: handle.write(data))
+
+
+def atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file atomically and durably through ``write(handle)`` (a binary file object).
+
+    A temp file beside ``path`` is written, fsynced and renamed over it, then the
+    folder is fsynced; on any failure the temp file is removed and the old file
+    survives. Permissions as :func:`atomic_write_text`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        os.fchmod(fd, _file_mode(path))
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+        fsync_directory(path.parent)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX: fsync the directory itself)."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def sweep_orphan_temp_files(directory: Path, max_age_seconds: float = ORPHAN_TEMP_AGE_SECONDS) -> int:
+    """Remove the registry's own temp files left by writers killed mid-write; returns how many.
+
+    Only regular files named ``.*`` + :data:`TEMP_SUFFIX` (what :func:`atomic_write_text`
+    and the backups create) older than ``max_age_seconds`` are removed; other files,
+    folders and symlinks are left alone.
+    """
+    removed = 0
+    cutoff = time.time() - max_age_seconds
+    try:
+        candidates = list(directory.glob(f".*{TEMP_SUFFIX}"))
+    except OSError:
+        return 0
+    for candidate in candidates:
+        try:
+            info = candidate.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_mtime <= cutoff:
+                candidate.unlink()
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        logger.info("removed %d orphan temp file(s) of killed writers in %s", removed, directory)
+    return removed

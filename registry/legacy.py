@@ -47,6 +47,8 @@ from sqlalchemy.orm import Session
 
 from . import audit, export
 from .artifacts import read_regular_file
+from .backup_files import copy_to_backup
+from .embeddings_files import inspect_embeddings_folder
 from .errors import (
     ImportFormatError,
     InvalidArgumentError,
@@ -639,8 +641,6 @@ def fingerprint_artifacts(parsed: ParsedRegistry, context: RegistryContext) -> N
                      "sha256": p.sha256, "mtime_ns": p.mtime_ns}
                 )
     if parsed.embeddings:
-        from .bert_registry import inspect_embeddings_folder
-
         for row in parsed.embeddings:
             folder = context.resolve(row["path"])
             embeddings_file, _, problems = inspect_embeddings_folder(folder)
@@ -938,8 +938,6 @@ def has_content(document: Any, entries_key: str) -> bool:
 
 def _preserve(sources: list[Path | None]) -> list[str]:
     """A backup copy of each file; an identical copy kept by an earlier (killed or failed) attempt is reused."""
-    from .utils.backup import copy_to_backup
-
     return [_identical_backup(path) or copy_to_backup(path) for path in sources if path is not None]
 
 

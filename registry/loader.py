@@ -56,20 +56,21 @@ from .instances import SharedInstances
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
     RECORD_QUERY,
-    pointer_queries,
     VERIFY_MODES,
     ModelRecord,
     files_unchanged,
+    pointer_queries,
     read_model,
     record_from_rows,
     stat_files,
 )
 from .model_state import CacheKey, FileStamp, ModelState
+from .models import CURRENT_BEST_ALIAS
 from .notify import GenerationWatcher
+from .opening import open_context
 from .storage.cache import ArtifactCache
 from .storage.records import cached_model_files
 from .timestamps import format_timestamp
-from .models import CURRENT_BEST_ALIAS
 from .validation import validate_identifier
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class ModelLoader:
         self._cache = ModelCache(cache_budget(max_cache_bytes))
         self.mmap = bool(mmap)
         self.verify = verify
-        self._ctx = RegistryContext.open(
+        self._ctx = open_context(
             registry_path, database_url=database_url, auto_create=False, export_json=False, root=root
         )
         self.registry_path = self._ctx.json_path

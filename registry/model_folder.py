@@ -33,9 +33,9 @@ from .artifacts import (
     user_eval_file,
 )
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelExistsError
-from .evaluation import user_eval_bytes
-from .export import atomic_write_bytes
+from .fsio import atomic_write_bytes
 from .interactions import Interactions, interactions_file, interactions_from_pairs
+from .user_eval import user_eval_bytes
 from .validation import json_payload, path_text, to_jsonable, validate_identifier
 
 logger = logging.getLogger(__name__)

@@ -192,3 +192,11 @@ def path_text(value: object, field: str) -> str:
     if not isinstance(text, str) or not text.strip() or any(ch in text for ch in "\x00\n\r") or len(text) > MAX_PATH_LENGTH:
         raise InvalidArgumentError(f"invalid {field} {text!r}: give a non-empty single-line path of at most {MAX_PATH_LENGTH} characters")
     return _encodable(text, field)
+
+
+def validate_mde(value: object) -> float:
+    """A minimum detectable effect: a relative lift in (0, 10], e.g. 0.05 for +5%."""
+    number = finite_real(value)
+    if number is None or not 0 < number <= 10:
+        raise InvalidArgumentError(f"minimum_detectable_effect must be a relative lift in (0, 10] (0.05 = +5%), got {value!r}")
+    return number

@@ -205,9 +205,9 @@ def test_damaged_backups_are_refused_and_change_nothing(registry, model_dir, dat
 
 
 def test_backup_names_are_unique_even_in_the_same_microsecond(registry, monkeypatch, tmp_path):
-    import registry.utils.backup as backup_module
+    import registry.backup_files as backup_files
 
-    monkeypatch.setattr(backup_module, "_clock", lambda: datetime(2025, 1, 16, 12, 0, 0, 123456))
+    monkeypatch.setattr(backup_files, "clock", lambda: datetime(2025, 1, 16, 12, 0, 0, 123456))
 
     names = [Path(backup_registry(registry.registry_path, backup_dir=tmp_path / "b")).name for _ in range(3)]
 

@@ -29,7 +29,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import RegistryError
-from ..export import atomic_write_text
+from ..fsio import atomic_write_text
 
 METRIC_KS = (10, 20)
 COVERAGE_K = 10

@@ -24,12 +24,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit, usage
-from ..artifacts import REQUIRED_MODEL_FILES, model_files, required_files, safe_delete_tree
+from ..artifacts import (
+    REQUIRED_MODEL_FILES,
+    model_files,
+    required_files,
+    safe_delete_tree,
+)
 from ..context import ENV_ROOT, RegistryContext
-from ..export import TEMP_SUFFIX, fsync_directory
-from ..errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
+from ..errors import (
+    InvalidArgumentError,
+    InvalidArtifactsError,
+    ModelInUseError,
+    RegistryNotFoundError,
+)
+from ..fsio import TEMP_SUFFIX, fsync_directory
 from ..maintenance import cleanup_protection
 from ..models import Base, Model, Settings
+from ..opening import open_context
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +185,7 @@ def _open_registry(artifacts_dir: Path, database_url: str | None):  # type: igno
     if db_file is not None and not db_file.exists():
         return None, (json_path if json_path.is_file() else None)
     try:
-        return RegistryContext.open(json_path, database_url=database_url, auto_create=False), None
+        return open_context(json_path, database_url=database_url, auto_create=False), None
     except RegistryNotFoundError:
         return None, None
 

@@ -35,15 +35,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, false, func, insert, select, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from .. import audit, export, legacy
-from ..artifacts import open_regular_file, read_regular_file
-from ..context import RegistryContext, json_locations
-from ..db import SQLITE_SUFFIXES, Database, ensure_schema, make_engine, resolve_database_url, sqlite_file
+from ..backup_files import MAX_BACKUP_BYTES, copy_to_backup, link_unique, publish_unique
+from ..context import RegistryContext
+from ..db import (
+    SQLITE_SUFFIXES,
+    Database,
+    ensure_schema,
+    make_engine,
+    resolve_database_url,
+    sqlite_file,
+)
 from ..errors import (
     ExportError,
     ImportFormatError,
@@ -53,15 +72,20 @@ from ..errors import (
     SchemaVersionError,
     UnsafeFileError,
 )
+from ..fsio import TEMP_SUFFIX, open_regular_file
 from ..models import Base, Settings, UTCDateTime, utcnow
-from ..validation import finite_real, to_jsonable, validate_identifier, validate_metric_name
+from ..opening import json_locations, open_context
+from ..validation import (
+    finite_real,
+    to_jsonable,
+    validate_identifier,
+    validate_metric_name,
+)
 
 logger = logging.getLogger(__name__)
 
 BACKUP_FORMAT = legacy.BACKUP_FORMAT
 BACKUP_FORMAT_VERSION = 1
-NAME_TIME_FORMAT = "%Y%m%d_%H%M%S_%f"
-MAX_BACKUP_BYTES = 1 << 30
 # Settings columns a restore takes from the backup; generation and root stay those of the live database.
 RESTORED_SETTINGS = (
     "current_model_id", "current_selection_id", "current_embeddings_version", "selection_criteria",
@@ -125,10 +149,10 @@ def backup_registry(
                 # A registry.json without a database: the original JSON registry. Copy it as it is.
                 return copy_to_backup(path if path.suffix.lower() == ".json" else json_path, folder)
             raise RegistryNotFoundError(f"no registry at {json_path} (neither {db_file.name} nor registry.json exists)")
-        context = RegistryContext.open(json_path, database_url=database_url, auto_create=False, export_json=False)
+        context = open_context(json_path, database_url=database_url, auto_create=False, export_json=False)
         document = context.read(_snapshot)
         document["backup"]["database"] = context.database.describe()
-        target = _publish_unique(_render(document), folder, stem, ".json")
+        target = publish_unique(_render(document), folder, stem, ".json")
     logger.info("registry backup written to %s", target)
     return str(folder / target.name)
 
@@ -257,71 +281,10 @@ def default_backup_dir(registry_path: str | os.PathLike[str]) -> Path:
     return folder if path.is_absolute() else Path(os.path.relpath(folder))
 
 
-def copy_to_backup(path: str | os.PathLike[str], backup_dir: str | os.PathLike[str] | None = None) -> str:
-    """Copy a file to a new ``{stem}_backup_{timestamp}{suffix}`` beside it (or in ``backup_dir``).
-
-    Raises:
-        ExportError: the copy could not be written, or ``path`` is not a regular file
-            of at most ``MAX_BACKUP_BYTES`` (a FIFO, a device).
-        FileNotFoundError: ``path`` does not exist.
-    """
-    source = Path(path)
-    folder = Path(backup_dir) if backup_dir is not None else source.parent
-    try:
-        data = read_regular_file(source, max_bytes=MAX_BACKUP_BYTES)
-    except UnsafeFileError as exc:
-        raise ExportError(f"cannot back up {source}: {exc}") from exc
-    target = _publish_unique(data, folder, source.stem, source.suffix)
-    return str(folder / target.name)
-
-
-# --------------------------------------------------------------------------- writing files
-
-
-def _publish_unique(data: str | bytes, folder: Path, stem: str, suffix: str) -> Path:
-    """Write ``data`` durably under a backup name nobody has used; returns the final path."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}_backup.", suffix=export.TEMP_SUFFIX)
-    except OSError as exc:
-        raise ExportError(f"could not create a backup in {folder}: {exc}") from exc
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return _link_unique(temp, folder, stem, suffix)
-    except OSError as exc:
-        raise ExportError(f"could not write a backup of {stem} in {folder}: {exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _link_unique(temp: Path, folder: Path, stem: str, suffix: str) -> Path:
-    """Give the finished ``temp`` file a fresh backup name (hard link: never overwrites)."""
-    base = f"{stem}_backup_{_clock().strftime(NAME_TIME_FORMAT)}"
-    for counter in range(1, 10_000):
-        target = folder / (f"{base}{suffix}" if counter == 1 else f"{base}_{counter}{suffix}")
-        try:
-            os.link(temp, target)
-        except FileExistsError:
-            continue
-        export.fsync_directory(folder)
-        return target
-    raise ExportError(f"could not find a free backup name for {base}{suffix} in {folder}")
-
-
-def _clock() -> datetime:
-    """Now, in UTC: the time a backup name carries."""
-    return datetime.now(timezone.utc)
-
-
 def _sqlite_backup(db_file: Path, folder: Path, stem: str, suffix: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}_backup.", suffix=export.TEMP_SUFFIX)
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}_backup.", suffix=TEMP_SUFFIX)
         os.close(fd)
     except OSError as exc:
         raise ExportError(f"could not create a backup in {folder}: {exc}") from exc
@@ -343,7 +306,7 @@ def _sqlite_backup(db_file: Path, folder: Path, stem: str, suffix: str) -> Path:
             source.close()
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
-        return _link_unique(temp, folder, stem, suffix)
+        return link_unique(temp, folder, stem, suffix)
     except (OSError, sqlite3.Error) as exc:
         raise ExportError(f"could not back up {db_file} to {folder}: {exc}") from exc
     finally:
@@ -588,11 +551,11 @@ def _check_identifiers(tables: dict[str, list[dict[str, Any]]], source: str) -> 
 
 def _open_for_restore(registry_path: str | os.PathLike[str], database_url: str | None) -> RegistryContext:
     try:
-        return RegistryContext.open(registry_path, database_url=database_url, auto_create=True)
+        return open_context(registry_path, database_url=database_url, auto_create=True)
     except ImportFormatError as exc:
         # A new database tried to import a damaged registry.json beside it; the restore replaces it anyway.
         logger.warning("ignoring the failed legacy import before the restore: %s", exc)
-        return RegistryContext.open(registry_path, database_url=database_url, auto_create=True, import_legacy=False)
+        return open_context(registry_path, database_url=database_url, auto_create=True, import_legacy=False)
 
 
 def _replace_tables(session: Session, tables: dict[str, list[dict[str, Any]]], source: str) -> None:

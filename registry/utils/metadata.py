@@ -11,7 +11,7 @@ from typing import Any
 
 from ..artifacts import read_json_file
 from ..errors import InvalidArgumentError, InvalidArtifactsError
-from ..export import atomic_write_text
+from ..fsio import atomic_write_text
 from ..timestamps import format_timestamp
 from ..validation import to_jsonable, validate_identifier
 from .git import get_git_commit

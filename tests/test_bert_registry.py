@@ -33,7 +33,8 @@ from registry import (
     load_bert_embeddings,
 )
 from registry import artifacts as artifacts_module
-from registry import audit, bert_registry as bert_module
+from registry import audit, embeddings_files
+from registry import bert_registry as bert_module
 from registry.models import AuditEvent, BertEmbedding, EmbeddingLink, Settings
 
 VERSION_PATTERN = re.compile(r"bert_\d{8}_\d{6}(_\d+)?")
@@ -421,7 +422,8 @@ def test_pt_file_with_a_pickle_payload_is_refused_and_runs_nothing(
 def fake_pt_version(bert: BERTEmbeddingsRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     """A registered ``.pt`` version, with torch replaced by a stub (torch need not be installed)."""
     monkeypatch.setattr(bert_module, "torch_available", lambda: True)
-    monkeypatch.setattr(bert_module, "_read_tensor", lambda handle, path: np.zeros((10, 4), dtype=np.float32))
+    monkeypatch.setattr(embeddings_files, "torch_available", lambda: True)
+    monkeypatch.setattr(embeddings_files, "_read_tensor", lambda handle, path: np.zeros((10, 4), dtype=np.float32))
     folder = tmp_path / "artifacts" / "cf" / "bert" / "pt"
     folder.mkdir(parents=True)
     file_path = folder / "product_embeddings.pt"
@@ -438,7 +440,7 @@ def test_pt_file_read_errors_are_typed(bert: BERTEmbeddingsRegistry, fake_pt_ver
     def unreadable(path: Path, **_: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(bert_module, "open_regular_file", unreadable)
+    monkeypatch.setattr(embeddings_files, "open_regular_file", unreadable)
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
         bert.load_embeddings(version)
 
@@ -453,7 +455,7 @@ def test_pt_file_changed_since_registration_is_a_checksum_mismatch(
 
 def test_load_torch_reports_a_vanished_file_as_invalid_artifacts(tmp_path: Path) -> None:
     with pytest.raises(InvalidArtifactsError, match="could not be read"):
-        bert_module._load_torch(tmp_path / "gone.pt", tmp_path)
+        embeddings_files.load_torch(tmp_path / "gone.pt", tmp_path)
 
 
 def test_argument_checks_use_the_shared_positive_int() -> None:

@@ -37,8 +37,6 @@ from .artifacts import (
     verify_open_sha256,
 )
 from .context import RegistryContext
-from .selection import settings_row
-from .instances import SharedInstances
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -49,7 +47,9 @@ from .errors import (
     RegistryError,
 )
 from .export import embedding_info, iso
+from .instances import SharedInstances
 from .models import BertEmbedding, EmbeddingLink, Model
+from .selection import settings_row
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import json_payload, optional_text, path_text, positive_int, validate_identifier

@@ -24,7 +24,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from . import abtest, aliases, audit, search, selection, tags, usage
-from .tags import tags_of
 from .artifacts import (
     REQUIRED_MODEL_FILES,
     FileFingerprint,
@@ -38,9 +37,6 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
-from .storage import is_uri
-from .storage.refs import remove_unreferenced, store_objects_of_model
-from .storage.upload import inspect_remote_folder, upload_files
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -69,12 +65,16 @@ from .models import (
     utcnow,
 )
 from .read_cache import ReadCache, generation_cached
+from .storage import is_uri
+from .storage.refs import remove_unreferenced, store_objects_of_model
+from .storage.upload import inspect_remote_folder, upload_files
+from .tags import tags_of
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
-    MODEL_TYPE_MAX_LENGTH,
     ID_MAX_LENGTH,
     MODEL_STATUS,
+    MODEL_TYPE_MAX_LENGTH,
     finite_real,
     json_payload,
     optional_text,
@@ -640,8 +640,6 @@ class ModelRegistry:
             UnknownModelTypeError: ``model_type`` is neither a registered type nor
                 stored in the registry (a typo); the error lists the known types.
         """
-        import pandas as pd
-
         models, metric_rows, tags, metric_names = self._list_rows(model_type, status, sort_by, ascending)
         frame = models_frame(models, metric_rows, tags)
         for name in metric_names:

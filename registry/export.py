@@ -39,8 +39,8 @@ from .models import (
     Settings,
     utcnow,
 )
-from .timestamps import format_timestamp
 from .tags import tags_of
+from .timestamps import format_timestamp
 
 logger = logging.getLogger(__name__)
 

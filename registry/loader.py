@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +56,20 @@ from .instances import SharedInstances
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
     RECORD_QUERY,
-    pointer_queries,
     VERIFY_MODES,
     ModelRecord,
     files_unchanged,
+    pointer_queries,
     read_model,
     record_from_rows,
     stat_files,
 )
 from .model_state import CacheKey, FileStamp, ModelState
+from .models import CURRENT_BEST_ALIAS
 from .notify import GenerationWatcher
 from .storage.cache import ArtifactCache
 from .storage.records import cached_model_files
 from .timestamps import format_timestamp
-from .models import CURRENT_BEST_ALIAS
 from .validation import validate_identifier
 
 logger = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class ModelLoader:
             finally:
                 with self._lock:
                     self._stats.reload_count += 1
-                    self._stats.last_reload_at = format_timestamp(datetime.now(timezone.utc))
+                    self._stats.last_reload_at = format_timestamp(datetime.now(UTC))
 
     # ------------------------------------------------------------------ A/B routing
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from factories import make_model_dir
 
 pytest.importorskip("fsspec")
@@ -27,7 +28,7 @@ from registry.errors import (  # noqa: E402
     InvalidArtifactsError,
 )
 from registry.loader import ModelLoader  # noqa: E402
-from registry.models import ArtifactFile, Model  # noqa: E402
+from registry.models import ArtifactFile  # noqa: E402
 from registry.storage import ArtifactStore  # noqa: E402
 from registry.storage.cache import ArtifactCache  # noqa: E402
 

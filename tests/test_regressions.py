@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import make_model_dir
-from registry_snapshot import file_hashes, snapshot
 
+from factories import make_model_dir
 from registry import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -26,6 +25,7 @@ from registry import (
     ModelRegistry,
     cf_registry,
 )
+from registry_snapshot import file_hashes, snapshot
 
 FROZEN_VERSION = "v_20250116_141500"
 TESTS_DIR = Path(__file__).parent

@@ -45,6 +45,7 @@ def served_arrays_problem(state: Any, stored_path: str) -> str | None:
     ``m{seed}`` gives the arrays ``factories.make_model_dir`` wrote there.
     """
     import numpy as np
+
     from factories import model_arrays
 
     name = Path(stored_path).name

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from .. import audit, usage
 from ..artifacts import REQUIRED_MODEL_FILES, model_files, required_files, safe_delete_tree
 from ..context import ENV_ROOT, RegistryContext
-from ..export import TEMP_SUFFIX, fsync_directory
 from ..errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
+from ..export import TEMP_SUFFIX, fsync_directory
 from ..maintenance import cleanup_protection
 from ..models import Base, Model, Settings
 

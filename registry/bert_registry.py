@@ -28,6 +28,7 @@ from . import audit, export, tags, usage
 from .artifacts import (
     MAX_NPY_BYTES,
     NUMERIC_DTYPE_KINDS,
+    DeletionTarget,
     check_deletable,
     fingerprint,
     load_npy,
@@ -476,7 +477,7 @@ class BERTEmbeddingsRegistry:
             InvalidArgumentError: ``delete_files=True`` and the folder escapes the artifacts root.
         """
         validate_identifier(version, "version")
-        to_remove: list[Path] = []
+        to_remove: list[DeletionTarget] = []
 
         def work(session: Session) -> bool:
             row = _require_embeddings(session, version)

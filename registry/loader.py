@@ -570,7 +570,7 @@ class ModelLoader:
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
         generation, current_id = self._reader.rows(self._check_query, self._pointer_params)[0]
-        generation = int(generation)  # type: ignore[call-overload]
+        generation = int(generation)
         known, served = self._known, self._state
         if known is not None and generation == known[0]:
             if current_id is None:

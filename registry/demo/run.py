@@ -238,7 +238,9 @@ def run_demo(
         progress.advance(overall)
 
         progress.update(overall, description="loading best model, recommending")
-        served_model_id, recommendations, routing = None, {}, {}
+        served_model_id: str | None = None
+        recommendations: dict[str, list[dict[str, Any]]] = {}
+        routing: dict[str, str] = {}
         if best_model_id is not None:
             served_model_id, recommendations = _recommend(registry_path, database_url, data, config.sample_users)
             routing = _routing(ab_test, list(recommendations))
@@ -300,7 +302,7 @@ def _train_and_register(
     metrics = {name: round(value, 6) for name, value in evaluate(user_factors, item_factors, data.train, data.holdout).items()}
     comparison = baseline_comparison(metrics, baseline)
     hyperparameters = params.as_dict()
-    training_info = {
+    training_info: dict[str, Any] = {
         "training_time_seconds": round(training_time, 3),
         "num_users": data.num_users,
         "num_items": data.num_items,

@@ -245,7 +245,6 @@ def test_a_loader_routes_an_alias_arm_to_its_target_and_follows_a_move(registry:
 
 @pytest.fixture
 def test_client():  # type: ignore[no-untyped-def]
-    pytest.importorskip("fastapi")
     from starlette.exceptions import StarletteDeprecationWarning
 
     with warnings.catch_warnings():
@@ -290,7 +289,6 @@ def test_serve_an_unset_alias_answers_503_naming_it(registry: ModelRegistry, mod
 
 
 def test_serve_rejects_a_bad_alias_name() -> None:
-    pytest.importorskip("fastapi")
     from registry.serving import create_app
 
     with pytest.raises(InvalidArgumentError):
@@ -299,7 +297,6 @@ def test_serve_rejects_a_bad_alias_name() -> None:
 
 def test_cfreg_serve_passes_the_alias(registry: ModelRegistry, models, registry_path: Path, database_url: str,  # type: ignore[no-untyped-def]
                                       monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
-    pytest.importorskip("fastapi")
     import importlib
 
     from typer.testing import CliRunner

@@ -421,7 +421,6 @@ def test_cfreg_diff_tables_and_json(registry: ModelRegistry, registry_path: Path
 
 @pytest.mark.slow
 def test_movielens_als_vs_bpr_churn_matches_brute_force(tmp_path: Path) -> None:
-    pytest.importorskip("implicit")
     import scipy.sparse as sp
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking

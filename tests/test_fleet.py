@@ -121,8 +121,6 @@ def served(status: Path) -> str | None:
 
 @pytest.mark.slow
 def test_fleet_of_four_hosts_converges_after_promotions_and_lost_listeners(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
     from s3_server import S3Server
 
     server = S3Server()

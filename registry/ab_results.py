@@ -51,7 +51,7 @@ __all__ = ["DEFAULT_MDE", "METHODS", "METRICS", "VERDICTS", "ab_test_results", "
 def _count(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
         raise InvalidArgumentError(f"{field} must be a non-negative integer, got {value!r}")
-    number = int(value)  # type: ignore[call-overload]
+    number = int(value)
     if number < 0 or number > 2**62:
         raise InvalidArgumentError(f"{field} must be a non-negative integer, got {value!r}")
     return number

@@ -124,7 +124,7 @@ def validate_traffic_split(value: object) -> float:
 def _validate_promote(promote: object) -> str | None:
     if promote is not None and promote not in ARMS:
         raise InvalidArgumentError(f"promote must be None, 'control' or 'treatment', got {promote!r}")
-    return promote  # type: ignore[return-value]
+    return promote
 
 
 def _require_active_model(session: Session, model_id: str, role: str) -> Model:

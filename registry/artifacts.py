@@ -12,6 +12,7 @@ anything that does not resolve inside the artifacts root.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -187,7 +188,7 @@ def load_npy_verified(path: Path, expected_sha256: str, *, max_bytes: int = MAX_
     return array
 
 
-def _open_npy(path: Path, max_bytes: int, within: Path | None) -> BinaryIO:
+def _open_npy(path: Path, max_bytes: int, within: Path | None) -> io.BufferedReader:
     try:
         return open_regular_file(path, max_bytes=max_bytes, within=within)
     except OSError as exc:
@@ -227,12 +228,13 @@ def _read_npy_header(handle: BinaryIO, path: Path, max_bytes: int | None = None)
     return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran), offset, size)
 
 
-def _read_npy_data(handle: BinaryIO, header: NpyHeader, path: Path, digest: Any = None, chunk: int = 1 << 24) -> Any:
+def _read_npy_data(handle: io.BufferedReader, header: NpyHeader, path: Path, digest: Any = None, chunk: int = 1 << 24) -> Any:
     """The data after a checked header, read into a new array (and fed to ``digest`` when given)."""
     import numpy as np
 
     array = np.empty(header.shape, dtype=header.dtype, order="F" if header.fortran_order else "C")
-    view = memoryview(array.reshape(-1, order="A").view(np.uint8)) if array.size else memoryview(b"")
+    # numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12; arrays are buffers on 3.11 too.
+    view = memoryview(array.reshape(-1, order="A").view(np.uint8)) if array.size else memoryview(b"")  # type: ignore[arg-type]
     done = 0
     while done < len(view):
         count = handle.readinto(view[done:done + chunk])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import ExportError, UnsafeFileError
@@ -75,4 +75,4 @@ def link_unique(temp: Path, folder: Path, stem: str, suffix: str) -> Path:
 
 def clock() -> datetime:
     """Now, in UTC: the time a backup name carries."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, export, tags, usage
 from .artifacts import (
+    DeletionTarget,
     check_deletable,
     fingerprint,
     load_npy,
@@ -482,7 +483,7 @@ class BERTEmbeddingsRegistry:
             InvalidArgumentError: ``delete_files=True`` and the folder escapes the artifacts root.
         """
         validate_identifier(version, "version")
-        to_remove: list[Path] = []
+        to_remove: list[DeletionTarget] = []
 
         def work(session: Session) -> bool:
             row = _require_embeddings(session, version)

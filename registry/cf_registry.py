@@ -17,6 +17,7 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 from . import abtest, aliases, audit, search, selection, tags, usage
 from .artifacts import (
     REQUIRED_MODEL_FILES,
+    DeletionTarget,
     FileFingerprint,
     check_deletable,
     check_model_folder,
@@ -649,8 +651,6 @@ class ModelRegistry:
             UnknownModelTypeError: ``model_type`` is neither a registered type nor
                 stored in the registry (a typo); the error lists the known types.
         """
-        import pandas as pd
-
         models, metric_rows, tags, metric_names = self._list_rows(model_type, status, sort_by, ascending)
         frame = models_frame(models, metric_rows, tags)
         for name in metric_names:
@@ -682,7 +682,7 @@ class ModelRegistry:
 
     def _list_rows(
         self, model_type: str | None, status: str | None, sort_by: str, ascending: bool,
-    ) -> tuple[list[Any], list[Any], dict[str, dict[str, str]], list[str]]:
+    ) -> tuple[Sequence[Any], list[Any], dict[str, dict[str, str]], list[str]]:
         """Validated arguments, then ``(models, metric rows, tags, metric names)`` in creation order."""
         if model_type is not None:
             validate_identifier(model_type, "model_type")
@@ -693,7 +693,7 @@ class ModelRegistry:
         if isinstance(ascending, str) or ascending not in (True, False):
             raise InvalidArgumentError(f"ascending must be True or False, got {ascending!r}")
 
-        def work(session: Session) -> tuple[list[Any], list[Any], set[str], dict[str, dict[str, str]]]:
+        def work(session: Session) -> tuple[Sequence[Any], list[Any], set[str], dict[str, dict[str, str]]]:
             conditions = []
             if model_type is not None:
                 selection.require_known_model_type(session, model_type)
@@ -1021,7 +1021,7 @@ class ModelRegistry:
         """
         validate_identifier(model_id, "model_id")
         delete_files = validate_flag(delete_files, "delete_files")
-        to_remove: list[Path] = []
+        to_remove: list[DeletionTarget] = []
         objects: list[tuple[str, str]] = []
 
         def work(session: Session) -> bool:
@@ -1177,7 +1177,7 @@ def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
     # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so the
     # first free id found here is still free at commit; the primary key is the backstop.
     base = _generate_version_id("v")
-    hint_key = (str(session.get_bind().url), model_type, base)
+    hint_key = (str(session.get_bind().engine.url), model_type, base)
     hint = _suffix_hints.get(hint_key)
     if hint is None and session.get(Model, f"{model_type}_{base}") is None:
         return f"{model_type}_{base}", base

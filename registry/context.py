@@ -159,7 +159,7 @@ class RegistryContext:
         """
         if reader is not None:
             generation, current = reader.rows(GENERATION_QUERY)[0]
-            return int(generation), current  # type: ignore[call-overload, return-value]
+            return int(generation), current
 
         def work(session: Session) -> tuple[int, str | None]:
             row = session.execute(GENERATION_QUERY).one()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import URL, make_url
@@ -385,7 +385,7 @@ class HeldReader:
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def rows(self, statement: Executable, parameters: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+    def rows(self, statement: Executable, parameters: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
         """Run one read statement; returns its rows as tuples."""
         with self._lock:
             if self._pid != os.getpid():

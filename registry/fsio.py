@@ -10,6 +10,7 @@ new one, never a mix, and a crash leaves the old one.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import stat
@@ -32,7 +33,7 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXE
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def open_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: str | os.PathLike[str] | None = None) -> BinaryIO:
+def open_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: str | os.PathLike[str] | None = None) -> io.BufferedReader:
     """Open a file for reading, only if it is safe to read.
 
     The file is opened with ``O_NONBLOCK`` (a FIFO without a writer cannot hang

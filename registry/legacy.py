@@ -37,7 +37,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -564,8 +564,8 @@ def _parse_time(value: Any, where: str, parsed: ParsedRegistry | None) -> dateti
     try:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:
-            return moment.replace(tzinfo=timezone.utc)  # the original wrote naive local time; we cannot know the zone
-        return moment.astimezone(timezone.utc)
+            return moment.replace(tzinfo=UTC)  # the original wrote naive local time; we cannot know the zone
+        return moment.astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         raise ImportFormatError(
             f"{where} {short_repr(value)} is not an ISO timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff]) in years 1-9999"

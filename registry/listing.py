@@ -7,6 +7,7 @@ Columns: ``model_id, model_type, version, status, created_at``, one column per m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .export import iso
@@ -19,7 +20,7 @@ LIST_BASE_COLUMNS = ["model_id", "model_type", "version", "status", "created_at"
 SORT_KEY = "_created"
 
 
-def models_frame(models: list[Any], metric_rows: list[tuple[str, str, float]], tags: dict[str, dict[str, str]]) -> pd.DataFrame:
+def models_frame(models: Sequence[Any], metric_rows: list[tuple[str, str, float]], tags: dict[str, dict[str, str]]) -> pd.DataFrame:
     """Rows ``(model_id, model_type, version, status, created_at, training_info)`` in their given order,
     with the metrics and tags joined; a hidden ``_created`` column keeps the raw time for sorting."""
     import pandas as pd
@@ -47,7 +48,7 @@ def models_frame(models: list[Any], metric_rows: list[tuple[str, str, float]], t
 
 
 def models_records(
-    models: list[Any], metric_rows: list[tuple[str, str, float]], tags: dict[str, dict[str, str]], metric_names: list[str],
+    models: Sequence[Any], metric_rows: list[tuple[str, str, float]], tags: dict[str, dict[str, str]], metric_names: list[str],
 ) -> list[dict[str, Any]]:
     """The same rows as :func:`models_frame`, as plain dicts in :func:`public_columns` order (None where
     the frame has NaN), plus the hidden ``_created`` key; no pandas, for callers that only print them."""

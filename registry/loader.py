@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -357,7 +357,7 @@ class ModelLoader:
             finally:
                 with self._lock:
                     self._stats.reload_count += 1
-                    self._stats.last_reload_at = format_timestamp(datetime.now(timezone.utc))
+                    self._stats.last_reload_at = format_timestamp(datetime.now(UTC))
 
     # ------------------------------------------------------------------ A/B routing
 
@@ -571,7 +571,7 @@ class ModelLoader:
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
         generation, current_id = self._reader.rows(self._check_query, self._pointer_params)[0]
-        generation = int(generation)  # type: ignore[call-overload]
+        generation = int(generation)
         known, served = self._known, self._state
         if known is not None and generation == known[0]:
             if current_id is None:

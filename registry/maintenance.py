@@ -442,7 +442,7 @@ def plan_cleanup(registry: ModelRegistry, keep_last: int, *, archive_old: bool =
             select(Model.model_id, Model.model_type, Model.created_at, Model.status)
             .order_by(Model.model_type, Model.created_at.desc(), Model.model_id.desc())
         ).all()
-        return [tuple(row) for row in rows], cleanup_protection(session)
+        return [(model_id, model_type, created, status) for model_id, model_type, created, status in rows], cleanup_protection(session)
 
     rows, protected = registry.context.read(work)
     report = CleanupReport(keep_last=keep_last, archive_old=archive_old, delete_files=delete_files, dry_run=True)

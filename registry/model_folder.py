@@ -238,7 +238,11 @@ def _user_eval_writer(user_eval: Any, path: Path) -> Writer:
     if not isinstance(user_eval, tuple) or len(user_eval) != 2 or not isinstance(user_eval[1], Mapping):
         raise InvalidArgumentError("user_eval must be a (user_ids, {metric name: per-user values}) pair")
     data = user_eval_bytes(user_eval[0], user_eval[1], str(path))
-    return lambda handle: handle.write(data)  # type: ignore[func-returns-value]
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write
 
 
 def _npz_writer(interactions: Interactions) -> Writer:

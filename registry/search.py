@@ -9,7 +9,7 @@ and tags of that page.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
@@ -97,7 +97,7 @@ def _timestamp(text: str, node: Comparison, value: object) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise FilterSyntaxError(text, node.position, f"{value!r} is not an ISO date or time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def order_clauses(order_by: list[str] | tuple[str, ...] | None) -> list[Any]:

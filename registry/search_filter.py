@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from .errors import FilterSyntaxError
 
@@ -47,7 +46,7 @@ class Comparison:
     kind: str  # "attribute", "metric" or "tag"
     name: str
     op: str
-    value: Union[float, str, tuple[Union[float, str], ...]]
+    value: float | str | tuple[float | str, ...]
     position: int
 
 
@@ -56,10 +55,10 @@ class BoolOp:
     """``and``/``or`` of two or more parts."""
 
     op: str
-    parts: tuple["Node", ...]
+    parts: tuple[Node, ...]
 
 
-Node = Union[Comparison, BoolOp]
+Node = Comparison | BoolOp
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ and an audit event in the same transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import and_, select

@@ -251,7 +251,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
 
     def service() -> RecommendationService:
-        return app.state.service  # type: ignore[no-any-return]
+        return app.state.service
 
     @app.exception_handler(NoModelLoadedError)
     async def no_model(_request: Request, exc: NoModelLoadedError) -> JSONResponse:

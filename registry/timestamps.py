@@ -9,7 +9,7 @@ version since 3.7 (``Z`` only from 3.11), and it sorts chronologically as text.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidArgumentError
 
@@ -27,8 +27,8 @@ def format_timestamp(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
 def parse_time_spec(text: str, now: datetime | None = None) -> datetime:
@@ -41,7 +41,7 @@ def parse_time_spec(text: str, now: datetime | None = None) -> datetime:
     Raises:
         InvalidArgumentError: anything else, naming the accepted forms.
     """
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     spec = text.strip().lower()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if spec == "now":
@@ -61,5 +61,5 @@ def parse_time_spec(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise InvalidArgumentError(f"{text!r} is not a time: use {TIME_SPEC_HELP}") from None
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .abtest import running_test
 from .context import RegistryContext
 from .errors import ModelInUseError
-from .abtest import running_test
 from .models import BertEmbedding, Model
 
 

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from factories import make_embeddings_dir, make_model_dir
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from factories import make_embeddings_dir, make_model_dir
 
 POSTGRES_ENV = "CFREG_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get(POSTGRES_ENV) else [])

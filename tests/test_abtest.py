@@ -21,9 +21,10 @@ from registry import (
     ModelNotFoundError,
     NoModelLoadedError,
     RegistryError,
+    abtest,
+    audit,
     get_model_for_user,
 )
-from registry import abtest, audit
 from registry.models import ABTest, Selection
 
 DOC_KEYS = {"test_id", "start_time", "control_model", "treatment_model", "traffic_split", "status"}

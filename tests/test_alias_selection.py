@@ -260,7 +260,6 @@ def test_a_loader_following_another_alias_routes_no_ab_test(registry: ModelRegis
 
 @pytest.fixture
 def test_client():  # type: ignore[no-untyped-def]
-    pytest.importorskip("fastapi")
     from starlette.exceptions import StarletteDeprecationWarning
 
     with warnings.catch_warnings():
@@ -305,7 +304,6 @@ def test_serve_an_unset_alias_answers_503_naming_it(registry: ModelRegistry, mod
 
 
 def test_serve_rejects_a_bad_alias_name() -> None:
-    pytest.importorskip("fastapi")
     from registry.serving import create_app
 
     with pytest.raises(InvalidArgumentError):
@@ -314,7 +312,6 @@ def test_serve_rejects_a_bad_alias_name() -> None:
 
 def test_cfreg_serve_passes_the_alias(registry: ModelRegistry, models, registry_path: Path, database_url: str,  # type: ignore[no-untyped-def]
                                       monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
-    pytest.importorskip("fastapi")
     import importlib
 
     from typer.testing import CliRunner

@@ -15,21 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from factories import make_model_dir
-
-pytest.importorskip("fsspec")
-
-from registry import ModelRegistry  # noqa: E402
-from registry.errors import (  # noqa: E402
+from registry import ModelRegistry
+from registry.errors import (
     ArtifactStoreError,
     ChecksumMismatchError,
     InvalidArgumentError,
     InvalidArtifactsError,
 )
-from registry.loader import ModelLoader  # noqa: E402
-from registry.models import ArtifactFile, Model  # noqa: E402
-from registry.storage import ArtifactStore  # noqa: E402
-from registry.storage.cache import ArtifactCache  # noqa: E402
+from registry.loader import ModelLoader
+from registry.models import ArtifactFile
+from registry.storage import ArtifactStore
+from registry.storage.cache import ArtifactCache
 
 
 def sha256_of(path: Path) -> str:
@@ -52,8 +50,6 @@ def memory_store() -> str:
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """moto's S3 server on a free port, a bucket, and the environment pointing at them."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
     from s3_server import S3Server
 
     server = S3Server()

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import make_model_dir
 from numpy.lib import format as npformat
-from registry_snapshot import snapshot
 
+from factories import make_model_dir
 from registry import (
     REQUIRED_MODEL_FILES,
     ChecksumMismatchError,
@@ -40,6 +39,7 @@ from registry.artifacts import (
     read_npy_header,
     safe_delete_tree,
 )
+from registry_snapshot import snapshot
 
 
 def write_raw_npy(path: Path, shape: tuple[int, ...], descr: str = "<f4", data: bytes = b"", version: int = 1) -> Path:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_snapshot import snapshot
 
 from registry import BERTEmbeddingsRegistry, ModelRegistry, audit
 from registry.legacy import import_registry_json
 from registry.maintenance import cleanup_old_models
 from registry.utils import backup_registry, cleanup_old_artifacts, restore_registry
+from registry_snapshot import snapshot
 
 DATA = Path(__file__).parent / "data"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_snapshot import snapshot
 
 from registry import ExportError, ImportFormatError, ModelRegistry
 from registry.utils import backup_registry, list_backups, restore_registry
+from registry_snapshot import snapshot
 
 DATA = Path(__file__).parent / "data"
 NAME = re.compile(r"^registry_backup_\d{8}_\d{6}_\d{6}(_\d+)?\.(json|db)$")

@@ -29,11 +29,12 @@ from registry import (
     ModelRegistry,
     NoModelLoadedError,
     RegistryNotFoundError,
+    audit,
+    embeddings_files,
     get_bert_registry,
     load_bert_embeddings,
 )
 from registry import artifacts as artifacts_module
-from registry import audit, embeddings_files
 from registry import bert_registry as bert_module
 from registry.models import AuditEvent, BertEmbedding, EmbeddingLink, Settings
 

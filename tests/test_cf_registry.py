@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from registry_snapshot import snapshot
 
 from registry import (
     MODEL_STATUS,
@@ -34,6 +33,7 @@ from registry import (
     audit,
     get_registry,
 )
+from registry_snapshot import snapshot
 
 LINE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \| (?P<action>[A-Z_]+) \| (?P<target>[^|]+) \| (?P<details>[^|]*)$")
 

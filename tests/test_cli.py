@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from factories import make_embeddings_dir, make_model_dir
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from factories import make_embeddings_dir, make_model_dir
 from registry import ModelNotFoundError, ModelRegistry, db
 from registry.audit import query_events
 from registry.cli import app

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import make_model_dir
-from registry_snapshot import snapshot
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from factories import make_model_dir
 from registry import ModelRegistry, db
 from registry.cli import app
 from registry.discovery import find_registries
+from registry_snapshot import snapshot
 
 WIDE = {"COLUMNS": "300"}
 

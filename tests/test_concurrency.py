@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import workers
 from sqlalchemy import create_engine, text
+
+import workers
 from workers import METRIC
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import workers
 from sqlalchemy import create_engine, text
+
+import workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and forkserver are POSIX")]
 
@@ -76,7 +77,7 @@ def test_sigkill_during_register_and_select_leaves_a_consistent_registry(
             )
             process.start()
             victims.append((process, ready))
-        for process, ready in victims:
+        for _process, ready in victims:
             assert ready.wait(60), "a victim never completed its first register + select"
         # Both are looping now; let them run for a random moment, then kill mid-flight.
         victims[0][0].join(timeout=rng.uniform(0.0, 0.3))
@@ -181,7 +182,6 @@ def test_sigkill_during_the_first_open_import_of_a_legacy_registry_loses_nothing
     import time
 
     from factories import make_model_dir
-
     from registry import ModelRegistry, db
 
     legacy_text = json.dumps(_legacy_document(LEGACY_MODELS))

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import make_model_dir
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from factories import make_model_dir
 from registry import (
     ChecksumMismatchError,
     ChurnLimitError,
@@ -421,12 +421,12 @@ def test_cfreg_diff_tables_and_json(registry: ModelRegistry, registry_path: Path
 
 @pytest.mark.slow
 def test_movielens_als_vs_bpr_churn_matches_brute_force(tmp_path: Path) -> None:
-    pytest.importorskip("implicit")
     import scipy.sparse as sp
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
-    from movielens import load_ratings, train_test_split
     from threadpoolctl import threadpool_limits
+
+    from movielens import load_ratings, train_test_split
 
     train, _ = train_test_split(load_ratings(), seed=0)
     user_ids = sorted(train["user_id"].unique(), key=int)
@@ -455,7 +455,10 @@ def test_movielens_als_vs_bpr_churn_matches_brute_force(tmp_path: Path) -> None:
     U_a, V_a = np.asarray(als.user_factors), np.asarray(als.item_factors)
     U_b, V_b = np.asarray(bpr.user_factors), np.asarray(bpr.item_factors)
     sample = np.sort(np.random.default_rng(np.random.SeedSequence(1).spawn(2)[0]).choice(len(user_ids), 300, replace=False))
-    seen = lambda u: matrix[u].indices
+
+    def seen(u: int) -> np.ndarray:
+        return matrix[u].indices
+
     expected = brute_force_overlap(U_a, V_a, U_b, V_b, sample, sample, 10, seen_a=seen, seen_b=seen)
     assert report.churn.mean_overlap == pytest.approx(expected.mean(), abs=1e-9)
     assert 0 < report.churn.churn < 1, "two different algorithms agree on some items, not all"

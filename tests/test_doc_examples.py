@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import make_embeddings_dir, make_model_dir
 
 import registry as registry_package
+from factories import make_embeddings_dir, make_model_dir
 from registry import REQUIRED_MODEL_FILES, ModelRegistry
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from docs_blocks import (
     POSTGRES_ENV,
     REPO,

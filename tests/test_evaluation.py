@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,11 @@ from registry import (
     InvalidArgumentError,
     InvalidArtifactsError,
     NoUserEvaluationError,
+    audit,
     read_user_eval,
+    stats,
     write_user_eval,
 )
-from registry import audit, stats
 from registry_snapshot import snapshot
 
 USERS = [f"u{i}" for i in range(300)]

@@ -37,6 +37,7 @@ def test_movielens_als_vs_bpr_interval_agrees_with_scipy(tmp_path: Path) -> None
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
+
     from movielens import load_ratings, train_test_split
 
     train_frame, test_frame = train_test_split(load_ratings(), seed=0)

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry import ModelRegistry
-from registry import export
+from registry import ModelRegistry, export
 from registry.export import build_registry_document, publish
 from registry.legacy import BACKUP_KEYS, MODEL_FIELDS, REGISTRY_KEYS, import_registry_json
 

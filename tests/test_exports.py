@@ -89,7 +89,6 @@ def test_linking_embeddings_to_an_unknown_cf_model_is_still_refused(tmp_path: Pa
     """The one intended difference from the original package."""
     monkeypatch.chdir(tmp_path)  # the registry's root is the working directory: its audit log goes to ./logs
     from factories import make_embeddings_dir
-
     from registry import BERTEmbeddingsRegistry, ModelNotFoundError
 
     make_embeddings_dir(tmp_path / "emb", num_items=5, dim=4)

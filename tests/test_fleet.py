@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import make_model_dir
 from sqlalchemy import create_engine, text
 
-from registry import ModelRegistry
+from factories import make_model_dir
+from registry import ModelNotFoundError, ModelRegistry
 from registry.loader import ModelLoader
 from registry.notify import APPLICATION_NAME
 
@@ -84,7 +84,6 @@ def test_watching_loader_follows_promotions(tmp_path: Path, database_url: str, b
 
 def test_a_rolled_back_change_notifies_nobody(tmp_path: Path, postgres_url: str) -> None:
     import psycopg
-
     from psycopg import sql
 
     from registry.notify import channel_name, listen_conninfo
@@ -94,7 +93,7 @@ def test_a_rolled_back_change_notifies_nobody(tmp_path: Path, postgres_url: str)
     with psycopg.connect(listen_conninfo(postgres_url), autocommit=True) as listener:
         schema = listener.execute("SELECT current_schema()").fetchone()[0]
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel_name(schema))))
-        with pytest.raises(Exception):
+        with pytest.raises(ModelNotFoundError):
             registry.promote_model("als_no_such_model")
         assert list(listener.notifies(timeout=0.3)) == []
         registry.promote_model(model_id)
@@ -122,8 +121,6 @@ def served(status: Path) -> str | None:
 
 @pytest.mark.slow
 def test_fleet_of_four_hosts_converges_after_promotions_and_lost_listeners(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
     from s3_server import S3Server
 
     server = S3Server()

@@ -296,9 +296,7 @@ def test_legacy_import_refuses_bad_documents_cleanly(registry: Any, snapshot: Sn
     """D7: hostile legacy registry.json files are refused with a RegistryError and import nothing."""
     from registry import legacy
 
-    importer = getattr(legacy, "import_registry_json", None)
-    if importer is None:
-        pytest.skip("registry.legacy.import_registry_json is not implemented yet")
+    importer = legacy.import_registry_json
     cases = {
         "deep.json": "[" * 100_000 + "]" * 100_000,
         "bigint.json": '{"current_best": null, "models": {}, "metadata": {"n": ' + "9" * 5000 + "}}",

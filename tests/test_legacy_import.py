@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from registry_snapshot import snapshot
 
 from registry import ImportFormatError, ModelExistsError, ModelRegistry
 from registry.legacy import import_registry_json, read_json_strict
 from registry.utils import list_backups
+from registry_snapshot import snapshot
 
 DATA = Path(__file__).parent / "data"
 LEGACY_JSON = DATA / "legacy_registry.json"

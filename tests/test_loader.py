@@ -29,11 +29,12 @@ from registry import (
     ModelState,
     NoModelLoadedError,
     RegistryNotFoundError,
+    artifacts,
+    audit,
     get_loader,
     load_model_from_registry,
     reset_loader,
 )
-from registry import artifacts, audit
 from registry.abtest import get_model_for_user
 from registry.models import ABTest
 

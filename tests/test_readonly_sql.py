@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import POSTGRES_ENV, drop_postgres_schema, postgres_schema_url
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from conftest import POSTGRES_ENV, drop_postgres_schema, postgres_schema_url
 from registry import InvalidArgumentError, ModelRegistry, db
 from registry.errors import ReadOnlyQueryError, ReadOnlySqlUnavailableError
 from registry.pg_readonly import reader_role_name, setup_reader

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import make_model_dir
-from registry_snapshot import file_hashes, snapshot
 
+from factories import make_model_dir
 from registry import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -26,6 +25,7 @@ from registry import (
     ModelRegistry,
     cf_registry,
 )
+from registry_snapshot import file_hashes, snapshot
 
 FROZEN_VERSION = "v_20250116_141500"
 TESTS_DIR = Path(__file__).parent
@@ -65,7 +65,6 @@ _WORKER = r"""
 import json, sys, time
 from pathlib import Path
 args = json.loads(sys.argv[1])
-sys.path.insert(0, args["tests_dir"])
 from factories import make_model_dir
 from registry import ModelRegistry, cf_registry
 cf_registry._generate_version_id = lambda prefix="v", *a, **k: prefix + "_20250116_141500"  # frozen clock
@@ -90,10 +89,10 @@ def test_two_registry_instances_in_two_processes_both_keep_their_models(
 ) -> None:
     go = tmp_path / "go"
     count = 5
-    env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_DIR), str(TESTS_DIR)])}  # factories from tests/
     workers = []
     for name in ("alpha", "beta"):
-        args = {"tests_dir": str(TESTS_DIR), "registry_path": str(registry_path), "database_url": database_url,
+        args = {"registry_path": str(registry_path), "database_url": database_url,
                 "root": str(tmp_path), "name": name, "count": count, "go": str(go)}
         workers.append(subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(args)], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

@@ -11,14 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import make_model_dir
-from registry_snapshot import snapshot
 
+from factories import make_model_dir
 from registry import InvalidArgumentError, InvalidArtifactsError, ModelRegistry
 from registry.audit import query_events
 from registry.maintenance import (
@@ -28,6 +27,7 @@ from registry.maintenance import (
     stored_artifacts_path,
     update_registry_from_folder,
 )
+from registry_snapshot import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 UPDATE_SCRIPT = REPO / "tools" / "update_registry.py"
@@ -240,7 +240,7 @@ def test_cleanup_delete_with_files_stays_inside_the_artifacts_root(registry: Mod
 
         from registry.models import Model
 
-        session.execute(update(Model).where(Model.model_id == "als_v0").values(created_at=datetime(2000, 1, 1, tzinfo=timezone.utc)))
+        session.execute(update(Model).where(Model.model_id == "als_v0").values(created_at=datetime(2000, 1, 1, tzinfo=UTC)))
     registry.promote_model("als_v3")
 
     report = cleanup_old_models(registry, 1, delete_files=True)

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import workers
-from factories import make_model_dir
 from numpy.lib import format as npformat
 
+import workers
+from factories import make_model_dir
 from registry import (
     InvalidArgumentError,
     InvalidArtifactsError,

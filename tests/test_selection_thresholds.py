@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from registry_snapshot import snapshot
 
 from registry import ModelRegistry
+from registry_snapshot import snapshot
 
 
 def add(registry: ModelRegistry, model_dir, version: str, ndcg: float,  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ def assert_timestamp(value: Any, where: str) -> datetime:
     assert isinstance(value, str) and ISO.match(value), f"{where}: {value!r} is not YYYY-MM-DDTHH:MM:SS+00:00"
     moment = datetime.fromisoformat(value)  # what legacy readers use
     assert moment.utcoffset() == timedelta(0), where
-    assert abs(datetime.now(timezone.utc) - moment) < timedelta(hours=1), f"{where}: {value} is not now (UTC)"
+    assert abs(datetime.now(UTC) - moment) < timedelta(hours=1), f"{where}: {value} is not now (UTC)"
     return moment
 
 
@@ -106,19 +106,19 @@ def test_format_timestamp_is_utc_seconds_with_offset() -> None:
     assert format_timestamp(None) is None
 
 
-NOW = datetime(2026, 12, 2, 9, 40, 52, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 2, 9, 40, 52, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("2025-01-16", datetime(2025, 1, 16, tzinfo=timezone.utc)),
-        ("2025-01-16T14:30:00", datetime(2025, 1, 16, 14, 30, tzinfo=timezone.utc)),
-        ("2025-01-16T14:30:00Z", datetime(2025, 1, 16, 14, 30, tzinfo=timezone.utc)),
-        ("2025-01-16T16:30:00+02:00", datetime(2025, 1, 16, 14, 30, tzinfo=timezone.utc)),
+        ("2025-01-16", datetime(2025, 1, 16, tzinfo=UTC)),
+        ("2025-01-16T14:30:00", datetime(2025, 1, 16, 14, 30, tzinfo=UTC)),
+        ("2025-01-16T14:30:00Z", datetime(2025, 1, 16, 14, 30, tzinfo=UTC)),
+        ("2025-01-16T16:30:00+02:00", datetime(2025, 1, 16, 14, 30, tzinfo=UTC)),
         ("now", NOW),
-        ("today", datetime(2026, 12, 2, tzinfo=timezone.utc)),
-        ("Yesterday", datetime(2026, 12, 1, tzinfo=timezone.utc)),
+        ("today", datetime(2026, 12, 2, tzinfo=UTC)),
+        ("Yesterday", datetime(2026, 12, 1, tzinfo=UTC)),
         ("7d", NOW - timedelta(days=7)),
         ("2h", NOW - timedelta(hours=2)),
         ("30m", NOW - timedelta(minutes=30)),

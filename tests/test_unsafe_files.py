@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 import workers
 from factories import make_embeddings_dir
-
-from registry import ImportFormatError, InvalidArtifactsError, ModelRegistry, UnsafeFileError
-from registry import artifacts, fsio, legacy
+from registry import ImportFormatError, InvalidArtifactsError, ModelRegistry, UnsafeFileError, artifacts, fsio, legacy
 from registry.bert_registry import BERTEmbeddingsRegistry
 from registry.errors import ExportError
 from registry.loader import ModelLoader

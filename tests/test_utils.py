@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from factories import make_model_dir
-from registry_snapshot import snapshot
 
+from factories import make_model_dir
 from registry import InvalidArgumentError, InvalidArtifactsError, ModelRegistry
 from registry.utils import (
     cleanup_old_artifacts,
@@ -28,6 +27,7 @@ from registry.utils import (
     save_model_metadata,
     validate_model_path,
 )
+from registry_snapshot import snapshot
 
 logger = logging.getLogger(__name__)
 

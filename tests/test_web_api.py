@@ -17,13 +17,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-from registry_snapshot import snapshot
-
 import numpy as np
 
 from registry import BERTEmbeddingsRegistry, ModelRegistry, audit, write_user_eval
 from registry.web import create_app, is_loopback
 from registry.web.auth import TokenStore
+from registry_snapshot import snapshot
 
 TOKEN = "alice-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from registry_snapshot import snapshot, table_rows
-from web_data import build_registry
 
 from registry import ModelRegistry
 from registry.web import create_app
 from registry.web.auth import TokenStore
+from registry_snapshot import snapshot, table_rows
+from web_data import build_registry
 
 pytestmark = pytest.mark.slow
 

@@ -15,12 +15,11 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from factories import make_model_dir
-from registry_snapshot import snapshot
-
 from registry import InvalidArgumentError, ModelRegistry, write_user_eval
 from registry.web import create_app
 from registry.web.auth import TokenStore, load_tokens, parse_token_file
 from registry.web.charts import nice_ticks, scatter_chart, time_chart
+from registry_snapshot import snapshot
 
 TOKEN = "bob-token-0123456789abc"
 

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from factories import make_embeddings_dir, make_model_dir
 
+from factories import make_embeddings_dir, make_model_dir
 from registry import BERTEmbeddingsRegistry, ModelRegistry, create_empty_registry, write_user_eval
 
 START = datetime(2025, 1, 6, 9, 30)

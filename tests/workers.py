@@ -1,8 +1,8 @@
 """Worker functions for the multi-process reliability tests, and the checks they share.
 
 Spawned processes import this module by name, so it must not depend on pytest
-or on conftest: every worker puts ``tests/`` (and the repository) on
-``sys.path`` itself before importing anything from the project.
+or on conftest; they inherit the parent's ``sys.path`` (``tests/`` is on it
+through pytest's ``pythonpath``).
 """
 
 from __future__ import annotations
@@ -10,16 +10,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
-
-TESTS_DIR = Path(__file__).resolve().parent
-for _path in (str(TESTS_DIR), str(TESTS_DIR.parent)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
 METRIC = "ndcg@10"
 
@@ -45,6 +39,7 @@ def served_arrays_problem(state: Any, stored_path: str) -> str | None:
     ``m{seed}`` gives the arrays ``factories.make_model_dir`` wrote there.
     """
     import numpy as np
+
     from factories import model_arrays
 
     name = Path(stored_path).name

@@ -939,7 +939,10 @@ def bench_model_diff(args: argparse.Namespace) -> str:
         peaks = {}
         for sample in (1000, 2000, 4000, 8000):
             params = compute.DiffParams(users=sample, items=sample)
-            work = lambda params=params: compute.compute(side_a, side_b, params, "", [], time.perf_counter())
+
+            def work(params: compute.DiffParams = params) -> object:
+                return compute.compute(side_a, side_b, params, "", [], time.perf_counter())
+
             rows.append((f"numbers only, {sample:,} users + {min(sample, items):,} items", measure(work, budget), "linear"))
             tracemalloc.start()
             work()
@@ -1011,11 +1014,11 @@ def bench_aliases(args: argparse.Namespace) -> str:
                 mlflow.fill_to(size)
             toggle = {"ours": 0, "mlflow": 0}
 
-            def ours_set() -> None:
+            def ours_set(toggle: dict[str, int] = toggle) -> None:
                 toggle["ours"] ^= 1
                 ours.registry.set_alias("champion", f"als_fill_{toggle['ours']:06d}")
 
-            def mlflow_set() -> None:
+            def mlflow_set(toggle: dict[str, int] = toggle) -> None:
                 toggle["mlflow"] ^= 1
                 mlflow.client.set_registered_model_alias("als", "champion", str(1 + toggle["mlflow"]))  # type: ignore[union-attr]
 

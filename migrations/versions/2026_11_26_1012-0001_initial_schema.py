@@ -1,17 +1,16 @@
 """Initial schema: every registry table, the settings row and the reporting views.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 10:12:50.821654
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision: str = '0001'
 down_revision: str | Sequence[str] | None = None
@@ -199,7 +198,7 @@ def upgrade() -> None:
         sa.column("created_at", sa.DateTime(timezone=True)),
         sa.column("last_updated", sa.DateTime(timezone=True)),
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     op.bulk_insert(settings, [{
         "id": 1, "generation": 0, "selection_criteria": "ndcg@10", "registry_version": "1.0",
         "created_at": now, "last_updated": now,

@@ -199,7 +199,8 @@ class RegistryGroup(TyperGroup):
             args = hoist_global_options(self, ctx, list(args))
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # typer hands its own Context subclass; the base class annotates the (vendored) click Context.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):

@@ -36,7 +36,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -238,7 +238,9 @@ def run_demo(
         progress.advance(overall)
 
         progress.update(overall, description="loading best model, recommending")
-        served_model_id, recommendations, routing = None, {}, {}
+        served_model_id: str | None = None
+        recommendations: dict[str, list[dict[str, Any]]] = {}
+        routing: dict[str, str] = {}
         if best_model_id is not None:
             served_model_id, recommendations = _recommend(registry_path, database_url, data, config.sample_users)
             routing = _routing(ab_test, list(recommendations))
@@ -300,7 +302,7 @@ def _train_and_register(
     metrics = {name: round(value, 6) for name, value in evaluate(user_factors, item_factors, data.train, data.holdout).items()}
     comparison = baseline_comparison(metrics, baseline)
     hyperparameters = params.as_dict()
-    training_info = {
+    training_info: dict[str, Any] = {
         "training_time_seconds": round(training_time, 3),
         "num_users": data.num_users,
         "num_items": data.num_items,
@@ -376,7 +378,7 @@ def _save_artifacts(
             staging, model_type,
             np.ascontiguousarray(user_factors, dtype=np.float32), np.ascontiguousarray(item_factors, dtype=np.float32),
             params=hyperparameters,
-            metadata={**metadata, "created_at": format_timestamp(datetime.now(timezone.utc))},
+            metadata={**metadata, "created_at": format_timestamp(datetime.now(UTC))},
             user_ids=data.user_ids, item_ids=data.item_ids,
             interactions=(user_rows, item_rows),  # the service leaves each user's training items out
         )
@@ -390,7 +392,7 @@ def _publish_version_folder(staging: Path, type_folder: Path) -> Path:
     """Rename ``staging`` to the next free ``v{n}_{timestamp}`` name (n = 1 + the highest n there)."""
     taken = [int(match.group(1)) for path in type_folder.iterdir() if (match := VERSION_FOLDER.fullmatch(path.name))]
     number = max(taken, default=0) + 1
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     while True:
         target = type_folder / f"v{number}_{stamp}"
         try:

@@ -31,7 +31,7 @@ def store_objects_of_model(session: Session, model_id: str) -> list[tuple[str, s
     rows = session.execute(
         select(ArtifactFile.uri, ArtifactFile.sha256).where(ArtifactFile.model_id == model_id, ArtifactFile.uri.is_not(None))
     )
-    return [(uri, sha) for uri, sha in rows]
+    return [(uri, sha) for uri, sha in rows if uri is not None]  # never None (the WHERE above); narrows the type
 
 
 def referenced_shas(session: Session, shas: Iterable[str]) -> set[str]:

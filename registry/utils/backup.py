@@ -31,7 +31,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +253,7 @@ def list_backups(registry_path: str | os.PathLike[str], backup_dir: str | os.Pat
         try:
             moment = datetime.strptime(match.group(1) + (match.group(2) or "000000"), "%Y%m%d_%H%M%S%f")
         except ValueError:
-            moment = datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None)
+            moment = datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
         counter = int(match.group(3) or 1)
         entries.append((
             (moment, counter),
@@ -498,7 +498,7 @@ def _decode_value(table: str, column: Any, value: Any, where: str) -> Any:
             except ValueError:
                 problem = "an ISO timestamp string"
             else:
-                return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+                return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     elif isinstance(kind, (Integer, BigInteger)):
         low, high = _BIGINTEGER_RANGE if isinstance(kind, BigInteger) else _INTEGER_RANGE
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def create_model_metadata(
     metadata: dict[str, Any] = {name: int(value) for name, value in sizes.items()}
     metadata.update(
         model_type=model_type,
-        training_date=format_timestamp(datetime.now(timezone.utc)),
+        training_date=format_timestamp(datetime.now(UTC)),
         data_version_hash=data_version or "unknown",
         git_commit=git_commit if git_commit is not None else get_git_commit(),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 VERSION_TIME_FORMAT = "%Y%m%d_%H%M%S"
@@ -16,7 +16,7 @@ def generate_version_id(prefix: str = "v", include_counter: bool = False, *, now
     (a taken id gets ``_2``, ``_3``... appended).
     """
     del include_counter
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{prefix}_{moment.strftime(VERSION_TIME_FORMAT)}"
 
 

@@ -49,7 +49,7 @@ router = APIRouter(prefix="/api", responses=ERRORS)
 
 def service_of(request: Request) -> RegistryService:
     """The app's registry service."""
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def writer(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
@@ -163,7 +163,7 @@ def audit_events(
         links.append(f'<{request.url.include_query_params(page=page + 1)}>; rel="next"')
     if links:
         response.headers["Link"] = ", ".join(links)
-    return result["items"]  # type: ignore[no-any-return]
+    return result["items"]
 
 
 @router.get("/aliases", response_model=list[AliasInfo], tags=["aliases"])

@@ -46,11 +46,11 @@ router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
 
 def _tokens(request: Request) -> TokenStore:
-    return request.app.state.tokens  # type: ignore[no-any-return]
+    return request.app.state.tokens
 
 
 def _service(request: Request) -> RegistryService:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def session_identity(request: Request) -> str | None:

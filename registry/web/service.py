@@ -156,11 +156,14 @@ class RegistryService:
             raise InvalidArgumentError(f"limit must be an integer between 1 and {MAX_AUDIT_LIMIT}, got {limit!r}")
         if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= MAX_PAGE:
             raise InvalidArgumentError(f"page must be an integer between 1 and {MAX_PAGE:,}, got {page!r}")
-        filters = {"action": action or None, "target": model or None, "since": start, "until": end}
+        action_filter, target_filter = action or None, model or None
 
         def work(session: Any) -> tuple[list[dict[str, Any]], int | None]:
-            events = audit.query_events(session, **filters, limit=limit, offset=(page - 1) * limit)
-            return events, audit.count_events(session, **filters) if count else None
+            events = audit.query_events(session, action=action_filter, target=target_filter, since=start, until=end,
+                                        limit=limit, offset=(page - 1) * limit)
+            if not count:
+                return events, None
+            return events, audit.count_events(session, action=action_filter, target=target_filter, since=start, until=end)
 
         events, total = self.registry.context.read(work)
         pages = None if total is None else max(1, -(-total // limit))

@@ -722,6 +722,7 @@ class ModelRegistry:
             )
         return models, metric_rows, tags, metric_columns(metric_rows)
 
+    @generation_cached(copy=lambda frame: frame.copy())
     def search_models(
         self,
         filter_string: str = "",
@@ -800,6 +801,7 @@ class ModelRegistry:
 
         return self._ctx.mutate(work)
 
+    @generation_cached(copy=copy.deepcopy)
     def get_alias(self, name: str) -> dict[str, Any] | None:
         """``{"alias", "model_id", "model_type", "version"}`` of the alias's target, or None when unset."""
         aliases.validate_alias_name(name)
@@ -824,6 +826,7 @@ class ModelRegistry:
         reason = optional_text(reason, "reason", 1024)
         return self._ctx.mutate(lambda session: aliases.delete(session, name, expected, reason))
 
+    @generation_cached(copy=copy.deepcopy)
     def list_aliases(self) -> list[dict[str, Any]]:
         """Every alias (``current_best`` first when set): ``alias, model_id, model_type, updated_at, updated_by, reason``."""
         return self._ctx.read(aliases.listing)
@@ -868,6 +871,7 @@ class ModelRegistry:
 
         return self._ctx.mutate(work)
 
+    @generation_cached(copy=copy.deepcopy)
     def get_tags(self, model_id: str) -> dict[str, str]:
         """A model's tags as ``{key: value}`` (empty when none).
 

@@ -1,7 +1,7 @@
 """Repeated reads served from memory while the registry does not change.
 
-``list_models``, ``get_registry_stats``, ``get_current_best`` and ``get_model`` are
-often called again and again with nothing changed in between (dashboards, serving
+``list_models``, ``search_models``, ``get_registry_stats``, ``get_current_best``,
+``get_model``, ``get_alias``, ``list_aliases`` and ``get_tags`` are often called again and again with nothing changed in between (dashboards, serving
 health checks, notebooks). Each result is kept with the registry's change stamp
 (``settings.generation`` and ``last_updated``); a later call first reads that stamp on
 a held connection (one indexed row, ~0.05 ms on SQLite) and returns a copy of the kept
@@ -70,6 +70,13 @@ class ReadCache:
             self._entries.clear()
 
 
+def _frozen(value: Any) -> Any:
+    """``value`` with lists made tuples (``order_by=["metrics.ndcg@10 desc"]`` keys like its tuple)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
 def generation_cached(copy: Callable[[Any], Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Serve a read-only method of an object with a ``_reads`` :class:`ReadCache` from it.
 
@@ -80,7 +87,7 @@ def generation_cached(copy: Callable[[Any], Any]) -> Callable[[Callable[..., T]]
     def decorate(method: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(method)
         def cached(self: Any, *args: Any, **kwargs: Any) -> T:
-            key = (method.__name__, args, tuple(sorted(kwargs.items())))
+            key = (method.__name__, _frozen(args), _frozen(tuple(sorted(kwargs.items()))))
             try:
                 hash(key)
             except TypeError:

@@ -74,3 +74,18 @@ def test_arguments_are_part_of_the_key_and_errors_are_not_kept(two) -> None:  # 
     for _ in range(2):
         with pytest.raises(ValueError, match="sort_by"):
             registry.list_models(sort_by="nope")
+
+
+def test_aliases_tags_and_searches_follow_changes_by_another_handle(two) -> None:  # type: ignore[no-untyped-def]
+    registry, other, _ = two
+    assert registry.get_alias("champion") is None and registry.get_tags("als_a") == {}
+    search = ("tags.team = 'search'", ["metrics.ndcg@10 desc"])
+    assert registry.search_models(search[0], order_by=search[1]).empty
+    other.set_alias("champion", "als_a")
+    other.set_tag("als_b", "team", "search")
+    assert registry.get_alias("champion")["model_id"] == "als_a"
+    assert [a["alias"] for a in registry.list_aliases()] == ["champion"]
+    assert registry.get_tags("als_b") == {"team": "search"}
+    assert list(registry.search_models(search[0], order_by=search[1])["model_id"]) == ["als_b"]
+    registry.get_tags("als_b")["team"] = "edited"
+    assert registry.get_tags("als_b") == {"team": "search"}

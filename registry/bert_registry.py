@@ -143,6 +143,10 @@ class BERTEmbeddingsRegistry:
         """Base directory of relative embedding paths."""
         return self._ctx.root
 
+    def resolve_path(self, stored_path: str) -> Path:
+        """Where a stored (possibly relative) embeddings path is on this machine (relative: under ``root``)."""
+        return self._ctx.resolve(stored_path)
+
     @property
     def registry(self) -> dict[str, Any]:
         """The whole ``bert_registry.json`` document, read fresh from the database."""

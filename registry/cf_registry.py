@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from . import abtest, aliases, audit, search, selection, tags, usage
+from .admin_facade import RegistryAdmin
 from .artifacts import (
     REQUIRED_MODEL_FILES,
     DeletionTarget,
@@ -125,7 +126,7 @@ __all__ = [
 ]
 
 
-class ModelRegistry:
+class ModelRegistry(RegistryAdmin):
     """The CF model registry on a SQLite file (default) or a PostgreSQL URL.
 
     Args:

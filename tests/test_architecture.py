@@ -105,3 +105,11 @@ def test_docs_architecture_names_every_module() -> None:
     missing += [f"{path.name}/" for path in sorted(PACKAGE.iterdir())
                 if path.is_dir() and (path / "__init__.py").exists() and f"`{path.name}/`" not in text]
     assert missing == []
+
+
+def test_the_cli_uses_the_facades_only() -> None:
+    """No ``cfreg`` command reaches into a registry's context (or opens sessions) itself."""
+    offenders = [f"{path.name}:{number}" for path in sorted((PACKAGE / "cli").glob("*.py"))
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if ".context." in line or ".context)" in line or "._ctx" in line or "Session" in line]
+    assert offenders == []

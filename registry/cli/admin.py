@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import InvalidArgumentError
+from ..pg_readonly import ENABLE_HINT
 from ..timestamps import TIME_SPEC_HELP, format_timestamp, parse_time_spec
 from .common import emit, mapping_table, records_table, state_of
 
@@ -29,13 +30,10 @@ def init(
         "database_url": registry.database_url,
         "root": str(registry.root),
         "artifact_store": registry.artifact_store,
-        "created": registry.context.created,
+        "created": registry.created,
     }
-    reader = None
-    if registry.context.database.dialect == "postgresql":
-        from ..pg_readonly import ENABLE_HINT, setup_reader
-
-        reader = setup_reader(registry.context.database)
+    reader = registry.setup_sql_reader()
+    if reader is not None:
         data["sql_reader_role"] = reader.role if reader.enabled else None
         data["sql_reader_problem"] = reader.problem
 
@@ -97,7 +95,8 @@ def info(ctx: typer.Context) -> None:
     """
     state = state_of(ctx)
     registry = state.registry()
-    generation, current = registry.context.generation()
+    stats = registry.get_registry_stats()
+    generation, current = stats["generation"], stats["current_best"]
     data = {
         "registry_path": str(registry.registry_path),
         "database_url": registry.database_url,
@@ -135,15 +134,11 @@ def audit(
 
     Example: cfreg audit --action SELECT_BEST --since 7d
     """
-    from ..audit import query_events
-
     state = state_of(ctx)
     start = _time_option(since, "--since")
     end = _time_option(until, "--until")
-    events = state.registry().context.read(
-        lambda session: query_events(session, action=action.upper() if action else None, target=model,
-                                     since=start, until=end, limit=limit)
-    )
+    events = state.registry().audit_events(action=action.upper() if action else None, target=model,
+                                           since=start, until=end, limit=limit)
     for event in events:  # the registry's one timestamp format (second resolution, UTC offset)
         event["at"] = format_timestamp(datetime.fromisoformat(event["at"]))
     emit(state, events, lambda: state.out.print(
@@ -174,10 +169,8 @@ def sql(
 
     Example: cfreg sql "SELECT model_id, value FROM model_metrics WHERE name = 'ndcg@10' ORDER BY value DESC"
     """
-    from ..readonly_sql import run_readonly_query
-
     state = state_of(ctx)
-    result = run_readonly_query(state.registry().context, query, limit=limit, timeout_seconds=timeout)
+    result = state.registry().run_sql(query, limit=limit, timeout_seconds=timeout)
     records = result.records()
 
     def render() -> None:

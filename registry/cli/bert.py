@@ -42,7 +42,7 @@ def register(
         from ..bert_registry import inspect_embeddings_folder
         from ..errors import InvalidArtifactsError
 
-        folder = bert.context.resolve(stored)
+        folder = bert.resolve_path(stored)
         _file, shape, problems = inspect_embeddings_folder(folder)
         if problems or shape is None:
             raise InvalidArtifactsError(f"Invalid embeddings in {str(folder)!r}: " + "; ".join(problems))

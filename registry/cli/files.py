@@ -40,12 +40,10 @@ def import_json(
 
     Example: cfreg import-json old/registry.json --bert old/bert_registry.json
     """
-    from ..legacy import import_registry_json
-
     state = state_of(ctx)
     registry = state.registry(create=True)
     with busy(state, f"Importing {path}..."):
-        result = import_registry_json(registry.context, path, bert, replace=replace)
+        result = registry.import_registry_json(path, bert, replace=replace)
 
     def render() -> None:
         state.out.print(
@@ -74,14 +72,13 @@ def backup(
 
     Example: cfreg backup --backup-dir backups/
     """
-    from ..db import sqlite_file
     from ..utils import backup_registry
 
     state = state_of(ctx)
     registry = state.registry()
     source: Path = registry.registry_path
     if backup_format is BackupFormat.sqlite:
-        db_file = sqlite_file(registry.context.database.url)
+        db_file = registry.sqlite_file
         if db_file is None:
             raise InvalidArgumentError(
                 f"--format sqlite needs a SQLite registry; {registry.database_url} is not one (use --format json)"

@@ -79,7 +79,7 @@ class RegistryService:
             **info,
             "tags": info.get("tags") or {},
             "description": info.get("description"),
-            "aliases": self.registry.context.read(lambda session: aliases.aliases_of(session, model_id)),
+            "aliases": self.registry.aliases_of(model_id),
             "files": self.registry.get_model_files(model_id),
             "embeddings": [e["version"] for e in self.bert.list_embeddings() if model_id in e["linked_models"]],
             "is_current": bool(current and current["model_id"] == model_id),
@@ -158,14 +158,10 @@ class RegistryService:
             raise InvalidArgumentError(f"page must be an integer between 1 and {MAX_PAGE:,}, got {page!r}")
         action_filter, target_filter = action or None, model or None
 
-        def work(session: Any) -> tuple[list[dict[str, Any]], int | None]:
-            events = audit.query_events(session, action=action_filter, target=target_filter, since=start, until=end,
-                                        limit=limit, offset=(page - 1) * limit)
-            if not count:
-                return events, None
-            return events, audit.count_events(session, action=action_filter, target=target_filter, since=start, until=end)
-
-        events, total = self.registry.context.read(work)
+        events = self.registry.audit_events(action=action_filter, target=target_filter, since=start, until=end,
+                                            limit=limit, offset=(page - 1) * limit)
+        total = (self.registry.count_audit_events(action=action_filter, target=target_filter, since=start, until=end)
+                 if count else None)
         pages = None if total is None else max(1, -(-total // limit))
         return {"items": list(reversed(events)), "total": total, "page": page, "per_page": limit, "pages": pages}
 

@@ -83,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "SchemaVersionError": "errors",
     "RegistryBusyError": "errors",
     "NoModelLoadedError": "errors",
+    "NonFiniteNumberError": "errors",
     "NoUserEvaluationError": "errors",
     "ExportError": "errors",
     "ImportFormatError": "errors",
@@ -94,6 +95,9 @@ _EXPORTS: dict[str, str] = {
     "AliasConflictError": "errors",
     "AliasInUseError": "errors",
     "AliasNotFoundError": "errors",
+    "EmbeddingsNotFoundError": "errors",
+    "ABTestNotFoundError": "errors",
+    "InvalidStateError": "errors",
     "FilterSyntaxError": "errors",
 }
 

@@ -32,7 +32,7 @@ from . import ab_aliases, ab_results, aliases, audit, selection
 from .errors import (
     AliasNotFoundError,
     InvalidArgumentError,
-    ModelInUseError,
+    InvalidStateError,
     ModelNotFoundError,
     NoModelLoadedError,
 )
@@ -133,7 +133,7 @@ def _require_active_model(session: Session, model_id: str, role: str) -> Model:
         raise ModelNotFoundError(f"{role} model {model_id!r} not found in registry",
                                  hint="list_models() shows the registered ids", cli_hint="`cfreg list` shows the registered ids")
     if model.status != "active":
-        raise ModelInUseError(f"{role} model {model_id!r} is {model.status}; only active models can take part in an A/B test")
+        raise InvalidStateError(f"{role} model {model_id!r} is {model.status}; only active models can take part in an A/B test")
     return model
 
 
@@ -242,7 +242,7 @@ def start_ab_test(
         _require_active_model(session, treatment_id, "treatment")
         running = running_test(session)
         if running is not None:
-            raise ModelInUseError(
+            raise InvalidStateError(
                 f"A/B test {running.test_id!r} is already running ({running.control_model} vs "
                 f"{running.treatment_model})",
                 hint=f"stop it with stop_ab_test({running.test_id!r}) first",
@@ -264,7 +264,7 @@ def start_ab_test(
         except IntegrityError as exc:
             # Only reachable if a concurrent writer slipped past the serialised check above.
             if RUNNING_INDEX in str(exc.orig) or "ab_tests.status" in str(exc.orig):
-                raise ModelInUseError(
+                raise InvalidStateError(
                     f"another A/B test started concurrently; cannot start {new_id!r} ({RUNNING_INDEX}): "
                     "stop the running test first"
                 ) from exc

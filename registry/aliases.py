@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import ab_aliases, audit
-from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, ModelInUseError
+from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, InvalidStateError, ModelInUseError
 from .export import iso
 from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, utcnow
 from .validation import validate_identifier
@@ -64,7 +64,7 @@ def move(session: Session, name: str, model: Model, *, reason: str | None, selec
 def require_active(model: Model) -> None:
     """ModelInUseError unless ``model`` is active (only active models can be given an alias)."""
     if model.status != "active":
-        raise ModelInUseError(f"Model {model.model_id!r} is {model.status}; only active models can be given an alias")
+        raise InvalidStateError(f"Model {model.model_id!r} is {model.status}; only active models can be given an alias")
 
 
 def point(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str,

@@ -40,6 +40,7 @@ from .embeddings_files import (  # noqa: F401 - torch_available, inspect_embeddi
     torch_available,
 )
 from .errors import (
+    EmbeddingsNotFoundError,
     InvalidArgumentError,
     InvalidArtifactsError,
     ModelExistsError,
@@ -593,7 +594,7 @@ def _export_bert_file(ctx: RegistryContext) -> None:
 def _require_embeddings(session: Session, version: str) -> BertEmbedding:
     row = session.get(BertEmbedding, version)
     if row is None:
-        raise ModelNotFoundError(
+        raise EmbeddingsNotFoundError(
             f"Embeddings version {version!r} not found in registry",
             hint="list_embeddings() shows the registered versions",
             cli_hint="`cfreg bert list` shows the registered versions",

@@ -46,6 +46,13 @@ class InvalidArgumentError(RegistryError, ValueError):
     code = "invalid_argument"
 
 
+class NonFiniteNumberError(InvalidArgumentError):
+    """A bare ``NaN``/``Infinity`` token in a JSON file where they are refused (the cause of the
+    ``ImportFormatError`` a strict JSON read raises)."""
+
+    code = "non_finite_number"
+
+
 class UnknownMetricError(InvalidArgumentError):
     """No registered model has this metric (usually a typo); ``known`` lists the metrics that exist."""
 
@@ -121,10 +128,29 @@ class ModelInUseError(RegistryError, ValueError):
     code = "in_use"
 
 
+class EmbeddingsNotFoundError(ModelNotFoundError):
+    """No BERT embeddings version with the given id."""
+
+    code = "embeddings_not_found"
+
+
+class ABTestNotFoundError(ModelNotFoundError):
+    """No A/B test with the given id (or none running when the id was left out)."""
+
+    code = "ab_test_not_found"
+
+
 class AliasNotFoundError(ModelNotFoundError):
     """No alias with the given name."""
 
     code = "alias_not_found"
+
+
+class InvalidStateError(ModelInUseError):
+    """The operation does not fit the object's state: a model that is not active, an A/B test
+    already running. (A ``ModelInUseError``, so existing ``except`` clauses still catch it.)"""
+
+    code = "invalid_state"
 
 
 class AliasInUseError(ModelInUseError):
@@ -229,21 +255,25 @@ class ReadOnlySqlUnavailableError(RegistryError):
 
 
 __all__ = [
+    "ABTestNotFoundError",
     "AliasConflictError",
     "AliasInUseError",
     "AliasNotFoundError",
     "ConflictError",
     "ChecksumMismatchError",
+    "EmbeddingsNotFoundError",
     "ChurnLimitError",
     "ExportError",
     "FilterSyntaxError",
     "ImportFormatError",
     "InvalidArgumentError",
     "InvalidArtifactsError",
+    "InvalidStateError",
     "ModelExistsError",
     "ModelInUseError",
     "ModelNotFoundError",
     "NoModelLoadedError",
+    "NonFiniteNumberError",
     "QueryTimeoutError",
     "NoUserEvaluationError",
     "ReadOnlyQueryError",

@@ -54,6 +54,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
     ModelExistsError,
+    NonFiniteNumberError,
     RegistryError,
     UnsafeFileError,
 )
@@ -167,10 +168,6 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _non_finite(token: str) -> float:
     return float(token)  # 'NaN', 'Infinity', '-Infinity'
-
-
-class NonFiniteNumberError(ValueError):
-    """A bare ``NaN``/``Infinity`` token where they are refused (the cause of the ImportFormatError)."""
 
 
 def _refuse_non_finite(token: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .errors import ModelNotFoundError
+from .errors import ABTestNotFoundError
 from .models import ABTest
 
 ARMS = ("control", "treatment")
@@ -21,10 +21,10 @@ def require_test(session: Session, test_id: str | None) -> ABTest:
     if test_id is None:
         test = running_test(session)
         if test is None:
-            raise ModelNotFoundError("no A/B test is running; pass the test_id of a stopped test or start one")
+            raise ABTestNotFoundError("no A/B test is running; pass the test_id of a stopped test or start one")
         return test
     test = session.get(ABTest, test_id)
     if test is None:
-        raise ModelNotFoundError(f"A/B test {test_id!r} not found", hint="list_ab_tests() shows the registry's tests",
+        raise ABTestNotFoundError(f"A/B test {test_id!r} not found", hint="list_ab_tests() shows the registry's tests",
                                  cli_hint="`cfreg ab status --all` shows the registry's tests")
     return test

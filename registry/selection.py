@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import ab_aliases, aliases, audit
 from .artifacts import REQUIRED_MODEL_FILES
-from .errors import InvalidArgumentError, ModelInUseError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
+from .errors import InvalidArgumentError, InvalidStateError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
 from .export import current_best_info, iso, metrics_by_model, model_info
 from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings
 from .validation import finite_real
@@ -332,7 +332,7 @@ def promote(session: Session, model_id: str, reason: str | None, metric: str | N
     if alias != CURRENT_BEST_ALIAS:
         aliases.require_active(model)
     elif model.status != "active":
-        raise ModelInUseError(f"Model {model_id!r} is {model.status}; only active models can become the current best")
+        raise InvalidStateError(f"Model {model_id!r} is {model.status}; only active models can become the current best")
     value = metric_value(session, model_id, metric) if metric else None
     previous = pointer_target(session, alias)
     if previous == model_id:
@@ -386,7 +386,7 @@ def rollback(session: Session, to: str | None, steps: int, reason: str | None,
         restored = earlier[-steps]
     target = require_model(session, restored.model_id)  # type: ignore[arg-type]
     if target.status != "active":
-        raise ModelInUseError(f"cannot roll back to {target.model_id!r}: it is {target.status}")
+        raise InvalidStateError(f"cannot roll back to {target.model_id!r}: it is {target.status}")
     metric = restored.metric
     value = metric_value(session, target.model_id, metric) if metric else None
     move_pointer(session, alias, target, metric, value, ROLLBACK, reason, restored_selection_id=restored.id)

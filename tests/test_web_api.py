@@ -365,7 +365,7 @@ BAD_REQUESTS = [
     ("post", "/api/ab-tests", {"control_model": "als_v1", "treatment_model": "als_v1", "traffic_split": 0.1}, 422, "invalid_argument"),
     ("post", "/api/ab-tests", {"control_model": "als_v1", "treatment_model": "bpr_v1", "traffic_split": 2}, 422, "invalid_argument"),
     ("post", "/api/ab-tests", {"control_model": "als_v1", "treatment_model": "ghost", "traffic_split": 0.1}, 404, "not_found"),
-    ("post", "/api/ab-tests/ghost/stop", {}, 404, "not_found"),
+    ("post", "/api/ab-tests/ghost/stop", {}, 404, "ab_test_not_found"),
     ("get", "/api/nothing-here", None, 404, "not_found"),
     ("get", "/api/audit?page=0", None, 422, "invalid_argument"),
     ("get", "/api/audit?page=abc", None, 422, "invalid_argument"),
@@ -385,8 +385,8 @@ BAD_REQUESTS = [
     ("get", "/api/significance?a=als_v1&b=ghost", None, 404, "not_found"),
     ("get", "/api/significance?a=als_v1&b=bpr_v1&confidence=2", None, 422, "invalid_argument"),
     ("get", "/api/significance?a=als_v1&b=bpr_v1&method=guess", None, 422, "invalid_argument"),
-    ("get", "/api/ab-tests/ghost/results", None, 404, "not_found"),
-    ("post", "/api/ab-tests/ghost/stop", {"promote_winner": True}, 404, "not_found"),
+    ("get", "/api/ab-tests/ghost/results", None, 404, "ab_test_not_found"),
+    ("post", "/api/ab-tests/ghost/stop", {"promote_winner": True}, 404, "ab_test_not_found"),
     ("post", "/api/ab-tests/ghost/stop", {"promote": "control", "promote_winner": True}, 422, "invalid_argument"),
 ]
 
@@ -405,7 +405,7 @@ def test_running_test_conflict_is_409(client: TestClient, filled: ModelRegistry)
     assert client.post("/api/ab-tests", json=body, headers=AUTH).status_code == 201
     before = snapshot(filled, filled.root)
     second = client.post("/api/ab-tests", json={**body, "treatment_model": "als_v1"}, headers=AUTH)
-    assert second.status_code == 409 and error_code(second) == "in_use"
+    assert second.status_code == 409 and error_code(second) == "invalid_state"
     assert client.post("/api/models/bpr_v1/archive", headers=AUTH).status_code == 409
     assert snapshot(filled, filled.root) == before
 

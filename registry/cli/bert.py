@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ModelNotFoundError
+from ..errors import EmbeddingsNotFoundError
 from .common import Yes, busy, confirm_delete, emit, mapping_table, read_json_object, records_table, split_list, state_of
 
 app = typer.Typer(help="BERT item embeddings, linked to CF models.", no_args_is_help=True)
@@ -78,7 +78,7 @@ def show(ctx: typer.Context, version: Version) -> None:
     state = state_of(ctx)
     result = state.bert_registry().get_embeddings(version)
     if result is None:
-        raise ModelNotFoundError(f"embeddings version {version!r} not found; run `cfreg bert list`")
+        raise EmbeddingsNotFoundError(f"embeddings version {version!r} not found; run `cfreg bert list`")
     emit(state, result, lambda: state.out.print(mapping_table(result, title=version)))
 
 

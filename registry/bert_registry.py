@@ -32,6 +32,7 @@ from .artifacts import (
     safe_delete_tree,
 )
 from .context import RegistryContext
+from .defaults import DEFAULT_BERT_REGISTRY_PATH
 from .embeddings_files import (  # noqa: F401 - torch_available, inspect_embeddings_folder: documented here
     NPY_FILE_NAMES,
     TORCH_FILE_NAMES,
@@ -66,7 +67,6 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BERT_REGISTRY_PATH = "artifacts/cf/bert_registry.json"
 # Kept from the original API for compatibility; the registry itself stores item embeddings only.
 EMBEDDING_TYPES = {"product": "product_embeddings", "user": "user_embeddings", "merged": "merged_embeddings"}
 DEFAULT_TEXT_FIELDS = ("product_name", "description")

@@ -40,6 +40,7 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
+from .defaults import DEFAULT_COMPARE_METRICS, DEFAULT_METRIC, DEFAULT_REGISTRY_PATH
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -106,8 +107,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY_PATH = "artifacts/cf/registry.json"
-DEFAULT_COMPARE_METRICS = ("recall@10", "ndcg@10", "coverage")
 DOC_SELECTION_KEYS = ("model_id", "model_info", "metric", "value")
 GIT_CACHE_SECONDS = 10.0
 MAX_VERSIONS_PER_SECOND = 10_000
@@ -378,7 +377,7 @@ class ModelRegistry(RegistryAdmin):
 
     def select_best_model(
         self,
-        metric: str = "ndcg@10",
+        metric: str = DEFAULT_METRIC,
         min_improvement: float = 0.0,
         model_type: str | None = None,
         *,
@@ -461,7 +460,7 @@ class ModelRegistry(RegistryAdmin):
 
     def select_best_model_outcome(
         self,
-        metric: str = "ndcg@10",
+        metric: str = DEFAULT_METRIC,
         min_improvement: float = 0.0,
         model_type: str | None = None,
         *,
@@ -491,7 +490,7 @@ class ModelRegistry(RegistryAdmin):
                                                   alias)
         ))
 
-    def compare_metrics(self, a: str, b: str, metric: str = "ndcg@10", *, confidence: float = 0.95,
+    def compare_metrics(self, a: str, b: str, metric: str = DEFAULT_METRIC, *, confidence: float = 0.95,
                         method: str = "paired_bootstrap", seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
         """Is ``b`` really better than ``a`` on ``metric``? Paired over the users both were evaluated on.
 
@@ -1249,6 +1248,6 @@ def diff_models(model_a: str, model_b: str, registry_path: str | os.PathLike[str
     return get_registry(registry_path).diff_models(model_a, model_b, **kwargs)
 
 
-def select_best_model(metric: str = "ndcg@10", registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, **kwargs: Any) -> dict[str, Any] | None:
+def select_best_model(metric: str = DEFAULT_METRIC, registry_path: str | os.PathLike[str] = DEFAULT_REGISTRY_PATH, **kwargs: Any) -> dict[str, Any] | None:
     """Select the best model in the registry at ``registry_path`` (see :meth:`ModelRegistry.select_best_model`)."""
     return get_registry(registry_path).select_best_model(metric=metric, **kwargs)

@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from . import audit, export, export_cache
 from .db import GENERATION_KEY, Database, HeldReader
+from .defaults import ENV_ROOT  # noqa: F401 - also importable from here, as before
 from .errors import ExportError, InvalidArgumentError
 from .models import Settings
 
 logger = logging.getLogger(__name__)
 
-ENV_ROOT = "CFREG_ROOT"
 REGISTRY_JSON_NAME = "registry.json"
 BERT_JSON_NAME = "bert_registry.json"
 DEFAULT_AUDIT_LOG = Path("logs") / "registry_audit.log"

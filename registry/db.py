@@ -39,6 +39,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
+from .defaults import ENV_DATABASE_URL
 from .errors import (
     InvalidArgumentError,
     RegistryBusyError,
@@ -50,7 +51,6 @@ from .fsio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-ENV_DATABASE_URL = "CFREG_DATABASE_URL"
 # In a registry folder: the URL of its database when that is not the default registry.db.
 DATABASE_URL_FILE = "database_url.txt"
 ENV_BUSY_TIMEOUT_MS = "CFREG_BUSY_TIMEOUT_MS"

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from . import stats
 from .artifacts import verify_sha256
+from .defaults import DEFAULT_METRIC
 from .errors import InvalidArgumentError, NoUserEvaluationError
 from .models import ArtifactFile, Model
 from .user_eval import (  # noqa: F401 - the file's API, documented under this module too
@@ -114,7 +115,7 @@ def compare_in_session(context: RegistryContext, session: Session, a: str, b: st
     return {"model_a": a, "model_b": b, "metric": metric, **result.to_dict()}
 
 
-def compare_models(context: RegistryContext, a: str, b: str, metric: str = "ndcg@10", *, confidence: float = 0.95,
+def compare_models(context: RegistryContext, a: str, b: str, metric: str = DEFAULT_METRIC, *, confidence: float = 0.95,
                    method: str = "paired_bootstrap", seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
     """Compare model ``b`` with model ``a`` on the users both were evaluated on.
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .defaults import DEFAULT_METRIC
 from .errors import ExportError
 from .fsio import (  # noqa: F401 - also re-exported: the file writers lived here before fsio
     ORPHAN_TEMP_AGE_SECONDS,
@@ -191,7 +192,7 @@ def create_empty_registry() -> dict[str, Any]:
             "registry_version": REGISTRY_VERSION,
             "last_updated": iso(utcnow()),
             "num_models": 0,
-            "selection_criteria": "ndcg@10",
+            "selection_criteria": DEFAULT_METRIC,
         },
     }
 

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from . import audit, export
 from .artifacts import read_regular_file
 from .backup_files import copy_to_backup
+from .defaults import DEFAULT_METRIC
 from .embeddings_files import inspect_embeddings_folder
 from .errors import (
     ImportFormatError,
@@ -105,7 +106,7 @@ EMBEDDING_FIELDS = (
 # Derived values of the documents' metadata (recomputed on export, not imported).
 DERIVED_METADATA = ("registry_version", "last_updated", "num_models", "num_embeddings", "generation", "selection_criteria")
 SELECTED_BY_LENGTH = 32
-DEFAULT_SELECTION_CRITERIA = "ndcg@10"
+DEFAULT_SELECTION_CRITERIA = DEFAULT_METRIC
 # num_items / embedding_dim are INTEGER columns (32-bit on PostgreSQL).
 MAX_COUNT = 2**31 - 1
 
@@ -725,7 +726,7 @@ def insert_parsed(session: Session, parsed: ParsedRegistry, *, merge: bool = Fal
     if merge:
         settings.extra = {**(parsed.settings_extra or {}), **(settings.extra or {})} or None
     else:
-        settings.selection_criteria = parsed.selection_criteria or "ndcg@10"
+        settings.selection_criteria = parsed.selection_criteria or DEFAULT_METRIC
         settings.extra = parsed.settings_extra
     applied: dict[str, str | None] = {"current_best": None, "current_embeddings": None}
     if parsed.current_embeddings is not None:

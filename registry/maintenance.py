@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from .abtest import running_test
 from .artifacts import REQUIRED_MODEL_FILES, read_json_file
+from .defaults import DEFAULT_METRIC
 from .errors import (
     InvalidArgumentError,
     InvalidArtifactsError,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SELECTION_METRIC = "ndcg@10"
+DEFAULT_SELECTION_METRIC = DEFAULT_METRIC
 # Metadata keys that are registered as their own fields, not as training info.
 _RESERVED_METADATA_KEYS = frozenset(
     {"model_type", "metrics", "data_version", "git_commit", "baseline_comparison", "bert_integration",

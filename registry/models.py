@@ -32,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .validation import ID_MAX_LENGTH, MODEL_STATUS, MODEL_TYPE_MAX_LENGTH
+from .defaults import AB_ARMS, AB_TEST_STATUSES, DEFAULT_METRIC, MODEL_STATUS, MODEL_STATUSES  # noqa: F401 - re-exported
+from .validation import ID_MAX_LENGTH, MODEL_TYPE_MAX_LENGTH
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -42,9 +43,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-MODEL_STATUSES = tuple(MODEL_STATUS)
-AB_TEST_STATUSES = ("running", "stopped")
-AB_ARMS = ("control", "treatment")
 
 # Model ids are validated to ID_MAX_LENGTH; the columns keep some headroom.
 ID_LENGTH = 160
@@ -354,7 +352,7 @@ class Settings(Base):
     current_embeddings_version: Mapped[str | None] = mapped_column(
         ForeignKey("bert_embeddings.version", ondelete="RESTRICT")
     )
-    selection_criteria: Mapped[str] = mapped_column(String(64), default="ndcg@10")
+    selection_criteria: Mapped[str] = mapped_column(String(64), default=DEFAULT_METRIC)
     registry_version: Mapped[str] = mapped_column(String(16), default="1.0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_updated: Mapped[datetime] = mapped_column(default=utcnow)

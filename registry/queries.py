@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .defaults import AB_ARMS
 from .errors import ABTestNotFoundError
 from .models import ABTest
 
-ARMS = ("control", "treatment")
+ARMS = AB_ARMS
 
 
 def running_test(session: Session) -> ABTest | None:

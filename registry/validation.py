@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
+from .defaults import MODEL_STATUS
 from .errors import InvalidArgumentError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -26,7 +27,6 @@ METRIC_NAME_PATTERN = re.compile(r"[A-Za-z0-9@._:/-]{1,64}")
 MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 
-MODEL_STATUS = {"active": "active", "archived": "archived", "failed": "failed"}  # the original's constant
 
 
 def validate_identifier(value: object, field: str, max_length: int = ID_MAX_LENGTH) -> str:

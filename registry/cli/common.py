@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from ..defaults import DEFAULT_REGISTRY_PATH, ENV_DATABASE_URL
 from ..errors import InvalidArgumentError, RegistryError, RegistryNotFoundError
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ if TYPE_CHECKING:
 
 # Copies of cf_registry.DEFAULT_REGISTRY_PATH and db.ENV_DATABASE_URL: importing those
 # modules would load pandas and SQLAlchemy on every `cfreg --help`.
-DEFAULT_REGISTRY = "artifacts/cf/registry.json"
-ENV_DATABASE_URL = "CFREG_DATABASE_URL"
+DEFAULT_REGISTRY = DEFAULT_REGISTRY_PATH
 PIPE_WIDTH = 200
 
 

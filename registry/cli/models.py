@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..defaults import DEFAULT_METRIC
 from ..errors import ModelInUseError, ModelNotFoundError
 from .common import (
     Yes,
@@ -39,7 +40,7 @@ def register(
     data_version: Annotated[str | None, typer.Option(help="Hash of the training data.")] = None,
     git_commit: Annotated[str | None, typer.Option(help="Code commit (default: metadata, else detected).")] = None,
     auto_select: Annotated[bool, typer.Option(help="Afterwards, make the best model current if it beats the current best.")] = False,
-    select_by: Annotated[str, typer.Option("--select-by", help="Metric for --auto-select.")] = "ndcg@10",
+    select_by: Annotated[str, typer.Option("--select-by", help="Metric for --auto-select.")] = DEFAULT_METRIC,
     min_gain: Annotated[float, typer.Option(help="With --auto-select: relative gain over the current best required (0.02 = 2%).")] = 0.0,
 ) -> None:
     """Register a trained model from its artifact folder.
@@ -107,7 +108,7 @@ def _parse_metric_pairs(pairs: list[str]) -> dict[str, float]:
 
 def select_best(
     ctx: typer.Context,
-    metric: Annotated[str, typer.Option(help="Metric to rank by.")] = "ndcg@10",
+    metric: Annotated[str, typer.Option(help="Metric to rank by.")] = DEFAULT_METRIC,
     min_improvement: Annotated[float, typer.Option(help="Required improvement over each model's own baseline (0.1 = 10%).")] = 0.0,
     model_type: Annotated[str | None, typer.Option("--type", "-t", help="Only models of this type.")] = None,
     min_gain_over_current: Annotated[float | None, typer.Option(help="Replace the current best only when beaten by this relative gain.")] = None,

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import leaderboard
 from ..ab_results import validate_result_options
+from ..defaults import DEFAULT_METRIC, MODEL_STATUSES
 from ..errors import InvalidArgumentError, ModelNotFoundError, RegistryError
 from . import charts
 from .auth import (
@@ -134,7 +135,7 @@ def leaderboard_view(request: Request) -> Response:
         return "/?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
     return render(request, "leaderboard.html", {"title": "Leaderboard", "result": result, "filters": filters,
-                                                "link": link, "statuses": ("active", "archived", "failed")})
+                                                "link": link, "statuses": MODEL_STATUSES})
 
 
 @router.get("/models/{model_id}")
@@ -212,7 +213,7 @@ def charts_view(request: Request) -> Response:
             return preferred
         return names[min(fallback_index, len(names) - 1)] if names else None
 
-    metric, x_metric, y_metric = pick("metric", "ndcg@10", 0), pick("x", "recall@10", 0), pick("y", "ndcg@10", 1)
+    metric, x_metric, y_metric = pick("metric", DEFAULT_METRIC, 0), pick("x", "recall@10", 0), pick("y", DEFAULT_METRIC, 1)
     model_type = query.get("model_type") or None
     time_svg = scatter_svg = charts.time_chart([], "metric")
     if metric:
@@ -354,7 +355,7 @@ async def logout(request: Request) -> Response:
 
 
 ACTIONS = {
-    "select-best": lambda s, who, f: s.select_best(who, f.get("metric") or "ndcg@10",
+    "select-best": lambda s, who, f: s.select_best(who, f.get("metric") or DEFAULT_METRIC,
                                                    _float(f.get("min_improvement"), "min_improvement", 0.0),
                                                    f.get("model_type") or None,
                                                    max_churn=_optional_float(f.get("max_churn"), "max_churn"),

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..defaults import DEFAULT_METRIC
+
 
 class ErrorDetail(BaseModel):
     """A typed registry error: ``code`` is stable, ``type`` the Python class, ``message`` for people."""
@@ -228,7 +230,7 @@ class _Request(BaseModel):
 class SelectBestRequest(_Request):
     """Body of ``POST /api/select-best``."""
 
-    metric: str = "ndcg@10"
+    metric: str = DEFAULT_METRIC
     min_improvement: float = 0.0
     model_type: str | None = None
     max_churn: float | None = Field(default=None, description="Refuse a winner whose churn@10 against the current best "

@@ -15,6 +15,7 @@ from typing import Any
 from .. import ab_results, aliases, audit, evaluation, selection, stats
 from ..bert_registry import BERTEmbeddingsRegistry
 from ..cf_registry import ModelRegistry
+from ..defaults import DEFAULT_METRIC
 from ..errors import AliasNotFoundError, InvalidArgumentError, ModelInUseError, ModelNotFoundError
 from ..leaderboard import MAX_PAGE, LeaderboardPage, leaderboard_page
 from ..validation import positive_int, validate_identifier
@@ -315,7 +316,7 @@ class RegistryService:
 
     # ------------------------------------------------------------------ operator actions
 
-    def select_best(self, identity: str, metric: str = "ndcg@10", min_improvement: float = 0.0,
+    def select_best(self, identity: str, metric: str = DEFAULT_METRIC, min_improvement: float = 0.0,
                     model_type: str | None = None, *, max_churn: float | None = None,
                     confidence: float | None = None, require_evaluation: bool = True) -> dict[str, Any]:
         """Select the best model by ``metric`` (with the ``max_churn`` / ``confidence`` rules of

@@ -2,9 +2,11 @@
 
 The doc's "Serving Integration" as a ready app: its lifespan opens the
 registry's shared loader (:func:`registry.get_loader`) and loads the current
-best; requests are served from memory, routed through the running A/B test;
-``POST /reload_model`` (or a background check every ``reload_interval``
-seconds) swaps in a newly selected best without dropping a request.
+best; requests are served from memory, routed through the running A/B test.
+The app watches the registry (``watch=True`` by default: PostgreSQL NOTIFY/LISTEN,
+a generation poll on SQLite) and swaps in a newly selected best as soon as it
+commits, without dropping a request; ``POST /reload_model`` (or a background check
+every ``reload_interval`` seconds) does the same on demand.
 
 Usage::
 
@@ -174,7 +176,7 @@ def create_app(
     reload_interval: float | None = None,
     api_token: str | None = None,
     alias: str | None = None,
-    watch: bool = False,
+    watch: bool = True,
 ) -> FastAPI:
     """Build the recommendation service for a registry.
 
@@ -191,7 +193,7 @@ def create_app(
             picked up by the next reload check. None or ``"current_best"``: the current best.
         watch: reload as soon as the registry changes (PostgreSQL NOTIFY/LISTEN, a
             50 ms generation poll on SQLite; see :meth:`ModelLoader.start_watching`).
-            Off by default for an embedded app; :func:`serve` (``cfreg serve``) turns it on.
+            On by default; False leaves reloads to ``POST /reload_model`` and ``reload_interval``.
 
     Returns:
         The FastAPI app. Its lifespan opens the shared loader of the registry

@@ -269,9 +269,10 @@ def test_client():  # type: ignore[no-untyped-def]
 
 
 def _serve(test_client, registry: ModelRegistry, database_url: str, alias: str) -> Iterator:  # type: ignore[no-untyped-def]
+    """An app following ``alias`` that changes model on ``POST /reload_model`` only (``watch=False``)."""
     from registry.serving import create_app
 
-    return test_client(create_app(registry.registry_path, database_url=database_url, alias=alias))
+    return test_client(create_app(registry.registry_path, database_url=database_url, alias=alias, watch=False))
 
 
 def test_serve_alias_serves_its_target_and_switches_after_set_alias(registry: ModelRegistry, models, test_client,  # type: ignore[no-untyped-def]
@@ -289,6 +290,24 @@ def test_serve_alias_serves_its_target_and_switches_after_set_alias(registry: Mo
         assert (reloaded["reloaded"], reloaded["model_id"], reloaded["previous_model_id"]) == (True, "bpr_v2", "bpr_v1")
         assert client.get("/recommend/u1").json()["model_id"] == "bpr_v2"
         assert client.get("/health").json() == {"status": "ok", "model_id": "bpr_v2"}
+
+
+def test_a_default_app_follows_its_alias_without_reload_model(registry: ModelRegistry, models, test_client,  # type: ignore[no-untyped-def]
+                                                              database_url: str) -> None:
+    import time
+
+    from registry.serving import create_app
+
+    registry.select_best_model(metric="ndcg@10")
+    registry.set_alias("bpr_champion", "bpr_v1")
+    with test_client(create_app(registry.registry_path, database_url=database_url, alias="bpr_champion")) as client:
+        assert client.get("/model").json()["model_id"] == "bpr_v1"
+        registry.set_alias("bpr_champion", "bpr_v2", expected="bpr_v1")
+        deadline = time.monotonic() + 30
+        while client.get("/model").json()["model_id"] != "bpr_v2":
+            assert time.monotonic() < deadline, "the watching app never followed the alias"
+            time.sleep(0.02)
+        assert client.get("/recommend/u1").json()["model_id"] == "bpr_v2"
 
 
 def test_serve_an_unset_alias_answers_503_naming_it(registry: ModelRegistry, models, test_client,  # type: ignore[no-untyped-def]

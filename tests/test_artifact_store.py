@@ -292,6 +292,23 @@ def test_object_modified_behind_the_registry_is_refused(tmp_path: Path, database
         assert [(p["file_name"], p["problem"]) for p in report["problems"]] == [("als_U.npy", "sha256 differs")]
 
 
+def test_download_hashes_the_bytes_in_the_same_pass(tmp_path: Path, s3, memory_store: str) -> None:  # type: ignore[no-untyped-def]
+    from registry.storage import store as store_module
+
+    payload = np.random.default_rng(3).bytes(3 * store_module.STREAM_READ_BYTES + 17)  # several reads
+    source = tmp_path / "payload"
+    source.write_bytes(payload)
+    expected = (hashlib.sha256(payload).hexdigest(), len(payload))
+    for root in (f"{s3.bucket}/hashed", memory_store):  # a streamed GET (s3fs) and a buffered read
+        uri, _ = ArtifactStore(root).upload(source, expected[0], expected[1])
+        target = tmp_path / f"copy-{root.split(':')[0]}"
+        assert store_module.download_hashed(uri, target) == expected
+        assert target.read_bytes() == payload
+        with pytest.raises(ArtifactStoreError, match="no such object"):
+            store_module.download_hashed(f"{root}/missing", tmp_path / "missing")
+    assert store_module._streams(store_module.filesystem(f"{s3.bucket}/hashed")[0])
+
+
 def test_delete_removes_an_object_only_when_no_record_shares_it(tmp_path: Path, database_url: str, s3) -> None:  # type: ignore[no-untyped-def]
     registry = open_registry(tmp_path, database_url, f"{s3.bucket}/store")
     store = ArtifactStore(f"{s3.bucket}/store")

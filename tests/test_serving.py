@@ -49,9 +49,25 @@ def two_models(registry: ModelRegistry, model_dir) -> tuple[str, str]:  # type: 
 
 @pytest.fixture
 def client(registry: ModelRegistry, database_url: str, two_models: tuple[str, str]) -> Iterator[TestClient]:
+    """The app as created by default (watching the registry)."""
     app = create_app(registry.registry_path, database_url=database_url)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def manual_client(registry: ModelRegistry, database_url: str, two_models: tuple[str, str]) -> Iterator[TestClient]:
+    """An app that does not watch: only ``POST /reload_model`` changes what it serves."""
+    app = create_app(registry.registry_path, database_url=database_url, watch=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _eventually(check, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def _top_k(folder: Path, model_type: str, user_row: int, k: int) -> list[str]:
@@ -111,8 +127,26 @@ def test_bad_k_is_a_422(client: TestClient, k: str) -> None:
     assert response.json()["detail"][0]["loc"] == ["query", "k"]
 
 
-def test_reload_switches_to_a_newly_selected_best(client: TestClient, registry: ModelRegistry,
+def test_default_app_switches_to_a_new_best_without_reload_model(client: TestClient, registry: ModelRegistry,
+                                                                  two_models: tuple[str, str], tmp_path: Path) -> None:
+    a, b = two_models
+    assert client.get("/recommend/u3").json()["model_id"] == a
+    assert registry.promote_model(b)["model_id"] == b
+
+    _eventually(lambda: client.get("/model").json()["model_id"] == b, "the watching app never served the new best")
+    body = client.get("/recommend/u3", params={"k": 4}).json()
+    assert body["model_id"] == b and body["model_type"] == "bpr"
+    assert [item["item_id"] for item in body["items"]] == _top_k(tmp_path / "artifacts/cf/bpr/v1", "bpr", 3, 4)
+
+    test = registry.start_ab_test(a, b, traffic_split=0.5)  # routing changes are picked up the same way
+    _eventually(lambda: client.get("/model").json()["ab_test"] == test, "the watching app never routed the test")
+    registry.stop_ab_test(test["test_id"])
+    _eventually(lambda: client.get("/model").json()["ab_test"] is None, "the watching app kept routing a stopped test")
+
+
+def test_reload_switches_to_a_newly_selected_best(manual_client: TestClient, registry: ModelRegistry,
                                                   two_models: tuple[str, str], tmp_path: Path) -> None:
+    client = manual_client
     a, b = two_models
     assert client.post("/reload_model").json() == {"reloaded": False, "model_id": a, "previous_model_id": a}
 
@@ -127,8 +161,9 @@ def test_reload_switches_to_a_newly_selected_best(client: TestClient, registry: 
     assert client.post("/reload_model").json()["reloaded"] is False
 
 
-def test_failed_reload_keeps_serving_the_old_model(client: TestClient, registry: ModelRegistry,
+def test_failed_reload_keeps_serving_the_old_model(manual_client: TestClient, registry: ModelRegistry,
                                                    two_models: tuple[str, str], tmp_path: Path) -> None:
+    client = manual_client
     a, b = two_models
     registry.select_best_model()
     (tmp_path / "artifacts/cf/bpr/v1/bpr_V.npy").write_bytes(b"truncated")
@@ -139,8 +174,9 @@ def test_failed_reload_keeps_serving_the_old_model(client: TestClient, registry:
     assert client.get("/recommend/u1").json()["model_id"] == a
 
 
-def test_ab_test_routes_users_like_get_model_for_user(client: TestClient, registry: ModelRegistry,
+def test_ab_test_routes_users_like_get_model_for_user(manual_client: TestClient, registry: ModelRegistry,
                                                       two_models: tuple[str, str]) -> None:
+    client = manual_client
     a, b = two_models
     test = registry.start_ab_test(a, b, traffic_split=0.5)
     client.post("/reload_model")  # the service re-reads the registry on reload checks only
@@ -163,11 +199,12 @@ def test_ab_test_routes_users_like_get_model_for_user(client: TestClient, regist
     assert client.get("/model").json()["ab_test"] is None
 
 
-def test_responses_name_the_test_their_model_was_routed_with(client: TestClient, registry: ModelRegistry,
+def test_responses_name_the_test_their_model_was_routed_with(manual_client: TestClient, registry: ModelRegistry,
                                                             two_models: tuple[str, str], model_dir, tmp_path: Path) -> None:
     # Regression: the service re-read the running test from the database on every reload
     # check, apart from the loader's routing table; after a failed reload the two disagreed
     # (a treatment model answered with "arm": null and the stopped test still routing).
+    client = manual_client
     a, b = two_models
     test = registry.start_ab_test(a, b, traffic_split=0.5)
     client.post("/reload_model")
@@ -193,7 +230,7 @@ def test_responses_name_the_test_their_model_was_routed_with(client: TestClient,
 
 def test_without_a_current_best_the_service_starts_and_answers_503(registry: ModelRegistry, database_url: str,
                                                                    model_dir) -> None:  # type: ignore[no-untyped-def]
-    with TestClient(create_app(registry.registry_path, database_url=database_url)) as client:
+    with TestClient(create_app(registry.registry_path, database_url=database_url, watch=False)) as client:
         assert client.get("/health").status_code == 503
         assert client.get("/recommend/u1").status_code == 503
         assert "no model loaded" in client.get("/model").json()["detail"]
@@ -344,7 +381,7 @@ def test_real_server_switches_model_on_reload_with_zero_failed_requests(
     registry: ModelRegistry, database_url: str, two_models: tuple[str, str]
 ) -> None:
     a, b = two_models
-    with running_server(create_app(registry.registry_path, database_url=database_url)) as url, \
+    with running_server(create_app(registry.registry_path, database_url=database_url, watch=False)) as url, \
             httpx.Client(base_url=url, timeout=10.0) as http, Traffic(url) as traffic:
         traffic.wait_for(10)
         assert _in_other_process(registry, database_url, "registry.select_best_model()['model_id']") == b
@@ -371,7 +408,7 @@ def test_real_server_switches_model_on_reload_with_zero_failed_requests(
 def test_real_server_auto_reload_picks_up_a_new_best(registry: ModelRegistry, database_url: str,
                                                      two_models: tuple[str, str]) -> None:
     a, b = two_models
-    app = create_app(registry.registry_path, database_url=database_url, reload_interval=0.05)
+    app = create_app(registry.registry_path, database_url=database_url, reload_interval=0.05, watch=False)
     with running_server(app) as url, httpx.Client(base_url=url, timeout=10.0) as http, Traffic(url) as traffic:
         assert http.get("/model").json()["model_id"] == a
         _in_other_process(registry, database_url, "registry.select_best_model()['model_id']")

@@ -8,8 +8,8 @@ Layout under the cache folder::
     locks/{sha256}.download      one downloader per object across processes (filelock)
     tmp/                         downloads in progress
 
-A download goes to ``tmp/``, is hashed, and is renamed into ``objects/`` only when
-its sha256 matches the registry's record; anything else is deleted and raised, so a
+A download goes to ``tmp/``, hashed while its bytes arrive (one pass), and is renamed
+into ``objects/`` only when its sha256 matches the registry's record; anything else is deleted and raised, so a
 half-written or corrupt object is never visible. Eviction removes least recently used
 objects until the cache fits its byte budget, skipping those a process pins (serves).
 """
@@ -17,7 +17,6 @@ objects until the cache fits its byte budget, skipping those a process pins (ser
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import threading
@@ -132,8 +131,7 @@ class ArtifactCache:
         temp = self.folder / "tmp" / f"{sha256}.{uuid.uuid4().hex}"
         started = time.perf_counter()
         try:
-            store.download(uri, temp)
-            digest, got = _hash_file(temp)
+            digest, got = store.download_hashed(uri, temp)  # hashed while the bytes arrive: one pass
             if got != size or digest != sha256:
                 raise ChecksumMismatchError(
                     f"{uri}: the store holds {got} bytes with sha256 {digest}, but the registry recorded "
@@ -236,16 +234,6 @@ class ArtifactCache:
                     temp.unlink()
             except OSError:
                 continue
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(store.CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def fetch_all(cache: ArtifactCache, files: Iterable[tuple[str, str, int]]) -> dict[str, Path]:

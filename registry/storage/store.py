@@ -35,6 +35,7 @@ OBJECTS_PREFIX = "objects/sha256"
 MODELS_PREFIX = "models"
 EMBEDDINGS_PREFIX = "embeddings"
 CHUNK_BYTES = 8 << 20
+STREAM_READ_BYTES = 1 << 20  # the most one read of a streamed GET returns (it returns what has arrived)
 
 
 def is_uri(path: str | os.PathLike[str] | None) -> bool:
@@ -185,6 +186,65 @@ def download(uri: str, target: Path) -> None:
         raise ArtifactStoreError(f"{uri}: no such object in the artifact store") from None
     except Exception as exc:
         raise ArtifactStoreError(f"{uri}: download failed ({type(exc).__name__}: {exc})") from exc
+
+
+def download_hashed(uri: str, target: Path) -> tuple[str, int]:
+    """Copy an object to a local file, hashing the bytes as they arrive; returns ``(sha256, size)``.
+
+    One pass over the bytes: each chunk read from the store is hashed and written to
+    ``target`` (overwritten; the caller renames it into place once the digest matches).
+    Stores whose fsspec backend streams asynchronously (s3fs, gcsfs) are read as one
+    streamed GET on fsspec's event loop; the others through a buffered file.
+
+    Raises:
+        ArtifactStoreError: no such object, or the download failed.
+    """
+    fs, path = filesystem(uri)
+    try:
+        if _streams(fs):
+            from fsspec.asyn import sync
+
+            return sync(fs.loop, _stream_to_file, fs, path, target)
+        return _copy_to_file(fs, path, target)
+    except FileNotFoundError:
+        raise ArtifactStoreError(f"{uri}: no such object in the artifact store") from None
+    except Exception as exc:
+        raise ArtifactStoreError(f"{uri}: download failed ({type(exc).__name__}: {exc})") from exc
+
+
+def _streams(fs: Any) -> bool:
+    """True when ``fs`` is an async fsspec filesystem that implements ``open_async``."""
+    try:
+        from fsspec.asyn import AsyncFileSystem
+    except ImportError:
+        return False
+    return isinstance(fs, AsyncFileSystem) and type(fs).open_async is not AsyncFileSystem.open_async
+
+
+async def _stream_to_file(fs: Any, path: str, target: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    handle = await fs.open_async(path, "rb")
+    try:
+        with open(target, "wb") as sink:
+            while chunk := await handle.read(STREAM_READ_BYTES):
+                digest.update(chunk)
+                sink.write(chunk)
+                size += len(chunk)
+    finally:
+        await handle.close()
+    return digest.hexdigest(), size
+
+
+def _copy_to_file(fs: Any, path: str, target: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb", block_size=CHUNK_BYTES) as source, open(target, "wb") as sink:
+        while chunk := source.read(CHUNK_BYTES):
+            digest.update(chunk)
+            sink.write(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def remove_object(uri: str) -> bool:

@@ -257,7 +257,7 @@ def test_two_processes_starting_at_once_exactly_one_wins(registry, two_models, d
     for worker in workers:
         worker.join(timeout=30)
     kinds = sorted(kind for kind, _ in outcomes)
-    assert kinds == ["ModelInUseError", "ok"], outcomes
+    assert kinds == ["InvalidStateError", "ok"], outcomes
     winner = next(message for kind, message in outcomes if kind == "ok")
     assert [t["test_id"] for t in registry.list_ab_tests()] == [winner]
     assert "running" in next(message for kind, message in outcomes if kind != "ok")

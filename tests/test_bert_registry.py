@@ -410,7 +410,7 @@ def test_pt_file_with_a_pickle_payload_is_refused_and_runs_nothing(
     version = bert.register_embeddings(good, "m", 10, 4)
     torch.save(payload, good / "product_embeddings.pt")
     with pytest.raises(InvalidArtifactsError, match="not a loadable tensor file"):
-        bert_module._load_torch(good / "product_embeddings.pt", good)
+        embeddings_files.load_torch(good / "product_embeddings.pt", good)
     with pytest.raises(ChecksumMismatchError):
         bert.load_embeddings(version)
     assert not sentinel.exists()

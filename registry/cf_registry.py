@@ -77,7 +77,7 @@ from .models import (
     utcnow,
 )
 from .opening import open_context
-from .read_cache import ReadCache, generation_cached
+from .read_cache import ReadCache, copy_frame, generation_cached
 from .storage import is_uri
 from .storage.refs import remove_unreferenced, store_objects_of_model
 from .storage.upload import inspect_remote_folder, upload_files
@@ -630,7 +630,7 @@ class ModelRegistry(RegistryAdmin):
 
         return self._ctx.read(work)
 
-    @generation_cached(copy=lambda frame: frame.copy())
+    @generation_cached(copy=copy_frame)
     def list_models(
         self,
         model_type: str | None = None,
@@ -722,7 +722,7 @@ class ModelRegistry(RegistryAdmin):
             )
         return models, metric_rows, tags, metric_columns(metric_rows)
 
-    @generation_cached(copy=lambda frame: frame.copy())
+    @generation_cached(copy=copy_frame)
     def search_models(
         self,
         filter_string: str = "",

@@ -275,6 +275,16 @@ class Database:
     def __post_init__(self) -> None:
         self._write_sessions = sessionmaker(bind=self.engine.execution_options(cfreg_write=True))
         self._read_sessions = sessionmaker(bind=self.engine)
+        self._shared_reader: HeldReader | None = None
+        self._shared_reader_lock = threading.Lock()
+
+    def shared_reader(self) -> HeldReader:
+        """One held-connection reader for the whole process (thread-safe): many registry objects on
+        this database share it instead of each pinning a pooled connection."""
+        with self._shared_reader_lock:
+            if self._shared_reader is None:
+                self._shared_reader = HeldReader(self.engine)
+            return self._shared_reader
 
     @property
     def dialect(self) -> str:

@@ -87,11 +87,16 @@ def publish_change(database: Any, json_path: Path, change: Change) -> bool | Non
     if rendered is None or rendered.generation != change.generation - 1:
         return None
     touched: set[str] = set()
+    registered: set[str] = set()
     for action, target in change.events:
         if action in MODEL_ACTIONS:
             touched.add(target)
+            if action == "REGISTER":
+                registered.add(target)
         elif action not in DOCUMENT_ACTIONS:
             return None
+    if registered & rendered.lines.keys():
+        return None  # a re-registration (overwrite=True) gets a new created_at: its place in the file moves
     if file_generation(json_path) != rendered.generation:
         return None  # rewritten, deleted or restored by someone else since
 

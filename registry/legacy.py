@@ -861,7 +861,7 @@ def import_pending(context: RegistryContext) -> bool:
 def import_legacy_if_present(context: RegistryContext) -> bool:
     """Import the JSON files found beside a new database; True if something was imported.
 
-    Called by ``RegistryContext.open`` when it created the database, and on every
+    Called by :func:`registry.opening.open_context` when it created the database, and on every
     later open while :func:`import_pending` (an earlier import was killed). Each file
     with content (anything beyond what an empty registry exports: see
     :func:`has_content`) is first preserved as ``{stem}_backup_{timestamp}.json``

@@ -26,7 +26,6 @@ from .models import Settings
 
 if TYPE_CHECKING:
     from .context import RegistryContext
-    from .db import HeldReader
 
 T = TypeVar("T")
 STAMP_QUERY = select(Settings.generation, Settings.last_updated).where(Settings.id == 1)
@@ -40,13 +39,10 @@ class ReadCache:
         self._max_entries = max_entries
         self._entries: OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._reader: HeldReader | None = None
 
     def stamp(self) -> tuple[Any, ...]:
         """The registry's current change stamp ``(generation, last_updated)``."""
-        if self._reader is None:
-            self._reader = self._context.held_reader()
-        return self._reader.rows(STAMP_QUERY)[0]
+        return self._context.database.shared_reader().rows(STAMP_QUERY)[0]
 
     def get(self, key: Hashable, compute: Callable[[], T], copy: Callable[[T], T]) -> T:
         """``copy`` of the kept result for ``key`` if the stamp has not moved, else of a fresh ``compute()``."""
@@ -71,10 +67,19 @@ class ReadCache:
 
 
 def _frozen(value: Any) -> Any:
-    """``value`` with lists made tuples (``order_by=["metrics.ndcg@10 desc"]`` keys like its tuple)."""
+    """``value`` as a key part: lists made tuples (``order_by=[...]`` keys like its tuple), each value
+    with its type, so ``offset=0.0`` (refused) never hits the entry of ``offset=0``."""
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(item) for item in value)
-    return value
+    return (type(value).__qualname__, value)
+
+
+def copy_frame(frame: Any) -> Any:
+    """A DataFrame's copy whose ``tags`` dicts are the caller's own too (``frame.copy()`` shares them)."""
+    copied = frame.copy()
+    if "tags" in copied:
+        copied["tags"] = [dict(tags) for tags in copied["tags"]]
+    return copied
 
 
 def generation_cached(copy: Callable[[Any], Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -87,7 +92,7 @@ def generation_cached(copy: Callable[[Any], Any]) -> Callable[[Callable[..., T]]
     def decorate(method: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(method)
         def cached(self: Any, *args: Any, **kwargs: Any) -> T:
-            key = (method.__name__, _frozen(args), _frozen(tuple(sorted(kwargs.items()))))
+            key = (method.__name__, _frozen(args), tuple((name, _frozen(value)) for name, value in sorted(kwargs.items())))
             try:
                 hash(key)
             except TypeError:

@@ -51,12 +51,18 @@ def test_random_operations_leave_the_file_equal_to_a_full_rebuild(
         metrics = {name: round(rng.random(), 4) for name in METRICS if rng.random() < 0.9}
         registered.append(registry.register_model(folder, "als", {"factors": 8}, metrics, {"training_time_seconds": 1.0}))
 
+    def reregister() -> None:
+        model_id = rng.choice(registered)
+        registry.register_model(folder, "als", {"factors": 8}, {"ndcg@10": round(rng.random(), 4)}, {},
+                                version=model_id.removeprefix("als_"), overwrite=True)
+
     def some_model() -> str:
         active = [m for m in registered if registry.get_model(m) and registry.get_model(m)["status"] == "active"]
         return rng.choice(active or registered)
 
     operations = {
         "register": register,
+        "reregister": reregister,
         "select": lambda: registry.select_best_model(metric=rng.choice(METRICS), min_improvement=0.0),
         "promote": lambda: registry.promote_model(some_model(), reason="test"),
         "rollback": lambda: registry.rollback(),
@@ -78,7 +84,7 @@ def test_random_operations_leave_the_file_equal_to_a_full_rebuild(
     for _ in range(4):
         register()
     names = list(operations)
-    weights = [6 if name == "register" else 1 for name in names]
+    weights = [6 if name == "register" else 2 if name == "reregister" else 1 for name in names]
     compared = 0
     for step in range(120):
         name = rng.choices(names, weights)[0]

@@ -89,3 +89,22 @@ def test_aliases_tags_and_searches_follow_changes_by_another_handle(two) -> None
     assert list(registry.search_models(search[0], order_by=search[1])["model_id"]) == ["als_b"]
     registry.get_tags("als_b")["team"] = "edited"
     assert registry.get_tags("als_b") == {"team": "search"}
+
+
+def test_many_registry_objects_share_one_stamp_connection(two, registry_path: Path, database_url: str,  # type: ignore[no-untyped-def]
+                                                          tmp_path: Path) -> None:
+    registry, _, _ = two
+    handles = [ModelRegistry(registry_path, database_url=database_url, root=tmp_path, export_json=False) for _ in range(20)]
+    assert all(handle.get_registry_stats()["total_models"] == 2 for handle in handles)  # more than the pool holds
+    assert registry.get_current_best() is None
+
+
+def test_cached_frames_do_not_share_tag_dicts_and_argument_types_count(two) -> None:  # type: ignore[no-untyped-def]
+    registry, other, _ = two
+    other.set_tag("als_a", "team", "search")
+    for read in (registry.list_models, lambda: registry.search_models("", limit=10)):
+        read().set_index("model_id").loc["als_a", "tags"]["team"] = "edited"
+        assert read().set_index("model_id").loc["als_a", "tags"] == {"team": "search"}
+    registry.search_models("", limit=10, offset=0)
+    with pytest.raises(ValueError, match="offset"):
+        registry.search_models("", limit=10, offset=0.0)  # type: ignore[arg-type]

@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from ..bert_registry import BERTEmbeddingsRegistry
     from ..cf_registry import ModelRegistry
 
-# Copies of cf_registry.DEFAULT_REGISTRY_PATH and db.ENV_DATABASE_URL: importing those
-# modules would load pandas and SQLAlchemy on every `cfreg --help`.
+# From registry.defaults, which imports nothing: `cfreg --help` stays free of SQLAlchemy.
 DEFAULT_REGISTRY = DEFAULT_REGISTRY_PATH
 PIPE_WIDTH = 200
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.measure import Measurement
 from rich.segment import Segments
 from rich.table import Table
 from rich.text import Text
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 # From registry.defaults, which imports nothing: `cfreg --help` stays free of SQLAlchemy.
 DEFAULT_REGISTRY = DEFAULT_REGISTRY_PATH
 PIPE_WIDTH = 200
+UNFOLDED_MAX_WIDTH = 10_000
 
 
 # --------------------------------------------------------------------------- state
@@ -319,14 +319,12 @@ def print_unfolded(console: Console, table: Table) -> None:
 
     Ids and metric values cut into pieces cannot be copied or compared, so a table that
     does not fit is printed whole and the terminal wraps its lines (``--json`` gives the
-    same records for scripts).
+    same records for scripts). A table that does not expand renders at its natural width
+    given room, so it is rendered once with room to spare (Console.print would cap the
+    width at the console's).
     """
-    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
-    if natural <= console.width:
-        console.print(table)
-        return
-    # Console.print caps the width at the console's, so render at the natural width first.
-    console.print(Segments(console.render(table, console.options.update(width=natural))), crop=False, soft_wrap=True)
+    roomy = console.options.update(width=max(console.width, UNFOLDED_MAX_WIDTH))
+    console.print(Segments(console.render(table, roomy)), crop=False, soft_wrap=True)
 
 
 def frame_records(frame: Any) -> tuple[list[dict[str, Any]], list[str]]:

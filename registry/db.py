@@ -36,7 +36,7 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql import Executable
 
 from .defaults import ENV_DATABASE_URL
@@ -64,6 +64,7 @@ PG_MIGRATION_LOCK_KEY = 0x6366_7265_67  # "cfreg"
 # Opening a registry already at this revision skips importing Alembic and parsing the scripts.
 SCHEMA_HEAD = "0008"
 # session.info key: the generation a write transaction commits (set by Database.run).
+SETTINGS_KEY = "cfreg_settings"
 GENERATION_KEY = "cfreg_generation"
 
 T = TypeVar("T")
@@ -355,24 +356,26 @@ class Database:
 def bump_generation(session: Session) -> int:
     """Increase the registry generation inside the current write transaction.
 
-    On PostgreSQL the same transaction queues ``NOTIFY`` with the new generation
-    (see :mod:`registry.notify`), sent when it commits.
+    The settings row comes back with the new generation and stays in the session (later
+    ``session.get(Settings, 1)`` calls need no statement). On PostgreSQL the same statement
+    queues ``NOTIFY`` with the new generation (see :mod:`registry.notify`), sent when the
+    transaction commits: one round trip for both.
     """
     from .models import Settings, utcnow
 
-    result = session.execute(
-        update(Settings)
-        .where(Settings.id == 1)
-        .values(generation=Settings.generation + 1, last_updated=utcnow())
-        .returning(Settings.generation)
-    ).scalar_one_or_none()
-    if result is None:
-        raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
+    bump = update(Settings).where(Settings.id == 1).values(generation=Settings.generation + 1, last_updated=utcnow())
     if session.get_bind().dialect.name == "postgresql":
-        from .notify import notify_change
+        from .notify import notify_expression
 
-        notify_change(session, int(result))  # delivered at commit, never for a rollback
-    return int(result)
+        bumped = bump.returning(*Settings.__table__.columns).cte("bumped")
+        row = session.execute(select(aliased(Settings, bumped), notify_expression(bumped.c.generation))).first()
+        settings = row[0] if row is not None else None
+    else:
+        settings = session.execute(bump.returning(Settings)).scalar_one_or_none()
+    if settings is None:
+        raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
+    session.info[SETTINGS_KEY] = settings  # the identity map holds rows weakly: keep this one for the transaction
+    return int(settings.generation)
 
 
 class HeldReader:
@@ -394,19 +397,47 @@ class HeldReader:
         self._connection: Connection | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._serial = 0  # counts the connections this reader opened (see data_version)
+
+    def data_version(self) -> tuple[int, int] | None:
+        """SQLite only: ``(connection serial, PRAGMA data_version)``; None on other databases.
+
+        SQLite changes a connection's ``data_version`` whenever any other connection, in this
+        process or another, commits a change to the file. This reader never writes, so an
+        unchanged pair means nothing was committed since it was last read: a change check in
+        microseconds, without compiling a statement or reading a table.
+        """
+        if self._autocommit:
+            return None
+        with self._lock:
+            connection = self._held_connection()
+            try:
+                raw = connection.connection.dbapi_connection
+                assert raw is not None
+                version = raw.execute("PRAGMA data_version").fetchone()[0]
+            except Exception:
+                self._drop()
+                raise
+            return self._serial, int(version)
+
+    def _held_connection(self) -> Connection:
+        """The held connection, opened when there is none (lock held)."""
+        if self._pid != os.getpid():
+            self._connection, self._pid = None, os.getpid()
+        connection = self._connection
+        if connection is None:
+            connection = self._engine.connect()
+            if self._autocommit:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = connection
+            self._serial += 1
+        return connection
 
     def rows(self, statement: Executable, parameters: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
         """Run one read statement; returns its rows as tuples."""
         with self._lock:
-            if self._pid != os.getpid():
-                self._connection, self._pid = None, os.getpid()
             for attempt in (1, 2):
-                connection = self._connection
-                if connection is None:
-                    connection = self._engine.connect()
-                    if self._autocommit:
-                        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-                    self._connection = connection
+                connection = self._held_connection()
                 try:
                     result = [tuple(row) for row in connection.execute(statement, parameters)]
                     if not self._autocommit:

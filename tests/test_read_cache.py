@@ -108,3 +108,18 @@ def test_cached_frames_do_not_share_tag_dicts_and_argument_types_count(two) -> N
     registry.search_models("", limit=10, offset=0)
     with pytest.raises(ValueError, match="offset"):
         registry.search_models("", limit=10, offset=0.0)  # type: ignore[arg-type]
+
+
+def test_a_replaced_held_connection_never_matches_an_old_stamp(two) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's data_version counts per connection: a new held connection may restart at the old
+    value, so its stamp carries which connection it came from."""
+    registry, other, folder = two
+    reader = registry.context.database.shared_reader()
+    before = registry._reads.stamp()
+    assert registry.get_registry_stats()["total_models"] == 2
+    reader.close()  # e.g. dropped after an error, or a forked child
+    if registry.context.database.dialect == "sqlite":  # PostgreSQL's stamp is the generation itself
+        assert registry._reads.stamp() != before  # even with no change: a new connection's count is not comparable
+    other.register_model(folder, "als", {}, {"ndcg@10": 0.5}, {}, version="c")
+    assert registry._reads.stamp() != before
+    assert registry.get_registry_stats()["total_models"] == 3

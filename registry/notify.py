@@ -1,7 +1,7 @@
 """Push reload: learn of committed registry changes as they happen.
 
 * PostgreSQL: every write transaction sends ``NOTIFY "cfreg_registry:<schema>", '<generation>'``
-  inside the transaction (:func:`notify_change`, called where the generation is
+  inside the transaction (:func:`notify_expression`, in the statement where the generation is
   bumped), so the notification is delivered exactly when the change commits and never
   for a rolled-back one. :class:`GenerationWatcher` ``LISTEN``s on a dedicated
   connection and runs the loader's reload check on each notification. When that
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -53,10 +53,16 @@ def channel_name(schema: str) -> str:
     return f"{CHANNEL}:{schema}"[:63]
 
 
+def notify_expression(generation: Any) -> Any:
+    """``pg_notify(<the registry's channel>, generation)``: a SQL expression that queues the change
+    notification in the current PostgreSQL transaction (sent at commit)."""
+    channel = func.left(func.concat(CHANNEL + ":", func.current_schema()), 63)
+    return func.pg_notify(channel, cast(generation, String))
+
+
 def notify_change(session: Session, generation: int) -> None:
     """Queue the change notification in the current PostgreSQL transaction (sent at commit)."""
-    channel = func.left(func.concat(CHANNEL + ":", func.current_schema()), 63)
-    session.execute(select(func.pg_notify(channel, str(generation))))
+    session.execute(select(notify_expression(generation)))
 
 
 def listen_conninfo(url: str) -> str:

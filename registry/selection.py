@@ -289,11 +289,12 @@ def select_best(
     churn_guard: ChurnGuardFn | None = None, alias: str = CURRENT_BEST_ALIAS,
 ) -> dict[str, Any] | None:
     """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated); moves ``alias``."""
-    require_known_metric(session, metric)
-    if model_type is not None:
-        require_known_model_type(session, model_type)
     winner = best_candidate(session, metric, min_improvement, model_type)
     if winner is None:
+        # Only now: a typo in the metric or type finds no candidate (one statement less when all is well).
+        require_known_metric(session, metric)
+        if model_type is not None:
+            require_known_model_type(session, model_type)
         logger.warning("no eligible active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
     model, value = winner

@@ -31,7 +31,6 @@ from .artifacts import (
     DeletionTarget,
     FileFingerprint,
     check_deletable,
-    check_model_folder,
     fingerprint,
     model_files,
     required_files,
@@ -40,6 +39,7 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
+from .db import HeldReader
 from .defaults import DEFAULT_COMPARE_METRICS, DEFAULT_METRIC, DEFAULT_REGISTRY_PATH
 from .errors import (
     InvalidArgumentError,
@@ -84,6 +84,7 @@ from .storage.upload import inspect_remote_folder, upload_files
 from .tags import tags_of
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
+from .validated_folders import check_model_folder_remembered
 from .validation import (
     ID_MAX_LENGTH,
     MODEL_STATUS,
@@ -290,14 +291,14 @@ class ModelRegistry(RegistryAdmin):
             prints, uris = inspect_remote_folder(stored_path, model_type)
         else:
             folder = self._ctx.resolve(stored_path)
-            _, problems = check_model_folder(folder, model_type)
+            _, problems = check_model_folder_remembered(folder, model_type)
             if not problems and (folder / user_eval_file(model_type)).is_file():
                 from .user_eval import mean_mismatches
 
                 problems = mean_mismatches(folder, model_type, metric_values)
             if problems:
                 raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
-            known = self._ctx.read(lambda s: _known_fingerprints(s, stored_path))
+            known = _known_fingerprints(self._ctx.database.shared_reader(), stored_path)
             prints = [fingerprint(folder / name, known, within=folder) for name in model_files(folder, model_type)]
             if artifact_store is not None:
                 # Uploaded before anything is recorded: a failed upload leaves no row behind.
@@ -1159,13 +1160,14 @@ def _churn_bound(value: object) -> float:
     return bound
 
 
-def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:
-    """Fingerprints recorded for the newest model registered from the same path."""
+def _known_fingerprints(reader: HeldReader, stored_path: str) -> dict[str, FileFingerprint]:
+    """Fingerprints recorded for the newest model registered from the same path (one read on the
+    held connection: only a hint, the files are checked against it)."""
     latest = (
         select(Model.model_id).where(Model.path == stored_path)
         .order_by(Model.created_at.desc()).limit(1).scalar_subquery()
     )
-    rows = session.execute(
+    rows = reader.rows(
         select(ArtifactFile.file_name, ArtifactFile.size_bytes, ArtifactFile.sha256, ArtifactFile.mtime_ns)
         .where(ArtifactFile.model_id == latest)
     )

@@ -1,0 +1,88 @@
+"""A folder registered again unchanged is not re-read; any change to it is validated again."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry import ModelRegistry
+from registry import artifacts, validated_folders
+from registry.errors import InvalidArtifactsError
+
+AN_HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
+
+
+def age(folder: Path, mtime_ns: int = AN_HOUR_AGO_NS) -> None:
+    """Make the folder and its entries older than the racy-mtime window."""
+    for path in [*folder.iterdir(), folder]:
+        os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+
+@pytest.fixture
+def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    validated_folders.forget_all()
+    calls: list[Path] = []
+    real = artifacts.check_model_folder
+
+    def counting(path: Path, model_type: str) -> Any:
+        calls.append(path)
+        return real(path, model_type)
+
+    monkeypatch.setattr(validated_folders, "check_model_folder", counting)
+    return calls
+
+
+def test_an_unchanged_folder_is_validated_once(registry: ModelRegistry, model_dir: Any, tmp_path: Path,
+                                               counted_checks: list[Path]) -> None:
+    folder = model_dir("als/base")
+    age(tmp_path / folder)
+    for version in ("a", "b", "c"):
+        registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version=version)
+    assert len(counted_checks) == 1
+    assert [m for m in registry.list_models()["model_id"]] == ["als_c", "als_b", "als_a"]
+
+
+def test_a_changed_file_is_validated_again(registry: ModelRegistry, model_dir: Any, tmp_path: Path,
+                                           counted_checks: list[Path]) -> None:
+    folder = model_dir("als/base")
+    path = tmp_path / folder
+    age(path)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="a")
+    # Broken in place, then aged again (a different mtime: what a copy from elsewhere would carry).
+    (path / "als_params.json").write_text(json.dumps([1, 2]))
+    age(path, AN_HOUR_AGO_NS - 10**9)
+    with pytest.raises(InvalidArtifactsError, match="als_params.json must hold a JSON object"):
+        registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
+    assert len(counted_checks) == 2 and list(registry.list_models()["model_id"]) == ["als_a"]
+
+
+def test_a_new_file_or_a_fresh_mtime_is_validated_again(registry: ModelRegistry, model_dir: Any, tmp_path: Path,
+                                                         counted_checks: list[Path]) -> None:
+    folder = model_dir("als/base")
+    path = tmp_path / folder
+    age(path)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="a")
+    (path / "notes.txt").write_text("added later")
+    age(path)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
+    os.utime(path / "als_U.npy")  # just written: inside the racy window, never remembered
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="c")
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="d")
+    assert len(counted_checks) == 4
+
+
+def test_a_folder_with_a_symlink_is_never_remembered(registry: ModelRegistry, model_dir: Any, tmp_path: Path,
+                                                     counted_checks: list[Path]) -> None:
+    folder = model_dir("als/base")
+    path = tmp_path / folder
+    (path / "als_params.json").rename(path / "params_real.json")
+    (path / "als_params.json").symlink_to("params_real.json")
+    age(path)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="a")
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
+    assert len(counted_checks) == 2

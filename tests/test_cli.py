@@ -144,6 +144,34 @@ def test_human_output_is_a_table_with_the_models(cli: Cli, trained, monkeypatch:
     assert "No models." in cli("list", "--type", "bpr").stdout
 
 
+def test_the_model_list_prints_the_lines_of_a_rich_table(cli: Cli, trained) -> None:
+    """cfreg list lays its table out in one pass; the lines are those rich prints for the same table."""
+    import io
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.segment import Segments
+
+    from registry.cli.common import print_unfolded, records_table
+
+    cli("register", trained("v1", 0.1))
+    records = cli.json("list")
+    columns = ["model_id", "model_type", "status", "created_at", "ndcg@10"]
+    records += [{"model_id": "bpr_中文_é", "model_type": "bpr", "status": "active", "created_at": "", "ndcg@10": None},
+                {"model_id": "x" * 90, "model_type": "als", "status": "", "created_at": "[bold]", "ndcg@10": 0.5}]
+    for title in (f"{len(records)} model(s)", "an odd title", None):
+        expected, printed = io.StringIO(), io.StringIO()
+        console = Console(file=expected, width=80)
+        literal = [{key: escape(value) if isinstance(value, str) else value for key, value in record.items()}
+                   for record in records]  # rich reads markup in cells; cfreg list shows them as they are
+        roomy = console.options.update(width=10_000)
+        console.print(Segments(console.render(records_table(literal, columns, title=title), roomy)), crop=False,
+                      soft_wrap=True)
+        print_unfolded(Console(file=printed, width=80), records, columns, title)
+        assert printed.getvalue() == expected.getvalue()
+        assert "[bold]" in printed.getvalue() and "x" * 90 in printed.getvalue()
+
+
 def test_register_with_metrics_and_params_files(cli: Cli, registry: ModelRegistry, trained, tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text(json.dumps({"metrics": {"ndcg@10": 0.3}}))
     (tmp_path / "p.json").write_text(json.dumps({"factors": 8, "alpha": 40}))

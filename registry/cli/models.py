@@ -244,7 +244,7 @@ def list_models(
         shown = [column for column in columns if column in LIST_KEY_COLUMNS or any(
             cell(record.get(column)) for record in records)]
         shown = [column for column in shown if column != "version"]  # model_id already carries it
-        print_unfolded(state.out, records_table(records, shown, title=f"{len(records)} model(s)"))
+        print_unfolded(state.out, records, shown, title=f"{len(records)} model(s)")
 
     emit(state, records, render)
 

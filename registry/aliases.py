@@ -37,8 +37,10 @@ def validate_alias_name(name: object) -> str:
 def target_of(session: Session, name: str) -> str | None:
     """The model id an alias points at (None when the alias does not exist)."""
     if name == CURRENT_BEST_ALIAS:
-        return session.scalar(select(Settings.current_model_id).where(Settings.id == 1))
-    return session.scalar(select(Alias.model_id).where(Alias.name == name))
+        settings = session.get(Settings, 1)  # a write transaction already holds it (the generation bump)
+        return settings.current_model_id if settings is not None else None
+    row = session.get(Alias, name)  # from the session's identity map while a caller holds the row
+    return row.model_id if row is not None else None
 
 
 def check_expected(name: str, current: str | None, expected: Any) -> None:

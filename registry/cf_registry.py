@@ -69,6 +69,7 @@ from .listing import (
 )
 from .models import (
     CURRENT_BEST_ALIAS,
+    Alias,
     ArtifactFile,
     BertEmbedding,
     EmbeddingLink,
@@ -791,6 +792,8 @@ class ModelRegistry(RegistryAdmin):
         reason = optional_text(reason, "reason", 1024)
 
         def work(session: Session) -> dict[str, Any]:
+            # Held for the transaction: the later lookups of the row come from the session, not the database.
+            row = session.get(Alias, name) if name != CURRENT_BEST_ALIAS else None  # noqa: F841
             previous = aliases.target_of(session, name)
             aliases.check_expected(name, previous, expected)
             if name == CURRENT_BEST_ALIAS:

@@ -1,6 +1,6 @@
 """The loader's A/B routing table: the running test as last read, and its arms in memory.
 
-:class:`registry.loader.ModelLoader` builds one :class:`ABRouting` when routing is
+:class:`registry.serving.loader.ModelLoader` builds one :class:`ABRouting` when routing is
 first used and a new one whenever a reload check sees the registry generation
 change. A table is immutable, so a reader that took it gets one consistent test
 and its arms however many reloads happen meanwhile.
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .abtest import get_model_for_user
-from .errors import RegistryError
+from ..abtest import get_model_for_user
+from ..errors import RegistryError
 from .model_state import CacheKey, ModelState
 
 logger = logging.getLogger(__name__)

@@ -374,7 +374,7 @@ class ModelLoader:
         the disk. An arm that cannot be loaded falls back to the current best.
         """
         routing = self._routing_table()
-        state = routing.arm_state(user_id) or self._state
+        state = routing.route(user_id, self._state)
         if state is None:
             self.load_current_best()
             state = self._state
@@ -683,7 +683,7 @@ class ModelLoader:
             record = self._require_record(model_id)
             return self._take(record, check_files=True, serve=False, pinned=[*pinned, record.key])
 
-        config = abtest.routing_config(self._ctx) if self.alias == CURRENT_BEST_ALIAS else None
+        config = abtest.get_ab_test(self._ctx) if self.alias == CURRENT_BEST_ALIAS else None
         self._routing = load_routing(config, load_arm)
 
     # ------------------------------------------------------------------ internals (self._lock held)

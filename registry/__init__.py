@@ -55,12 +55,12 @@ _EXPORTS: dict[str, str] = {
     "write_user_eval": "evaluation",
     "read_user_eval": "evaluation",
     # ModelLoader
-    "ModelLoader": "loader",
-    "ModelState": "loader",
-    "LoaderStats": "loader",
-    "get_loader": "loader",
-    "reset_loader": "loader",
-    "load_model_from_registry": "loader",
+    "ModelLoader": "serving.loader",
+    "ModelState": "serving.loader",
+    "LoaderStats": "serving.loader",
+    "get_loader": "serving.loader",
+    "reset_loader": "serving.loader",
+    "load_model_from_registry": "serving.loader",
     # BERT embeddings
     "BERTEmbeddingsRegistry": "bert_registry",
     "get_bert_registry": "bert_registry",
@@ -132,9 +132,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import *  # noqa: F403
     from .evaluation import read_user_eval, write_user_eval
     from .export import create_empty_registry, validate_registry_schema
-    from .loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
     from .model_folder import write_model_folder
     from .selection import baseline_improvement
+    from .serving.loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
     from .utils.artifact_management import cleanup_old_artifacts, copy_model_artifacts, ensure_directory, validate_model_path
     from .utils.backup import backup_registry, list_backups, restore_registry
     from .utils.git import get_git_branch, get_git_commit, get_git_commit_short, is_git_clean

@@ -56,8 +56,8 @@ __all__ = [
     "list_ab_tests",
     "rollback_ab_test",
     "route_user",
-    "routing_config",
     "running_test",
+    "serving_model_id",
     "start_ab_test",
     "stop_ab_test",
     "update_traffic_split",
@@ -99,10 +99,32 @@ def get_model_for_user(user_id: Any, ab_config: Mapping[str, Any]) -> str:
     return ab_config["control_model"]
 
 
+def serving_model_id(user_id: Any, ab_config: Mapping[str, Any] | None, current_best: str | None) -> str | None:
+    """Which model serves ``user_id``: the one routing decision every entry point delegates to.
+
+    :meth:`ModelRegistry.route_user <registry.cf_registry.ModelRegistry.route_user>` (through
+    :func:`route_user`) applies it to the registry as it is now; the loader
+    (``ModelLoader.route_for_user``, ``state_for_user``, ``load_for_user``) and the HTTP
+    service apply it to the loader's routing table.
+
+    Args:
+        user_id: any value (``42`` and ``"42"`` route alike).
+        ab_config: the running test as the doc's ``ab_test`` dict, or None when no test runs.
+        current_best: the model serving everyone when no test runs.
+
+    Returns:
+        The user's arm (the doc's :func:`get_model_for_user`) while a test runs, else
+        ``current_best`` (None: nothing to serve).
+    """
+    if ab_config is None:
+        return current_best
+    return get_model_for_user(user_id, ab_config)
+
+
 # --------------------------------------------------------------------------- session helpers
 
 
-def routing_config(context: RegistryContext) -> dict[str, Any] | None:
+def _running_test_info(context: RegistryContext) -> dict[str, Any] | None:
     """The running test as the doc's ``ab_test`` dict, or None when no test runs."""
     def work(session: Session) -> dict[str, Any] | None:
         test = running_test(session)
@@ -291,7 +313,7 @@ def get_ab_test(context: RegistryContext, test_id: str | None = None) -> dict[st
         ModelNotFoundError: an explicit ``test_id`` is unknown.
     """
     if test_id is None:
-        return routing_config(context)
+        return _running_test_info(context)
     validate_identifier(test_id, "test_id")
     return context.read(lambda session: ab_test_info(_require_test(session, test_id)))
 
@@ -467,10 +489,9 @@ def route_user(context: RegistryContext, user_id: Any) -> str:
         return (None if test is None else ab_test_info(test)), current
 
     config, current = context.read(work)
-    if config is not None:
-        return get_model_for_user(user_id, config)
-    if current is None:
+    model_id = serving_model_id(user_id, config, current)
+    if model_id is None:
         raise NoModelLoadedError("no A/B test is running and no current best is set",
                                  hint="run select_best_model() or promote_model()",
                                  cli_hint="run `cfreg select-best` or `cfreg promote MODEL_ID`")
-    return current
+    return model_id

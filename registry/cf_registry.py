@@ -39,6 +39,7 @@ from .artifacts import (
 )
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
+from .dashboard_facade import RegistryDashboards
 from .db import HeldReader
 from .defaults import DEFAULT_COMPARE_METRICS, DEFAULT_METRIC, DEFAULT_REGISTRY_PATH
 from .errors import (
@@ -127,7 +128,7 @@ __all__ = [
 ]
 
 
-class ModelRegistry(RegistryAdmin):
+class ModelRegistry(RegistryAdmin, RegistryDashboards):
     """The CF model registry on a SQLite file (default) or a PostgreSQL URL.
 
     Args:

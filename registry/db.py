@@ -269,9 +269,6 @@ class Database:
 
     url: str
     engine: Engine
-    # True from creating the schema in this process until the first RegistryContext
-    # handles it (imports a legacy registry.json found beside the new database).
-    newly_created: bool = False
 
     def __post_init__(self) -> None:
         self._write_sessions = sessionmaker(bind=self.engine.execution_options(cfreg_write=True))
@@ -486,11 +483,21 @@ def open_database(url: str, *, create: bool = True) -> Database:
         RegistryNotFoundError: missing database and ``create=False``.
         SchemaVersionError: the schema is newer than this code.
     """
+    return open_or_create_database(url, create=create)[0]
+
+
+def open_or_create_database(url: str, *, create: bool = True) -> tuple[Database, bool]:
+    """:func:`open_database`, and whether this call created the registry's schema in an empty database.
+
+    Only the one call that created it gets True (``opening.open_context`` then imports a legacy
+    ``registry.json`` found beside the new database); the cached :class:`Database` itself is
+    never marked.
+    """
     key = (url, os.getpid())
     with _databases_lock:
         database = _databases.get(key)
         if database is not None:
-            return database
+            return database, False
         try:
             db_file = sqlite_file(url)
             if db_file is not None and not db_file.exists():
@@ -503,7 +510,7 @@ def open_database(url: str, *, create: bool = True) -> Database:
         except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
             raise _open_error(url, exc) from exc
         try:
-            ensure_schema(database, create=create)
+            created = ensure_schema(database, create=create)
         except DBAPIError as exc:
             database.dispose()
             raise _open_error(url, exc) from exc
@@ -511,7 +518,7 @@ def open_database(url: str, *, create: bool = True) -> Database:
             database.dispose()
             raise
         _databases[key] = database
-        return database
+        return database, created
 
 
 def _open_error(url: str, exc: BaseException) -> RegistryError:
@@ -608,20 +615,24 @@ def stored_revisions(database: Database) -> set[str]:
     return {row[0] for row in rows}
 
 
-def ensure_schema(database: Database, *, create: bool) -> None:
-    """Bring the schema to head if needed (see :func:`open_database`)."""
+def ensure_schema(database: Database, *, create: bool) -> bool:
+    """Bring the schema to head if needed (see :func:`open_database`).
+
+    Returns:
+        True when this call created the schema in an empty database.
+    """
     state, current, heads = schema_state(database)
     if state == "current":
-        return
+        return False
     _raise_if_unusable(database, state, current, heads, create)
     with migration_lock(database):
         state, current, heads = schema_state(database)  # another process may have done it
         if state == "current":
-            return
+            return False
         _raise_if_unusable(database, state, current, heads, create)
         logger.info("migrating %s from %s to %s", database.describe(), sorted(current) or "empty", sorted(heads))
         upgrade(database, "head")
-        database.newly_created = state == "empty"
+        return state == "empty"
 
 
 def _raise_if_unusable(database: Database, state: str, current: set[str], heads: set[str], create: bool) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import fsio
 from .context import ENV_ROOT, RegistryContext, audit_path, json_locations
-from .db import open_database, record_database_url, resolve_database_url, sqlite_file
+from .db import open_or_create_database, record_database_url, resolve_database_url, sqlite_file
 from .errors import InvalidArgumentError, RegistryNotFoundError
 from .legacy import import_legacy_if_present, import_pending
 from .models import Settings
@@ -47,7 +47,7 @@ def open_context(
             f"Registry not found: {db_file} does not exist",
             hint="create it with ModelRegistry(registry_path, auto_create=True)",
         )
-    database = open_database(url, create=auto_create)
+    database, created = open_or_create_database(url, create=auto_create)
     if auto_create:
         record_database_url(registry_path, url)
     store_uri = None
@@ -73,10 +73,9 @@ def open_context(
         artifacts_root=Path(artifacts_root).expanduser().absolute() if artifacts_root else json_path.parent,
         audit_log_path=audit_path(audit_log_path, resolved_root),
         export_json=export_json,
-        created=database.newly_created,
+        created=created,
         artifact_store_uri=stored_store,
     )
-    database.newly_created = False
     if stored_root is None:
         context.store_root(resolved_root)
     if store_uri is not None and stored_store is None:

@@ -417,6 +417,38 @@ def test_route_user_without_test_or_best_raises(registry, model_dir) -> None:
         registry.route_user(1)
 
 
+
+def test_serving_model_id_is_the_one_routing_decision() -> None:
+    running = {"status": "running", "traffic_split": 0.3, "control_model": "c", "treatment_model": "t"}
+    stopped = {**running, "status": "stopped"}
+    for user_id in range(200):
+        assert abtest.serving_model_id(user_id, running, "best") == doc_get_model_for_user(user_id, running)
+        assert abtest.serving_model_id(user_id, stopped, "best") == "c"
+        assert abtest.serving_model_id(user_id, None, "best") == "best"
+    assert abtest.serving_model_id(1, None, None) is None
+    assert {abtest.serving_model_id(u, running, None) for u in range(200)} == {"c", "t"}
+
+
+def test_every_routing_entry_point_agrees_per_user(registry, two_models, database_url) -> None:
+    from registry import ModelLoader
+
+    control, treatment = two_models
+    registry.select_best_model(metric="ndcg@10", min_improvement=0.0)
+    with ModelLoader(registry.registry_path, database_url=database_url) as loader:
+        for start in (False, True):
+            test = registry.start_ab_test(control, treatment, 0.4) if start else None
+            loader.reload_model()
+            best = registry.get_current_best()["model_id"]
+            assert loader.routing_config() == test == registry.get_ab_test()
+            for user_id in range(150):
+                expected = abtest.serving_model_id(user_id, test, best)
+                state, routed_with = loader.route_for_user(user_id)
+                assert registry.route_user(user_id) == expected == state.model_id
+                assert loader.state_for_user(user_id) is state and loader.load_for_user(user_id)[0] == expected
+                assert routed_with == test
+            assert {registry.route_user(u) for u in range(150)} == ({best} if test is None else {control, treatment})
+
+
 # --------------------------------------------------------------------------- registry.json, guards, audit
 
 

@@ -113,3 +113,14 @@ def test_the_cli_uses_the_facades_only() -> None:
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if ".context." in line or ".context)" in line or "._ctx" in line or "Session" in line]
     assert offenders == []
+
+
+def test_the_web_pages_and_api_use_the_facades_only() -> None:
+    """The dashboards ask ``ModelRegistry`` (leaderboard pages, metric names, chart series), not its context."""
+    offenders = [f"{path.name}:{number}" for path in sorted((PACKAGE / "web").glob("*.py")) if path.name != "service.py"
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if ".context" in line or "._ctx" in line or "Session" in line]
+    offenders += [f"service.py:{number}" for number, line in
+                  enumerate((PACKAGE / "web" / "service.py").read_text(encoding="utf-8").splitlines(), 1)
+                  if "leaderboard" in line and "context" in line]
+    assert offenders == []

@@ -460,7 +460,8 @@ def test_load_torch_reports_a_vanished_file_as_invalid_artifacts(tmp_path: Path)
 
 
 def test_argument_checks_use_the_shared_positive_int() -> None:
-    from registry import model_state, validation
+    from registry import validation
+    from registry.serving import model_state
 
     assert not hasattr(bert_module, "_positive_int") and not hasattr(model_state, "_positive_int")
     assert bert_module.positive_int is validation.positive_int

@@ -32,6 +32,18 @@ def test_in_memory_sqlite_is_refused() -> None:
         db.make_engine("sqlite://")
 
 
+
+def test_only_the_call_that_created_the_schema_is_told_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    database, created = db.open_or_create_database(url)
+    assert created is True
+    again, created_again = db.open_or_create_database(url)
+    assert again is database and created_again is False  # the cached object carries no "created" state
+    assert not hasattr(database, "newly_created")
+    db.forget_databases()
+    reopened, created_reopened = db.open_or_create_database(url)
+    assert reopened is not database and created_reopened is False  # the schema is there already
+
 def test_pragmas_hold_on_every_pooled_connection(tmp_path: Path) -> None:
     database = db.open_database(f"sqlite:///{tmp_path / 'p.db'}")
     connections = [database.engine.connect() for _ in range(4)]  # beyond pool_size: overflow connections too

@@ -1,18 +1,11 @@
-"""Paged leaderboard queries and chart series (registry.leaderboard) on both backends."""
+"""Paged leaderboard queries and chart series (registry.leaderboard, through the ModelRegistry facade) on both backends."""
 
 from __future__ import annotations
 
 import pytest
 
 from registry import InvalidArgumentError, ModelRegistry
-from registry.leaderboard import (
-    MAX_PER_PAGE,
-    leaderboard_page,
-    metric_names,
-    metric_pairs,
-    metric_series,
-    model_types,
-)
+from registry.leaderboard import MAX_PER_PAGE
 
 
 @pytest.fixture
@@ -31,32 +24,32 @@ def filled(registry: ModelRegistry, model_dir) -> ModelRegistry:  # type: ignore
 
 
 def test_sort_by_metric_pages_and_marks_current(filled: ModelRegistry) -> None:
-    first = leaderboard_page(filled.context, sort="ndcg@10", per_page=3)
+    first = filled.leaderboard_page(sort="ndcg@10", per_page=3)
     assert first.total == 8 and first.pages == 3 and first.current_best == "bpr_v0"
     assert [r.model_id for r in first.rows] == ["bpr_v0", "als_v6", "als_v5"]
     assert first.rows[0].is_current and not first.rows[1].is_current
     assert first.rows[1].metrics == pytest.approx({"ndcg@10": 0.16, "recall@10": 0.24})
     assert first.rows[1].training_time == 16
     assert first.metric_names == ["coverage", "ndcg@10", "recall@10"]
-    last = leaderboard_page(filled.context, sort="ndcg@10", per_page=3, page=3)
+    last = filled.leaderboard_page(sort="ndcg@10", per_page=3, page=3)
     assert [r.model_id for r in last.rows] == ["als_v0", "als_v3"]  # missing metric last
-    ascending = leaderboard_page(filled.context, sort="ndcg@10", ascending=True, per_page=10)
+    ascending = filled.leaderboard_page(sort="ndcg@10", ascending=True, per_page=10)
     assert [r.model_id for r in ascending.rows][:2] == ["als_v0", "als_v1"]
     assert ascending.rows[-1].model_id == "als_v3"  # missing metric last in both directions
 
 
 def test_filters_search_and_columns(filled: ModelRegistry) -> None:
-    page = leaderboard_page(filled.context, model_type="als", status="active", sort="model_id", ascending=True)
+    page = filled.leaderboard_page(model_type="als", status="active", sort="model_id", ascending=True)
     assert [r.model_id for r in page.rows] == ["als_v0", "als_v2", "als_v3", "als_v4", "als_v5", "als_v6"]
-    assert leaderboard_page(filled.context, status="archived").total == 1
-    assert [r.model_id for r in leaderboard_page(filled.context, search="BPR").rows] == ["bpr_v0"]
-    assert leaderboard_page(filled.context, search="100%_").total == 0  # LIKE wildcards are literal
-    by_time = leaderboard_page(filled.context, sort="training_time", per_page=2)
+    assert filled.leaderboard_page(status="archived").total == 1
+    assert [r.model_id for r in filled.leaderboard_page(search="BPR").rows] == ["bpr_v0"]
+    assert filled.leaderboard_page(search="100%_").total == 0  # LIKE wildcards are literal
+    by_time = filled.leaderboard_page(sort="training_time", per_page=2)
     assert [r.model_id for r in by_time.rows] == ["als_v6", "als_v5"]
 
 
 def test_past_the_last_page_keeps_total(filled: ModelRegistry) -> None:
-    page = leaderboard_page(filled.context, page=99, per_page=5)
+    page = filled.leaderboard_page(page=99, per_page=5)
     assert page.rows == [] and page.total == 8 and page.current_best == "bpr_v0"
 
 
@@ -67,17 +60,17 @@ def test_past_the_last_page_keeps_total(filled: ModelRegistry) -> None:
 ])
 def test_bad_arguments_are_typed_errors(filled: ModelRegistry, kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(InvalidArgumentError):
-        leaderboard_page(filled.context, **kwargs)
+        filled.leaderboard_page(**kwargs)
 
 
 def test_series_pairs_and_names(filled: ModelRegistry) -> None:
-    series = metric_series(filled.context, "ndcg@10", "als")
+    series = filled.metric_series("ndcg@10", "als")
     assert [p["model_id"] for p in series] == ["als_v0", "als_v1", "als_v2", "als_v4", "als_v5", "als_v6"]
-    assert [p["model_id"] for p in metric_series(filled.context, "ndcg@10", limit=2)] == ["als_v6", "bpr_v0"]
-    assert metric_series(filled.context, "ndcg@10")[-1]["is_current"]
-    pairs = metric_pairs(filled.context, "ndcg@10", "recall@10")
+    assert [p["model_id"] for p in filled.metric_series("ndcg@10", limit=2)] == ["als_v6", "bpr_v0"]
+    assert filled.metric_series("ndcg@10")[-1]["is_current"]
+    pairs = filled.metric_pairs("ndcg@10", "recall@10")
     assert {p["model_id"] for p in pairs} == {"als_v0", "als_v1", "als_v2", "als_v4", "als_v5", "als_v6"}
-    assert metric_names(filled.context) == ["coverage", "ndcg@10", "recall@10"]
-    assert model_types(filled.context) == ["als", "bpr"]
+    assert filled.metric_names() == ["coverage", "ndcg@10", "recall@10"]
+    assert filled.model_types() == ["als", "bpr"]
     with pytest.raises(InvalidArgumentError):
-        metric_series(filled.context, "ndcg@10", limit=10**9)
+        filled.metric_series("ndcg@10", limit=10**9)

@@ -21,7 +21,7 @@ with warnings.catch_warnings():
 from registry import InvalidArgumentError, ModelRegistry
 from registry.cli import app as cli_app
 from registry.serving import MAX_EXCLUDE, MAX_ITEM_ID_LENGTH, create_app
-from registry.serving_auth import ENV_TOKEN, read_token_file, validate_token
+from registry.serving.auth import ENV_TOKEN, read_token_file, validate_token
 
 TOKEN = "s3cret-token-0123456789"
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from registry import ModelRegistry
-from registry import artifacts, validated_folders
+from registry import ModelRegistry, artifacts, validated_folders
 from registry.errors import InvalidArtifactsError
 
 AN_HOUR_AGO_NS = time.time_ns() - 3600 * 10**9

@@ -215,7 +215,7 @@ def cold_and_warm(work: Path, database_url: str, runs: int = 7) -> dict[str, Any
     fs, _ = filesystem("s3://bench/cold")
     remote = [filesystem(item["uri"])[1] for item in files]
 
-    from registry.model_files import RECORD_QUERY, record_from_rows
+    from registry.serving.model_files import RECORD_QUERY, record_from_rows
     from registry.storage.cache import ArtifactCache
     from registry.storage.records import cached_model_files
 

@@ -64,7 +64,7 @@ def serve(
     state = state_of(ctx)
     try:
         from ..serving import serve as run_server
-        from ..serving_auth import read_token_file
+        from ..serving.auth import read_token_file
     except ImportError as exc:
         raise RegistryError(f"serving needs the 'serve' extra: pip install 'cf-model-registry[serve]' ({exc})") from exc
     token = read_token_file(token_file) if token_file is not None else None

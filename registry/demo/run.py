@@ -431,7 +431,7 @@ def _recommend(
     Items a user already interacted with in training are left out by the loaded model
     itself: the demo's folders carry their training interactions.
     """
-    from ..loader import get_loader
+    from ..serving.loader import get_loader
 
     loader = get_loader(registry_path, database_url=database_url)
     loader.reload_model()  # a loader shared in this process may predate this run's selection

@@ -22,15 +22,15 @@ from ..context import RegistryContext
 from ..errors import InvalidArgumentError, ModelNotFoundError
 from ..export import iso
 from ..interactions import Interactions, interactions_file, read_interactions
-from ..model_files import (
+from ..models import utcnow
+from ..serving.model_files import (
     RECORD_QUERY,
     ModelRecord,
     read_model,
     record_from_rows,
     stat_files,
 )
-from ..model_state import ModelState
-from ..models import utcnow
+from ..serving.model_state import ModelState
 from ..validation import positive_int, validate_flag, validate_identifier
 from . import metrics as m
 from . import store

@@ -24,8 +24,8 @@ Endpoints (see ``docs/serving.md``):
   never one of ``exclude`` nor (unless ``include_seen``) one the user interacted
   with in training; the response names that model and arm.
 * ``POST /reload_model``: ``{"reloaded": bool, "model_id": ...}``; needs
-  ``Authorization: Bearer <token>`` when a token is configured (:mod:`registry.serving_auth`).
-* ``GET /metrics``: Prometheus metrics (:mod:`registry.serving_metrics`).
+  ``Authorization: Bearer <token>`` when a token is configured (:mod:`registry.serving.auth`).
+* ``GET /metrics``: Prometheus metrics (:mod:`registry.serving.metrics`).
 * ``GET /docs``, ``GET /redoc``: API docs, with their assets served by the app (no CDN).
 
 Responses never carry server paths or internal error text: those go to the log.
@@ -47,18 +47,18 @@ from fastapi_offline import FastAPIOffline
 from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 
-from .cf_registry import DEFAULT_REGISTRY_PATH
-from .errors import (
+from ..defaults import DEFAULT_REGISTRY_PATH
+from ..errors import (
     InvalidArgumentError,
     ModelNotFoundError,
     NoModelLoadedError,
     RegistryError,
 )
+from ..models import CURRENT_BEST_ALIAS
+from ..validation import validate_identifier
+from .auth import require_token, resolve_token
 from .loader import ModelLoader, ModelState, get_loader
-from .models import CURRENT_BEST_ALIAS
-from .serving_auth import require_token, resolve_token
-from .serving_metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServiceMetrics
-from .validation import validate_identifier
+from .metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServiceMetrics
 
 logger = logging.getLogger(__name__)
 

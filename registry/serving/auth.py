@@ -23,7 +23,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 

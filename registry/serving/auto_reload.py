@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InvalidArgumentError, RegistryError
+from ..errors import InvalidArgumentError, RegistryError
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ How it stays consistent and fast:
 * :meth:`ModelLoader.reload_model` reads ``(generation, current best)`` on a
   held connection and stats the served files; only a change loads anything.
 
-This module coordinates; the parts live beside it: :mod:`registry.model_state`
-(the served model and its recommendations), :mod:`registry.model_files` (the
-registry's record of a model's files and reading them), :mod:`registry.model_cache`
-(the LRU), :mod:`registry.ab_routing` (the A/B routing table) and
-:mod:`registry.auto_reload` (the reload thread).
+This module coordinates; the parts live beside it in :mod:`registry.serving`:
+``model_state`` (the served model and its recommendations), ``model_files`` (the
+registry's record of a model's files and reading them), ``model_cache`` (the LRU),
+``routing`` (the A/B routing table) and ``auto_reload`` (the reload thread).
+The documented import path stays ``registry.loader`` (a thin module re-exporting this one).
 """
 
 from __future__ import annotations
@@ -40,19 +40,25 @@ from typing import Any
 
 import numpy as np
 
-from . import abtest
-from .ab_routing import ABRouting, load_routing
-from .auto_reload import AutoReloader, ReloadCallback
-from .cf_registry import DEFAULT_REGISTRY_PATH
-from .context import RegistryContext
-from .errors import (
+from .. import abtest
+from ..context import RegistryContext
+from ..defaults import DEFAULT_REGISTRY_PATH
+from ..errors import (
     ChecksumMismatchError,
     InvalidArgumentError,
     ModelNotFoundError,
     NoModelLoadedError,
     RegistryError,
 )
-from .instances import SharedInstances
+from ..instances import SharedInstances
+from ..models import CURRENT_BEST_ALIAS
+from ..notify import GenerationWatcher
+from ..opening import open_context
+from ..storage.cache import ArtifactCache
+from ..storage.records import cached_model_files
+from ..timestamps import format_timestamp
+from ..validation import validate_identifier
+from .auto_reload import AutoReloader, ReloadCallback
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
     RECORD_QUERY,
@@ -65,15 +71,10 @@ from .model_files import (
     stat_files,
 )
 from .model_state import CacheKey, FileStamp, ModelState
-from .models import CURRENT_BEST_ALIAS
-from .notify import GenerationWatcher
-from .opening import open_context
-from .storage.cache import ArtifactCache
-from .storage.records import cached_model_files
-from .timestamps import format_timestamp
-from .validation import validate_identifier
+from .routing import ABRouting, load_routing
 
-logger = logging.getLogger(__name__)
+# The documented logger name (docs/loader.md): model swaps are logged at INFO here.
+logger = logging.getLogger("registry.loader")
 
 LoadListener = Callable[[str, float], Any]
 FETCH_BACKOFF_START_SECONDS = 0.5
@@ -373,7 +374,7 @@ class ModelLoader:
         the disk. An arm that cannot be loaded falls back to the current best.
         """
         routing = self._routing_table()
-        state = routing.arm_state(user_id) or self._state
+        state = routing.route(user_id, self._state)
         if state is None:
             self.load_current_best()
             state = self._state
@@ -499,8 +500,6 @@ class ModelLoader:
             callback: called as ``callback(old_model_id, new_model_id)`` after each change.
             poll_seconds: the polling interval (PostgreSQL: also the safety check while listening).
         """
-        from .notify import GenerationWatcher
-
         self.stop_watching()
         self._watcher = GenerationWatcher(self._ctx.database, self._watched_reload, callback=callback,
                                           poll_seconds=poll_seconds,
@@ -684,7 +683,7 @@ class ModelLoader:
             record = self._require_record(model_id)
             return self._take(record, check_files=True, serve=False, pinned=[*pinned, record.key])
 
-        config = abtest.routing_config(self._ctx) if self.alias == CURRENT_BEST_ALIAS else None
+        config = abtest.get_ab_test(self._ctx) if self.alias == CURRENT_BEST_ALIAS else None
         self._routing = load_routing(config, load_arm)
 
     # ------------------------------------------------------------------ internals (self._lock held)

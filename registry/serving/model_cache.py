@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 from .model_state import CacheKey, ModelState
 
 logger = logging.getLogger(__name__)

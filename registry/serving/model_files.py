@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import bindparam, select
 
-from . import artifacts
-from .context import GENERATION_QUERY
-from .errors import ChecksumMismatchError, InvalidArtifactsError
-from .export import iso
-from .interactions import Interactions, interactions_file, read_interactions
+from .. import artifacts
+from ..context import GENERATION_QUERY
+from ..errors import ChecksumMismatchError, InvalidArtifactsError
+from ..export import iso
+from ..interactions import Interactions, interactions_file, read_interactions
+from ..models import CURRENT_BEST_ALIAS, Alias, ArtifactFile, Model, Settings, utcnow
 from .model_state import CacheKey, FileStamp, ModelState
-from .models import CURRENT_BEST_ALIAS, Alias, ArtifactFile, Model, Settings, utcnow
 
 logger = logging.getLogger(__name__)
 

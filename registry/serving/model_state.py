@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError, ModelNotFoundError
-from .interactions import Interactions
-from .validation import positive_int
+from ..errors import InvalidArgumentError, ModelNotFoundError
+from ..interactions import Interactions
+from ..validation import positive_int
 
 # (model_id, ((file_name, sha256), ...)): a model's identity including its file contents.
 CacheKey = tuple[str, tuple[tuple[str, str], ...]]

@@ -1,6 +1,6 @@
 """The loader's A/B routing table: the running test as last read, and its arms in memory.
 
-:class:`registry.loader.ModelLoader` builds one :class:`ABRouting` when routing is
+:class:`registry.serving.loader.ModelLoader` builds one :class:`ABRouting` when routing is
 first used and a new one whenever a reload check sees the registry generation
 change. A table is immutable, so a reader that took it gets one consistent test
 and its arms however many reloads happen meanwhile.
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .abtest import get_model_for_user
-from .errors import RegistryError
+from ..abtest import serving_model_id
+from ..errors import RegistryError
 from .model_state import CacheKey, ModelState
 
 logger = logging.getLogger(__name__)
@@ -31,11 +31,12 @@ class ABRouting:
     config: Mapping[str, Any] | None
     states: Mapping[str, ModelState]
 
-    def arm_state(self, user_id: Any) -> ModelState | None:
-        """The loaded model of ``user_id``'s arm; None when no test runs or that arm failed to load."""
-        if self.config is None:
-            return None
-        return self.states.get(get_model_for_user(user_id, self.config))
+    def route(self, user_id: Any, served: ModelState | None) -> ModelState | None:
+        """The model serving ``user_id`` (:func:`registry.abtest.serving_model_id` on this table):
+        the user's arm while the test runs, else ``served``; an arm that failed to load falls
+        back to ``served`` too."""
+        model_id = serving_model_id(user_id, self.config, None if served is None else served.model_id)
+        return served if model_id is None else self.states.get(model_id, served)
 
     def keys(self) -> set[CacheKey]:
         """Cache keys of the loaded arms (kept in memory while the test runs)."""

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import InvalidArtifactsError
-from ..model_files import ModelRecord, model_file_names
-from ..model_state import FileStamp
+from ..serving.model_files import ModelRecord, model_file_names
+from ..serving.model_state import FileStamp
 from .cache import ArtifactCache
 
 MAX_PARALLEL_DOWNLOADS = 8
@@ -18,7 +18,7 @@ def cached_model_files(record: ModelRecord, cache: ArtifactCache) -> tuple[Path,
     """Fetch every recorded file of a store-backed model into ``cache``.
 
     Returns:
-        ``(folder, paths by file name, stamps)`` as :func:`registry.model_files.stat_files`
+        ``(folder, paths by file name, stamps)`` as :func:`registry.serving.model_files.stat_files`
         gives them for a local model: ``folder`` is the cache's object folder and each
         stamp names its object relative to it, so reload checks stat the cached objects.
 

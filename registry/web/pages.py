@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from .. import leaderboard
 from ..ab_results import validate_result_options
 from ..defaults import DEFAULT_METRIC, MODEL_STATUSES
 from ..errors import InvalidArgumentError, ModelNotFoundError, RegistryError
@@ -201,8 +200,8 @@ def compare_view(request: Request) -> Response:
 def charts_view(request: Request) -> Response:
     """A metric over time per model type, and a two-metric scatter."""
     service = _service(request)
-    names = leaderboard.metric_names(service.registry.context)
-    types = leaderboard.model_types(service.registry.context)
+    names = service.registry.metric_names()
+    types = service.registry.model_types()
     query = request.query_params
 
     def pick(key: str, preferred: str, fallback_index: int) -> str | None:
@@ -217,10 +216,10 @@ def charts_view(request: Request) -> Response:
     model_type = query.get("model_type") or None
     time_svg = scatter_svg = charts.time_chart([], "metric")
     if metric:
-        time_svg = charts.time_chart(leaderboard.metric_series(service.registry.context, metric, model_type), metric)
+        time_svg = charts.time_chart(service.registry.metric_series(metric, model_type), metric)
     if x_metric and y_metric:
         scatter_svg = charts.scatter_chart(
-            leaderboard.metric_pairs(service.registry.context, x_metric, y_metric, model_type), x_metric, y_metric)
+            service.registry.metric_pairs(x_metric, y_metric, model_type), x_metric, y_metric)
     return render(request, "charts.html", {
         "title": "Charts", "names": names, "types": types, "metric": metric, "x_metric": x_metric,
         "y_metric": y_metric, "model_type": model_type, "time_svg": time_svg, "scatter_svg": scatter_svg,
@@ -233,7 +232,7 @@ def history_view(request: Request) -> Response:
     service = _service(request)
     return render(request, "history.html", {
         "title": "Selection history", "selections": service.selections(200), "current": service.current_best(),
-        "names": leaderboard.metric_names(service.registry.context),
+        "names": service.registry.metric_names(),
     })
 
 

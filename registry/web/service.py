@@ -12,12 +12,12 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import ab_results, aliases, audit, evaluation, selection, stats
+from .. import aliases, audit, evaluation, selection, stats
 from ..bert_registry import BERTEmbeddingsRegistry
 from ..cf_registry import ModelRegistry
 from ..defaults import DEFAULT_METRIC
 from ..errors import AliasNotFoundError, InvalidArgumentError, ModelInUseError, ModelNotFoundError
-from ..leaderboard import MAX_PAGE, LeaderboardPage, leaderboard_page
+from ..leaderboard import MAX_PAGE, LeaderboardPage
 from ..validation import positive_int, validate_identifier
 
 MAX_COMPARE = 10
@@ -62,8 +62,8 @@ class RegistryService:
     # ------------------------------------------------------------------ reads
 
     def page(self, **filters: Any) -> LeaderboardPage:
-        """A leaderboard page (see :func:`registry.leaderboard.leaderboard_page`)."""
-        return leaderboard_page(self.registry.context, **filters)
+        """A leaderboard page (see :meth:`ModelRegistry.leaderboard_page`)."""
+        return self.registry.leaderboard_page(**filters)
 
     def model(self, model_id: str) -> dict[str, Any]:
         """Everything about one model: entry, files, links, selections, A/B tests.
@@ -286,8 +286,7 @@ class RegistryService:
             ModelNotFoundError: unknown test. InvalidArgumentError: bad options.
         """
         validate_identifier(test_id, "test_id")
-        return ab_results.ab_test_results(self.registry.context, test_id, metric=metric or None, method=method,
-                                          confidence=confidence)
+        return self.registry.ab_test_results(test_id, metric=metric or None, method=method, confidence=confidence)
 
     def list_aliases(self) -> list[dict[str, Any]]:
         """Every alias (``current_best`` first when set) with its target, who moved it last and when."""

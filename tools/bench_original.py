@@ -58,6 +58,17 @@ def load_original(package_folder: str | Path) -> ModuleType:
     return module
 
 
+def legacy_entry(version: str, path: str, created_at: str, rng: random.Random,
+                 metrics: Callable[[random.Random], dict[str, float]]) -> dict[str, Any]:
+    """One model entry of a ``registry.json`` as the original's ``register_model`` writes it."""
+    return {
+        "model_type": "als", "version": version, "path": path, "created_at": created_at, "data_version": "bench",
+        "git_commit": "0" * 40, "hyperparameters": HYPERPARAMETERS, "metrics": metrics(rng),
+        "training_info": {"training_time_seconds": round(rng.uniform(50, 150), 1), "num_users": 26000},
+        "status": "active",
+    }
+
+
 class Original:
     """The original JSON registry, through the calls the doc names (same arguments as ours)."""
 
@@ -102,13 +113,8 @@ class Original:
         while self.count < target:
             self.count += 1
             version = f"fill_{self.count:06d}"
-            models[f"als_{version}"] = {
-                "model_type": "als", "version": version, "path": self.sources[self.count % len(self.sources)],
-                "created_at": now, "data_version": "bench", "git_commit": "0" * 40,
-                "hyperparameters": HYPERPARAMETERS, "metrics": self.metrics(self.rng),
-                "training_info": {"training_time_seconds": round(self.rng.uniform(50, 150), 1), "num_users": 26000},
-                "status": "active",
-            }
+            models[f"als_{version}"] = legacy_entry(version, self.sources[self.count % len(self.sources)], now,
+                                                    self.rng, self.metrics)
         self.registry._registry["metadata"]["num_models"] = len(models)
         self.registry._save_registry()
 
@@ -149,13 +155,7 @@ def ours_bulk_fill(ours: Any, target: int, workdir: Path, metrics: Callable[[ran
     while ours.count < target:
         ours.count += 1
         version = f"fill_{ours.count:06d}"
-        models[f"als_{version}"] = {
-            "model_type": "als", "version": version, "path": ours.bases[ours.count % len(ours.bases)],
-            "created_at": now, "data_version": "bench", "git_commit": "0" * 40,
-            "hyperparameters": HYPERPARAMETERS, "metrics": metrics(ours.rng),
-            "training_info": {"training_time_seconds": round(ours.rng.uniform(50, 150), 1), "num_users": 26000},
-            "status": "active",
-        }
+        models[f"als_{version}"] = legacy_entry(version, ours.bases[ours.count % len(ours.bases)], now, ours.rng, metrics)
     document = {"version": "1.0", "models": models, "current_best": None,
                 "metadata": {"created_at": now, "last_updated": now, "num_models": len(models),
                              "selection_criteria": "ndcg@10"}}

@@ -40,7 +40,6 @@ from .artifacts import (
 from .artifacts import validate_artifacts as _validate_artifacts
 from .context import RegistryContext
 from .dashboard_facade import RegistryDashboards
-from .db import HeldReader
 from .defaults import DEFAULT_COMPARE_METRICS, DEFAULT_METRIC, DEFAULT_REGISTRY_PATH
 from .errors import (
     InvalidArgumentError,
@@ -300,7 +299,7 @@ class ModelRegistry(RegistryAdmin, RegistryDashboards):
                 problems = mean_mismatches(folder, model_type, metric_values)
             if problems:
                 raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
-            known = _known_fingerprints(self._ctx.database.shared_reader(), stored_path)
+            known = self._ctx.read(lambda session: _known_fingerprints(session, stored_path))
             prints = [fingerprint(folder / name, known, within=folder) for name in model_files(folder, model_type)]
             if artifact_store is not None:
                 # Uploaded before anything is recorded: a failed upload leaves no row behind.
@@ -1164,14 +1163,13 @@ def _churn_bound(value: object) -> float:
     return bound
 
 
-def _known_fingerprints(reader: HeldReader, stored_path: str) -> dict[str, FileFingerprint]:
-    """Fingerprints recorded for the newest model registered from the same path (one read on the
-    held connection: only a hint, the files are checked against it)."""
+def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:
+    """Fingerprints recorded for the newest model registered from the same path."""
     latest = (
         select(Model.model_id).where(Model.path == stored_path)
         .order_by(Model.created_at.desc()).limit(1).scalar_subquery()
     )
-    rows = reader.rows(
+    rows = session.execute(
         select(ArtifactFile.file_name, ArtifactFile.size_bytes, ArtifactFile.sha256, ArtifactFile.mtime_ns)
         .where(ArtifactFile.model_id == latest)
     )

@@ -20,41 +20,39 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, export, tags, usage
-from .artifacts import (
-    DeletionTarget,
-    check_deletable,
-    fingerprint,
-    load_npy,
-    safe_delete_tree,
-)
+from . import audit, export, tags
+from .artifacts import DeletionTarget, safe_delete_tree
 from .context import RegistryContext
 from .defaults import DEFAULT_BERT_REGISTRY_PATH
 from .embeddings_files import (  # noqa: F401 - torch_available, inspect_embeddings_folder: documented here
     NPY_FILE_NAMES,
     TORCH_FILE_NAMES,
     inspect_embeddings_folder,
-    load_torch,
     torch_available,
 )
-from .errors import (
-    EmbeddingsNotFoundError,
-    InvalidArgumentError,
-    InvalidArtifactsError,
-    ModelExistsError,
-    ModelInUseError,
-    ModelNotFoundError,
-    NoModelLoadedError,
-    RegistryError,
+from .embeddings_ops import (  # noqa: F401 - DEFAULT_TEXT_FIELDS, MAX_TEXT_FIELDS: documented here
+    DEFAULT_TEXT_FIELDS,
+    MAX_TEXT_FIELDS,
+    add_version,
+    embeddings_info_of,
+    list_rows,
+    load_version,
+    model_name_arg,
+    remove_version,
+    require_embeddings,
+    stats_of,
+    text_fields_arg,
 )
-from .export import embedding_info, iso
+from .errors import InvalidArgumentError, ModelNotFoundError, RegistryError
 from .instances import SharedInstances
 from .models import BertEmbedding, EmbeddingLink, Model
 from .opening import open_context
 from .selection import settings_row
+from .storage import is_uri
+from .storage.embeddings import inspect_embeddings, stage_embeddings
+from .storage.refs import remove_unreferenced
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
@@ -69,8 +67,6 @@ logger = logging.getLogger(__name__)
 
 # Kept from the original API for compatibility; the registry itself stores item embeddings only.
 EMBEDDING_TYPES = {"product": "product_embeddings", "user": "user_embeddings", "merged": "merged_embeddings"}
-DEFAULT_TEXT_FIELDS = ("product_name", "description")
-MAX_TEXT_FIELDS = 256
 
 __all__ = [
     "DEFAULT_BERT_REGISTRY_PATH",
@@ -102,6 +98,9 @@ class BERTEmbeddingsRegistry:
         audit_log_path: text mirror of the audit trail (default ``logs/registry_audit.log`` under ``root``).
         artifacts_root: the only tree ``delete_files=True`` may touch (default: the
             folder of ``bert_registry.json``).
+        artifact_cache_dir: where store-backed versions are cached when loaded (default
+            ``$CFREG_ARTIFACT_CACHE`` or the user's cache directory; shared with the loaders).
+        artifact_cache_bytes: that cache's byte budget (default 20 GiB or ``$CFREG_ARTIFACT_CACHE_MAX_BYTES``).
     """
 
     def __init__(
@@ -114,7 +113,10 @@ class BERTEmbeddingsRegistry:
         export_json: bool = True,
         audit_log_path: str | os.PathLike[str] | None = None,
         artifacts_root: str | os.PathLike[str] | None = None,
+        artifact_cache_dir: str | os.PathLike[str] | None = None,
+        artifact_cache_bytes: int | None = None,
     ) -> None:
+        self._cache_dir, self._cache_bytes = artifact_cache_dir, artifact_cache_bytes
         self._ctx = open_context(
             registry_path,
             database_url=database_url,
@@ -163,7 +165,7 @@ class BERTEmbeddingsRegistry:
     def validate_embedding_files(self, embedding_path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
         """Check an embeddings folder without registering it.
 
-        The folder must exist and hold ``product_embeddings.npy`` or
+        The folder (local, or a store URI) must exist and hold ``product_embeddings.npy`` or
         ``item_embeddings.npy`` (``.pt`` too when torch is installed) with a valid
         numeric 2-D array header.
 
@@ -171,7 +173,7 @@ class BERTEmbeddingsRegistry:
             ``(ok, problems)``: the problems are readable sentences, empty when ok.
         """
         stored = path_text(embedding_path, "embedding_path")
-        _, _, problems = inspect_embeddings_folder(self._ctx.resolve(stored))
+        _, _, problems = inspect_embeddings(self._ctx, stored)
         return not problems, problems
 
     # ------------------------------------------------------------------ registration
@@ -197,9 +199,14 @@ class BERTEmbeddingsRegistry:
         path and checksum are identical, and raises otherwise (its links are kept).
         The first version registered becomes the current one.
 
+        On a registry with an artifact store the file is first uploaded as a
+        content-addressed object (not sent again when the store has it) and the
+        version's path becomes ``<store>/embeddings/<version>``; a folder already in a
+        store (``s3://...``) is registered in place (see ``docs/fleet.md``).
+
         Args:
             embedding_path: folder holding ``product_embeddings.npy`` or ``item_embeddings.npy``;
-                stored as given, relative paths resolved against ``root``.
+                stored as given, relative paths resolved against ``root``; or a store folder URI.
             model_name: the encoder, e.g. ``"vinai/phobert-base"``.
             num_items: expected rows. embedding_dim: expected columns.
             generation_config: JSON-serialisable dict (batch size, max length...).
@@ -211,65 +218,23 @@ class BERTEmbeddingsRegistry:
             InvalidArgumentError: malformed arguments.
             InvalidArtifactsError: missing, unreadable, unsafe or mis-shaped file.
             ModelExistsError: ``version`` exists with another path or file content.
+            ArtifactStoreError: the store cannot be read or written (nothing is recorded).
         """
         stored = path_text(embedding_path, "embedding_path")
-        model_name = _model_name(model_name)
+        model_name = model_name_arg(model_name)
         num_items = positive_int(num_items, "num_items")
         embedding_dim = positive_int(embedding_dim, "embedding_dim")
         generation_config = json_payload(generation_config, "generation_config")
-        fields = _text_fields(text_fields_used)
+        fields_used = text_fields_arg(text_fields_used)
         data_version = optional_text(data_version, "data_version") or "unknown"
         if version is not None:
             validate_identifier(version, "version")
         git_commit = optional_text(git_commit, "git_commit", 64)
-        folder = self._ctx.resolve(stored)
-        file_path, shape, problems = inspect_embeddings_folder(folder)
-        if problems or file_path is None:
-            raise InvalidArtifactsError(f"Invalid embeddings in {str(folder)!r}: " + "; ".join(problems))
-        if shape != (num_items, embedding_dim):
-            raise InvalidArtifactsError(
-                f"{file_path}: array shape {shape} does not match num_items x embedding_dim = "
-                f"({num_items}, {embedding_dim}); pass the real sizes or regenerate the file"
-            )
-        file_print = fingerprint(file_path, within=folder)
-        git_commit = git_commit or _detect_git_commit(self._ctx.root)
-
-        def work(session: Session) -> str:
-            if version is None:
-                chosen = _allocate_version(session)
-            else:
-                chosen = version
-                existing = session.get(BertEmbedding, version)
-                if existing is not None:
-                    if existing.path == stored and existing.sha256 == file_print.sha256 and existing.file_name == file_print.file_name:
-                        logger.info("embeddings %s are already registered with an identical file", version)
-                        return version
-                    raise ModelExistsError(
-                        f"Embeddings version {version!r} already exists with a different path or file "
-                        f"(registered {existing.path!r}, given {stored!r}); register another version"
-                    )
-            session.add(
-                BertEmbedding(
-                    version=chosen, path=stored, model_name=model_name, num_items=num_items,
-                    embedding_dim=embedding_dim, data_version=data_version, git_commit=git_commit,
-                    generation_config=generation_config, text_fields_used=fields,
-                    file_name=file_print.file_name, size_bytes=file_print.size_bytes, sha256=file_print.sha256,
-                )
-            )
-            session.flush()
-            audit.record(
-                session, "REGISTER_EMBEDDINGS", chosen, f"model_name={model_name} shape={num_items}x{embedding_dim}",
-                {"path": stored, "file_name": file_print.file_name, "sha256": file_print.sha256, "model_name": model_name,
-                 "num_items": num_items, "embedding_dim": embedding_dim},
-            )
-            settings = settings_row(session)
-            if settings.current_embeddings_version is None:
-                settings.current_embeddings_version = chosen
-                audit.record(session, "SET_CURRENT_EMBEDDINGS", chosen, "from=none reason=first registered",
-                             {"previous_version": None, "reason": "first registered"})
-            return chosen
-
-        return self._ctx.mutate(work)
+        staged = stage_embeddings(self._ctx, stored, (num_items, embedding_dim))
+        fields = {"model_name": model_name, "num_items": num_items, "embedding_dim": embedding_dim,
+                  "data_version": data_version, "git_commit": git_commit or _detect_git_commit(self._ctx.root),
+                  "generation_config": generation_config, "text_fields_used": fields_used}
+        return self._ctx.mutate(lambda session: add_version(self._ctx, session, version, stored, staged, fields))
 
     # ------------------------------------------------------------------ current version
 
@@ -282,7 +247,7 @@ class BERTEmbeddingsRegistry:
         validate_identifier(version, "version")
 
         def work(session: Session) -> bool:
-            _require_embeddings(session, version)
+            require_embeddings(session, version)
             settings = settings_row(session)
             previous = settings.current_embeddings_version
             if previous != version:
@@ -299,7 +264,7 @@ class BERTEmbeddingsRegistry:
             version = settings_row(session).current_embeddings_version
             if version is None:
                 return None
-            return {"version": version, "info": _info(session, _require_embeddings(session, version))}
+            return {"version": version, "info": embeddings_info_of(session, require_embeddings(session, version))}
 
         return self._ctx.read(work)
 
@@ -309,12 +274,13 @@ class BERTEmbeddingsRegistry:
 
         def work(session: Session) -> dict[str, Any] | None:
             row = session.get(BertEmbedding, version)
-            return None if row is None else _info(session, row)
+            return None if row is None else embeddings_info_of(session, row)
 
         return self._ctx.read(work)
 
     def get_embedding_file(self, version: str) -> dict[str, Any]:
-        """The file recorded at registration: ``path`` (resolved), ``file_name``, ``size_bytes``, ``sha256``.
+        """The file recorded at registration: ``path`` (resolved), ``file_name``, ``size_bytes``, ``sha256``,
+        and ``uri`` (the store object, None for a local file).
 
         Raises:
             ModelNotFoundError: unknown version.
@@ -322,9 +288,10 @@ class BERTEmbeddingsRegistry:
         validate_identifier(version, "version")
 
         def work(session: Session) -> dict[str, Any]:
-            row = _require_embeddings(session, version)
-            return {"path": str(self._ctx.resolve(row.path)), "file_name": row.file_name,
-                    "size_bytes": row.size_bytes, "sha256": row.sha256}
+            row = require_embeddings(session, version)
+            path = row.path if is_uri(row.path) else str(self._ctx.resolve(row.path))
+            return {"path": path, "file_name": row.file_name, "size_bytes": row.size_bytes, "sha256": row.sha256,
+                    "uri": row.uri}
 
         return self._ctx.read(work)
 
@@ -342,7 +309,7 @@ class BERTEmbeddingsRegistry:
         validate_identifier(model_id, "model_id")
 
         def work(session: Session) -> bool:
-            _require_embeddings(session, embedding_version)
+            require_embeddings(session, embedding_version)
             if session.get(Model, model_id) is None:
                 raise ModelNotFoundError(
                     f"CF model {model_id!r} not found in registry",
@@ -369,7 +336,7 @@ class BERTEmbeddingsRegistry:
         validate_identifier(model_id, "model_id")
 
         def work(session: Session) -> bool:
-            _require_embeddings(session, embedding_version)
+            require_embeddings(session, embedding_version)
             link = session.get(EmbeddingLink, (embedding_version, model_id))
             if link is None:
                 return False
@@ -388,28 +355,7 @@ class BERTEmbeddingsRegistry:
             Dicts with ``version, model_name, num_items, embedding_dim, created_at,
             is_current`` (and ``linked_models`` when ``include_linked_models``), ``tags``.
         """
-        def work(session: Session) -> list[dict[str, Any]]:
-            current = settings_row(session).current_embeddings_version
-            links = export.links_by_embedding(session) if include_linked_models else {}
-            all_tags = tags.tags_of(session, "embeddings")
-            rows = []
-            statement = select(BertEmbedding).order_by(BertEmbedding.created_at.desc(), BertEmbedding.version.desc())
-            for row in session.scalars(statement):
-                item: dict[str, Any] = {
-                    "version": row.version,
-                    "model_name": row.model_name,
-                    "num_items": row.num_items,
-                    "embedding_dim": row.embedding_dim,
-                    "created_at": iso(row.created_at),
-                    "is_current": row.version == current,
-                }
-                if include_linked_models:
-                    item["linked_models"] = links.get(row.version, [])
-                item["tags"] = all_tags.get(row.version, {})
-                rows.append(item)
-            return rows
-
-        return self._ctx.read(work)
+        return self._ctx.read(lambda session: list_rows(session, include_linked_models))
 
     def set_tag(self, version: str, key: str, value: str) -> bool:
         """Set tag ``key`` of an embeddings version; False when it already had that value.
@@ -421,7 +367,7 @@ class BERTEmbeddingsRegistry:
         key, value = tags.validate_tag(key, value)
 
         def work(session: Session) -> bool:
-            _require_embeddings(session, version)
+            require_embeddings(session, version)
             return tags.set_tag(session, "embeddings", version, key, value)
 
         return self._ctx.mutate(work)
@@ -432,7 +378,7 @@ class BERTEmbeddingsRegistry:
         key, _ = tags.validate_tag(key)
 
         def work(session: Session) -> bool:
-            _require_embeddings(session, version)
+            require_embeddings(session, version)
             return tags.delete_tag(session, "embeddings", version, key)
 
         return self._ctx.mutate(work)
@@ -442,7 +388,7 @@ class BERTEmbeddingsRegistry:
         validate_identifier(version, "version")
 
         def work(session: Session) -> dict[str, str]:
-            _require_embeddings(session, version)
+            require_embeddings(session, version)
             return tags.tags_of(session, "embeddings", [version]).get(version, {})
 
         return self._ctx.read(work)
@@ -453,25 +399,14 @@ class BERTEmbeddingsRegistry:
         text = tags.validate_description(description)
 
         def work(session: Session) -> bool:
-            return tags.set_description(session, _require_embeddings(session, version), version, text)
+            return tags.set_description(session, require_embeddings(session, version), version, text)
 
         return self._ctx.mutate(work)
 
     def get_stats(self) -> dict[str, Any]:
         """``total_embeddings, current_best, last_updated, total_linked_models`` (distinct CF
         models), plus ``total_links`` and the registry ``generation``."""
-        def work(session: Session) -> dict[str, Any]:
-            settings = settings_row(session)
-            return {
-                "total_embeddings": session.scalar(select(func.count()).select_from(BertEmbedding)) or 0,
-                "current_best": settings.current_embeddings_version,
-                "last_updated": iso(settings.last_updated),
-                "total_linked_models": session.scalar(select(func.count(func.distinct(EmbeddingLink.model_id)))) or 0,
-                "total_links": session.scalar(select(func.count()).select_from(EmbeddingLink)) or 0,
-                "generation": settings.generation,
-            }
-
-        return self._ctx.read(work)
+        return self._ctx.read(stats_of)
 
     # ------------------------------------------------------------------ deletion
 
@@ -479,8 +414,10 @@ class BERTEmbeddingsRegistry:
         """Remove a version from the registry (and optionally its folder).
 
         Files are deleted only when the folder resolves inside the artifacts root,
-        is not a symlink, and no other embeddings version or CF model uses it. The
-        database change commits first; the folder is removed after.
+        is not a symlink, and no other embeddings version or CF model uses it. A
+        store-backed version's object is deleted only when no model or embeddings
+        version records it any more. The database change commits first; the
+        files are removed after.
 
         Raises:
             ModelNotFoundError: unknown version.
@@ -489,35 +426,15 @@ class BERTEmbeddingsRegistry:
         """
         validate_identifier(version, "version")
         to_remove: list[DeletionTarget] = []
+        objects: list[tuple[str, str]] = []
 
         def work(session: Session) -> bool:
-            row = _require_embeddings(session, version)
-            if settings_row(session).current_embeddings_version == version:
-                raise ModelInUseError(
-                    f"Embeddings {version!r} are the current version and cannot be deleted",
-                    hint="set_current_best() another version first",
-                    cli_hint="make another version current first with `cfreg bert set-current VERSION`",
-                )
-            linked = list(session.scalars(
-                select(EmbeddingLink.model_id).where(EmbeddingLink.embedding_version == version).order_by(EmbeddingLink.model_id)
-            ))
-            if linked:
-                raise ModelInUseError(
-                    f"Embeddings {version!r} are linked to CF models {linked}",
-                    hint="unlink_model() them (or delete the models) first",
-                    cli_hint=f"unlink them first with `cfreg bert unlink {version} MODEL_ID` (or delete the models)",
-                )
-            to_remove.clear()
-            if delete_files:
-                folder = self._ctx.resolve(row.path)
-                to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
-                usage.refuse_if_folder_shared(session, self._ctx, folder, f"embeddings {version!r}", skip_embeddings=version)
-            session.delete(row)
-            audit.record(session, "DELETE_EMBEDDINGS", version, f"delete_files={bool(delete_files)}",
-                         {"path": row.path, "delete_files": bool(delete_files)})
+            found = remove_version(self._ctx, session, version, delete_files)
+            to_remove[:], objects[:] = found
             return True
 
         result = self._ctx.mutate(work)
+        remove_unreferenced(self._ctx, objects)
         for folder in to_remove:
             try:
                 safe_delete_tree(folder, self._ctx.artifacts_root)
@@ -530,55 +447,19 @@ class BERTEmbeddingsRegistry:
     def load_embeddings(self, version: str | None = None) -> tuple[Any, dict[str, Any]]:
         """Load a version (default: the current one) as ``(ndarray, info)``, checking its sha256.
 
+        A store-backed version is read through the host's artifact cache
+        (``artifact_cache_dir``), downloaded once and verified like a served model's files.
+
         Raises:
             ModelNotFoundError: unknown version.
             NoModelLoadedError: no version given and no current embeddings.
             ChecksumMismatchError: the file changed since registration.
             InvalidArtifactsError: the file is missing or unreadable.
         """
-        return _load(self._ctx, version)
+        return load_version(self._ctx, version, self._cache_dir, self._cache_bytes)
 
 
 # ---------------------------------------------------------------------- files
-
-
-def _load(ctx: RegistryContext, version: str | None) -> tuple[Any, dict[str, Any]]:
-    if version is not None:
-        validate_identifier(version, "version")
-
-    def work(session: Session) -> tuple[dict[str, Any], str, str | None, str | None]:
-        chosen = version or settings_row(session).current_embeddings_version
-        if chosen is None:
-            raise NoModelLoadedError("No current best embeddings", hint="register embeddings or call set_current_best() first",
-                                     cli_hint="register embeddings or run `cfreg bert set-current VERSION` first")
-        row = _require_embeddings(session, chosen)
-        return _info(session, row), row.path, row.file_name, row.sha256
-
-    info, stored, file_name, sha256 = ctx.read(work)
-    folder = ctx.resolve(stored)
-    if file_name is None:
-        # Imported from a legacy bert_registry.json: no checksum was ever recorded.
-        file_path, _, problems = inspect_embeddings_folder(folder)
-        if problems or file_path is None:
-            raise InvalidArtifactsError(f"Embeddings {info['version']!r}: " + "; ".join(problems))
-    else:
-        file_path = folder / file_name
-    if not os.path.lexists(file_path):
-        raise InvalidArtifactsError(
-            f"Embeddings {info['version']!r}: file {str(file_path)!r} is missing (moved or deleted since registration)"
-        )
-    if file_path.suffix == ".npy":
-        array = load_npy(file_path, within=folder, expected_sha256=sha256 or None)
-    else:
-        if not torch_available():
-            raise InvalidArtifactsError(f"{file_path}: loading .pt embeddings needs torch, which is not installed")
-        array = load_torch(file_path, folder, sha256 or None)
-    if sha256 is None:
-        logger.warning("embeddings %s have no recorded checksum; loaded %s unverified", info["version"], file_path)
-    expected = (info["num_items"], info["embedding_dim"])
-    if tuple(array.shape) != expected:
-        raise InvalidArtifactsError(f"{file_path}: array shape {tuple(array.shape)} differs from the registered {expected}")
-    return array, info
 
 
 def _export_bert_file(ctx: RegistryContext) -> None:
@@ -586,63 +467,6 @@ def _export_bert_file(ctx: RegistryContext) -> None:
     with export.export_lock(ctx.bert_json_path):
         document, generation = ctx.read(export.build_bert_document)
         export.publish(ctx.bert_json_path, document, generation, "embeddings")
-
-
-# ---------------------------------------------------------------------- transaction helpers
-
-
-def _require_embeddings(session: Session, version: str) -> BertEmbedding:
-    row = session.get(BertEmbedding, version)
-    if row is None:
-        raise EmbeddingsNotFoundError(
-            f"Embeddings version {version!r} not found in registry",
-            hint="list_embeddings() shows the registered versions",
-            cli_hint="`cfreg bert list` shows the registered versions",
-        )
-    return row
-
-
-def _info(session: Session, row: BertEmbedding) -> dict[str, Any]:
-    linked = list(session.scalars(
-        select(EmbeddingLink.model_id).where(EmbeddingLink.embedding_version == row.version).order_by(EmbeddingLink.linked_at)
-    ))
-    return embedding_info(row, linked, tags.tags_of(session, "embeddings", [row.version]).get(row.version))
-
-
-def _allocate_version(session: Session) -> str:
-    # Writers are serialised (the generation bump takes the write lock first), so the
-    # first free version found here is still free at commit; the primary key is the backstop.
-    base = _generate_version_id("bert")
-    version, counter = base, 1
-    while session.get(BertEmbedding, version) is not None:
-        counter += 1
-        version = f"{base}_{counter}"
-    return version
-
-
-# ---------------------------------------------------------------------- argument checks
-
-
-def _model_name(value: object) -> str:
-    text = optional_text(value, "model_name", 256)
-    if not text or not text.strip():
-        raise InvalidArgumentError(f"model_name must be a non-empty string such as 'vinai/phobert-base', got {value!r}")
-    return text
-
-
-def _text_fields(value: object) -> list[str]:
-    if value is None:
-        return list(DEFAULT_TEXT_FIELDS)
-    if not isinstance(value, (list, tuple)) or len(value) > MAX_TEXT_FIELDS:
-        raise InvalidArgumentError(
-            f"text_fields_used must be a list of at most {MAX_TEXT_FIELDS} field names, got {value!r}"
-        )
-    fields = []
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise InvalidArgumentError(f"text_fields_used must hold non-empty strings, got {item!r} in {value!r}")
-        fields.append(optional_text(item, "text_fields_used entry"))
-    return fields  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------- module-level API
@@ -670,13 +494,15 @@ def load_bert_embeddings(
     *,
     database_url: str | None = None,
     root: str | os.PathLike[str] | None = None,
+    artifact_cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Load embeddings (default: the current version) as ``(ndarray, info)``.
 
     The registry is never created and no JSON is written; opening it may store
     the resolved root when none is stored yet and deletes orphan ``.*.cfreg-tmp`` files
     of killed exporters (see ``docs/bert.md``). The file's sha256 is checked
-    against the one recorded at registration. ``.npy`` files never import torch.
+    against the one recorded at registration. ``.npy`` files never import torch. A
+    store-backed version is read through the artifact cache (``artifact_cache_dir``).
 
     Raises:
         RegistryNotFoundError: no registry at ``registry_path``.
@@ -686,5 +512,5 @@ def load_bert_embeddings(
         InvalidArtifactsError: the file is missing or unreadable.
     """
     ctx = open_context(registry_path, database_url=database_url, auto_create=False, root=root, export_json=False)
-    return _load(ctx, version)
+    return load_version(ctx, version, artifact_cache_dir)
 

@@ -31,6 +31,7 @@ from registry import (
     RegistryNotFoundError,
     audit,
     embeddings_files,
+    embeddings_ops,
     get_bert_registry,
     load_bert_embeddings,
 )
@@ -211,7 +212,7 @@ def test_git_commit_is_detected_under_root(bert: BERTEmbeddingsRegistry, embeddi
 def test_automatic_versions_in_the_same_second_are_made_unique(
     bert: BERTEmbeddingsRegistry, embeddings_dir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bert_module, "_generate_version_id", lambda prefix: f"{prefix}_20250115_103000")
+    monkeypatch.setattr(embeddings_ops, "generate_version_id", lambda prefix: f"{prefix}_20250115_103000")
     path = embeddings_dir("bert/v1")
     versions = [bert.register_embeddings(path, "m", 25, 16) for _ in range(3)]
     assert versions == ["bert_20250115_103000", "bert_20250115_103000_2", "bert_20250115_103000_3"]

@@ -1,8 +1,11 @@
-"""Reference counting of store objects by sha256: what may be deleted once a record is gone.
+"""Reference counting of store objects: what may be deleted once a record is gone.
 
 A store object is shared by every model and embeddings version whose files have
-its bytes (content addressing), so it is deleted only when no remaining record
-names the same sha256. Deletion happens after the database change committed: a
+its bytes (content addressing: the same sha256 in a store is the same object URI),
+so it is deleted only when no remaining model file or embeddings version records
+that object. A record of the same bytes elsewhere (a local file, a folder
+registered in place) does not keep it: it would be an object nothing points at.
+Deletion happens after the database change committed: a
 crash in between leaves an unreferenced object (harmless, found by
 ``cfreg artifacts verify``), never a record pointing at a missing object.
 """
@@ -34,28 +37,28 @@ def store_objects_of_model(session: Session, model_id: str) -> list[tuple[str, s
     return [(uri, sha) for uri, sha in rows if uri is not None]  # never None (the WHERE above); narrows the type
 
 
-def referenced_shas(session: Session, shas: Iterable[str]) -> set[str]:
-    """The sha256 values among ``shas`` that some model file or embeddings version still records."""
-    wanted = sorted(set(shas))
+def referenced_objects(session: Session, uris: Iterable[str]) -> set[str]:
+    """The object URIs among ``uris`` that some model file or embeddings version still records."""
+    wanted = sorted(set(uris))
     if not wanted:
         return set()
-    found = set(session.scalars(select(ArtifactFile.sha256).where(ArtifactFile.sha256.in_(wanted))))
-    found |= set(session.scalars(select(BertEmbedding.sha256).where(BertEmbedding.sha256.in_(wanted))))
-    return found
+    found = set(session.scalars(select(ArtifactFile.uri).where(ArtifactFile.uri.in_(wanted))))
+    found |= set(session.scalars(select(BertEmbedding.uri).where(BertEmbedding.uri.in_(wanted))))
+    return {uri for uri in found if uri is not None}
 
 
 def remove_unreferenced(ctx: RegistryContext, objects: Iterable[tuple[str, str]]) -> list[str]:
-    """Delete the objects whose sha256 no record names any more; returns the URIs deleted.
+    """Delete the ``(uri, sha256)`` objects no record names any more; returns the URIs deleted.
 
     Raises:
         RegistryError: an object could not be deleted (the registry change is already committed).
     """
     objects = list(dict.fromkeys(objects))
-    still = ctx.read(lambda session: referenced_shas(session, (sha for _, sha in objects)))
+    still = ctx.read(lambda session: referenced_objects(session, (uri for uri, _ in objects)))
     deleted: list[str] = []
     for uri, sha in objects:
-        if sha in still:
-            logger.info("kept %s: another model or embeddings version records sha256 %s", uri, sha)
+        if uri in still:
+            logger.info("kept %s (sha256 %s): another model or embeddings version records it", uri, sha)
             continue
         try:
             if store.remove_object(uri):

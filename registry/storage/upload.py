@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..artifacts import FileFingerprint, check_model_folder, model_files
@@ -59,20 +60,7 @@ def inspect_remote_folder(folder_uri: str, model_type: str) -> tuple[list[FileFi
         ArtifactStoreError: the store cannot be read.
     """
     folder_uri = folder_uri.rstrip("/")
-    objects = {info.uri.rsplit("/", 1)[-1]: info for info in store.list_folder(folder_uri)}
-    with tempfile.TemporaryDirectory(prefix="cfreg-inspect-") as temp:
-        standin = Path(temp)
-        for name, info in objects.items():
-            if not _relevant(name, model_type):
-                continue
-            target = standin / name
-            if name.endswith(".npy"):
-                header = store.read_range(info.uri, 0, min(info.size, NPY_HEADER_BYTES))
-                with open(target, "wb") as handle:
-                    handle.write(header)
-                os.truncate(target, info.size)  # sparse: the header's size check sees the real size
-            elif info.size <= SMALL_FILE_BYTES:
-                store.download(info.uri, target)
+    with standin_folder(folder_uri, lambda name: _relevant(name, model_type)) as (standin, objects):
         _, problems = check_model_folder(standin, model_type)
         if problems:
             raise InvalidArtifactsError(
@@ -82,11 +70,45 @@ def inspect_remote_folder(folder_uri: str, model_type: str) -> tuple[list[FileFi
     prints: list[FileFingerprint] = []
     uris: dict[str, str] = {}
     for name in names:
-        info = objects[name]
-        sha256, size = store.hash_object(info.uri)
-        prints.append(FileFingerprint(name, size, sha256, -1))
-        uris[name] = info.uri
+        print_, uris[name] = hash_remote(objects[name])
+        prints.append(print_)
     return prints, uris
+
+
+def hash_remote(info: store.ObjectInfo) -> tuple[FileFingerprint, str]:
+    """``(fingerprint, uri)`` of one store object, hashed by streaming it."""
+    sha256, size = store.hash_object(info.uri)
+    return FileFingerprint(info.uri.rsplit("/", 1)[-1], size, sha256, -1), info.uri
+
+
+@contextmanager
+def standin_folder(folder_uri: str, wanted: Callable[[str], bool]) -> Iterator[tuple[Path, dict[str, store.ObjectInfo]]]:
+    """A temporary local stand-in of a store folder, for the registry's local folder checks.
+
+    Each wanted ``.npy`` becomes a sparse file of the object's size holding its real
+    header (one ranged read); the other wanted files up to ``SMALL_FILE_BYTES`` are
+    downloaded. Yields ``(stand-in folder, {file name: object info})`` of every file
+    directly in the folder; the stand-in is deleted afterwards.
+
+    Raises:
+        ArtifactStoreError: the folder cannot be listed or read.
+    """
+    folder_uri = folder_uri.rstrip("/")
+    objects = {info.uri.rsplit("/", 1)[-1]: info for info in store.list_folder(folder_uri)}
+    with tempfile.TemporaryDirectory(prefix="cfreg-inspect-") as temp:
+        standin = Path(temp)
+        for name, info in objects.items():
+            if not wanted(name):
+                continue
+            target = standin / name
+            if name.endswith(".npy"):
+                header = store.read_range(info.uri, 0, min(info.size, NPY_HEADER_BYTES))
+                with open(target, "wb") as handle:
+                    handle.write(header)
+                os.truncate(target, info.size)  # sparse: the header's size check sees the real size
+            elif info.size <= SMALL_FILE_BYTES:
+                store.download(info.uri, target)
+        yield standin, objects
 
 
 def _relevant(name: str, model_type: str) -> bool:

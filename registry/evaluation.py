@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,8 +25,9 @@ from sqlalchemy.orm import Session
 from . import stats
 from .artifacts import verify_sha256
 from .defaults import DEFAULT_METRIC
-from .errors import InvalidArgumentError, NoUserEvaluationError
+from .errors import InvalidArgumentError, ModelNotFoundError, NoUserEvaluationError
 from .models import ArtifactFile, Model
+from .storage.cache import cached_object
 from .user_eval import (  # noqa: F401 - the file's API, documented under this module too
     UserEvaluation,
     read_user_eval,
@@ -54,30 +54,37 @@ __all__ = [
 
 
 
-def _evaluation_of(context: RegistryContext, session: Session, model_id: str) -> tuple[Path, str]:
-    """The evaluation file of a model and its recorded sha256 (NoUserEvaluationError when none)."""
+def _evaluation_of(session: Session, model_id: str) -> tuple[str, str, str, str | None, int]:
+    """``(model path, file name, sha256, store uri, size)`` of a model's evaluation file (NoUserEvaluationError when none)."""
     model = session.get(Model, model_id)
     if model is None:
-        from .errors import ModelNotFoundError
-
         raise ModelNotFoundError(f"Model {model_id!r} not found in registry; run `cfreg list` to see registered ids")
     name = user_eval_file(model.model_type)
-    sha256 = session.scalar(
-        select(ArtifactFile.sha256).where(ArtifactFile.model_id == model_id, ArtifactFile.file_name == name)
-    )
-    if sha256 is None:
+    row = session.execute(
+        select(ArtifactFile.sha256, ArtifactFile.uri, ArtifactFile.size_bytes)
+        .where(ArtifactFile.model_id == model_id, ArtifactFile.file_name == name)
+    ).first()
+    if row is None:
         raise NoUserEvaluationError(
             f"model {model_id!r} has no per-user evaluation ({name} was not in its folder at registration); "
             "write it with registry.write_user_eval(...) and re-register the model"
         )
-    return context.resolve(model.path) / name, sha256
+    return model.path, name, row[0], row[1], row[2]
 
 
 def load_recorded(context: RegistryContext, session: Session, model_id: str) -> UserEvaluation:
-    """A model's evaluation file, checked against the sha256 recorded at registration."""
-    path, sha256 = _evaluation_of(context, session, model_id)
-    verify_sha256(path, sha256)
-    return read_user_eval(path)
+    """A model's evaluation file, checked against the sha256 recorded at registration.
+
+    A store-backed model's file is read through the host's artifact cache.
+    """
+    stored, name, sha256, uri, size = _evaluation_of(session, model_id)
+    if uri is None:
+        path = context.resolve(stored) / name
+        verify_sha256(path, sha256)
+        return read_user_eval(path)
+    with cached_object(uri, sha256, size) as path:
+        verify_sha256(path, sha256)
+        return read_user_eval(path)
 
 
 def align(a: UserEvaluation, b: UserEvaluation, metric: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,8 @@ from .errors import (
 from .export import iso
 from .models import EmbeddingLink, Model
 from .selection import require_known_metric, settings_row
+from .storage import is_uri
+from .storage.upload import standin_folder
 from .validation import validate_identifier, validate_metrics
 
 if TYPE_CHECKING:
@@ -136,6 +138,14 @@ def detect_model_type(folder: str | os.PathLike[str]) -> str:
     return found[0]
 
 
+def _version_of(name: str) -> str | None:
+    """The folder name when it is a valid version id, else None."""
+    try:
+        return validate_identifier(name, "version")
+    except InvalidArgumentError:
+        return None
+
+
 def _optional_json_object(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -170,11 +180,17 @@ def read_model_folder(folder: str | os.PathLike[str], model_type: str | None = N
           else None (the registry then generates one).
 
     Args:
-        folder: the artifact folder (absolute, or relative to ``base``).
+        folder: the artifact folder (absolute, or relative to ``base``), or a folder in an
+            artifact store (``s3://...``: its JSON files are read, its arrays are not).
         model_type: skip detection.
         base: directory relative paths are resolved against (default: working directory).
     """
     stored = os.fspath(folder)
+    if is_uri(stored):
+        location = stored.rstrip("/")
+        with standin_folder(location, lambda name: name.endswith((".json", "_U.npy"))) as (standin, _):
+            found = read_model_folder(standin, model_type)
+        return replace(found, path=location, version=_version_of(location.rsplit("/", 1)[-1]))
     path = Path(stored) if Path(stored).is_absolute() or base is None else base / stored
     if model_type is None:
         model_type = detect_model_type(path)
@@ -195,11 +211,7 @@ def read_model_folder(folder: str | os.PathLike[str], model_type: str | None = N
     training_info = {k: v for k, v in metadata.items() if k not in _RESERVED_METADATA_KEYS}
     if isinstance(metadata.get("training_info"), dict):
         training_info.update(metadata["training_info"])
-    name = Path(os.path.normpath(path)).name
-    try:
-        version = validate_identifier(name, "version")
-    except InvalidArgumentError:
-        version = None
+    version = _version_of(Path(os.path.normpath(path)).name)
 
     def text(key: str) -> str | None:
         value = metadata.get(key)
@@ -235,7 +247,11 @@ def stored_artifacts_path(root: str | os.PathLike[str], user_path: str | os.Path
         root: the registry's root (``ModelRegistry.root``).
         user_path: the folder as the user typed it.
         cwd: what ``user_path`` is relative to (default: the working directory).
+
+    A store URI (``s3://bucket/folder``) is returned as given.
     """
+    if is_uri(os.fspath(user_path)):
+        return os.fspath(user_path)  # a folder in an artifact store: registered in place
     given = Path(user_path).expanduser()
     absolute = Path(os.path.abspath(given if given.is_absolute() else (cwd or Path.cwd()) / given))
     root = Path(os.path.abspath(root))

@@ -19,7 +19,7 @@ CfModelId = Annotated[str, typer.Argument(help="CF model id.")]
 @app.command("register")
 def register(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="Folder holding product_embeddings.npy or item_embeddings.npy.")],
+    path: Annotated[str, typer.Argument(help="Folder holding product_embeddings.npy or item_embeddings.npy (or a store folder URI, s3://...).")],
     model_name: Annotated[str, typer.Option(help="The encoder, e.g. vinai/phobert-base.")],
     num_items: Annotated[int | None, typer.Option(min=1, help="Rows of the matrix (default: from the .npy header).")] = None,
     dim: Annotated[int | None, typer.Option("--dim", min=1, help="Embedding dimension (default: from the .npy header).")] = None,
@@ -31,6 +31,8 @@ def register(
 ) -> None:
     """Register a version of BERT item embeddings.
 
+    With an artifact store the file is uploaded into it; a store folder (s3://bucket/folder) is registered in place.
+
     Example: cfreg bert register data/processed/content_based_embeddings --model-name vinai/phobert-base
     """
     from .. import maintenance
@@ -39,13 +41,14 @@ def register(
     bert = state.bert_registry()
     stored = maintenance.stored_artifacts_path(bert.root, path)
     if num_items is None or dim is None:
-        from ..bert_registry import inspect_embeddings_folder
         from ..errors import InvalidArtifactsError
+        from ..storage import is_uri
+        from ..storage.embeddings import inspect_embeddings
 
-        folder = bert.resolve_path(stored)
-        _file, shape, problems = inspect_embeddings_folder(folder)
+        _file, shape, problems = inspect_embeddings(bert.context, stored)
         if problems or shape is None:
-            raise InvalidArtifactsError(f"Invalid embeddings in {str(folder)!r}: " + "; ".join(problems))
+            where = stored if is_uri(stored) else str(bert.resolve_path(stored))
+            raise InvalidArtifactsError(f"Invalid embeddings in {where!r}: " + "; ".join(problems))
         num_items = shape[0] if num_items is None else num_items
         dim = shape[1] if dim is None else dim
     config = read_json_object(config_file, "config file") if config_file is not None else None

@@ -30,7 +30,7 @@ ModelId = Annotated[str, typer.Argument(help="Model id.")]
 
 def register(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="The model's artifact folder ({type}_U.npy, _V.npy, _params.json, _metadata.json).")],
+    path: Annotated[str, typer.Argument(help="The model's artifact folder ({type}_U.npy, _V.npy, _params.json, _metadata.json), or a store folder URI (s3://...) registered in place.")],
     model_type: Annotated[str | None, typer.Option("--type", "-t", help="Model type (als, bpr, bert_als); default: from the {type}_U.npy file.")] = None,
     version: Annotated[str | None, typer.Option(help="Version id. Default: the folder's name when it is a valid version (als/v2_20250116 -> als_v2_20250116), else v_YYYYMMDD_HHMMSS (UTC), the Python API's default.")] = None,
     metrics_file: Annotated[Path | None, typer.Option("--metrics-file", exists=True, dir_okay=False, help="JSON object of metric name -> value.")] = None,

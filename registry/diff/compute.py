@@ -28,9 +28,9 @@ from ..serving.model_files import (
     ModelRecord,
     read_model,
     record_from_rows,
-    stat_files,
 )
 from ..serving.model_state import ModelState
+from ..storage.records import local_model_files
 from ..validation import positive_int, validate_flag, validate_identifier
 from . import metrics as m
 from . import store
@@ -139,20 +139,20 @@ def registered_metrics(session: Session, model_a: str, model_b: str) -> list[Met
 
 
 def load_side(ctx: RegistryContext, record: ModelRecord) -> Side:
-    """Read a model's arrays, id maps and (optional) interactions, verifying every recorded checksum."""
-    folder = ctx.resolve(record.path)
-    found, stamps = stat_files(record, folder, "full")
-    state = read_model(record, folder, found, stamps, verify="full", mmap=False)
-    path = found.get(interactions_file(record.model_type))
-    interactions = None
-    if path is not None:
-        if path.name in record.files:
-            artifacts.verify_sha256(path, record.files[path.name][1])
-        interactions = read_interactions(path, state.num_users, state.num_items)
+    """Read a model's arrays, id maps and (optional) interactions, verifying every recorded checksum.
+
+    A store-backed model is read through the host's artifact cache, as the loader reads it.
+    """
+    with local_model_files(ctx, record, "full") as (folder, found, stamps):
+        state = read_model(record, folder, found, stamps, verify="full", mmap=False)
+        path = found.get(interactions_file(record.model_type))
+        interactions = None
+        if path is not None:
+            name = interactions_file(record.model_type)
+            if name in record.files:
+                artifacts.verify_sha256(path, record.files[name][1])
+            interactions = read_interactions(path, state.num_users, state.num_items)
     return Side(state, interactions)
-
-
-# ---------------------------------------------------------------------------- the numbers
 
 
 def compute(a: Side, b: Side, params: DiffParams, key: str, metric_rows: list[MetricRow], started: float) -> DiffReport:

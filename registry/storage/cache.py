@@ -22,7 +22,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
@@ -107,11 +108,10 @@ class ArtifactCache:
             ArtifactStoreError: the download failed (nothing is left in the cache).
             ChecksumMismatchError: the downloaded bytes do not have the recorded sha256/size.
         """
-        path = self.object_path(sha256)
-        self._pin(sha256)
-        if self._present(path, size):
-            self._touch(sha256)
+        path = self.cached(sha256, size)
+        if path is not None:
             return path
+        path = self.object_path(sha256)
         with FileLock(str(self.folder / "locks" / f"{sha256}.download"), timeout=DOWNLOAD_LOCK_TIMEOUT_SECONDS):
             if self._present(path, size):  # another process downloaded it meanwhile
                 self._touch(sha256)
@@ -119,6 +119,20 @@ class ArtifactCache:
             self._download(uri, sha256, size, path)
         self._touch(sha256)
         self.evict()
+        return path
+
+    def cached(self, sha256: str, size: int) -> Path | None:
+        """The object's path when it is already in the cache (pinned and marked used), else None.
+
+        The warm path of :meth:`fetch`: no lock file, no hashing (an object is only
+        ever renamed into the cache after its sha256 was checked), one ``stat`` for
+        the size.
+        """
+        path = self.object_path(sha256)
+        self._pin(sha256)
+        if not self._present(path, size):
+            return None
+        self._touch(sha256)
         return path
 
     def _present(self, path: Path, size: int) -> bool:
@@ -251,3 +265,22 @@ def fetch_all(cache: ArtifactCache, files: Iterable[tuple[str, str, int]]) -> di
         except OSError as exc:
             raise ArtifactStoreError(f"{uri}: cannot be cached in {cache.folder}: {exc}") from exc
     return result
+
+
+@contextmanager
+def cached_object(uri: str, sha256: str, size: int, folder: str | os.PathLike[str] | None = None,
+                  max_bytes: int | None = None) -> Iterator[Path]:
+    """One object's verified local copy, pinned while the block runs (a one-off read outside a loader).
+
+    Args:
+        uri, sha256, size: the object as the registry recorded it.
+        folder, max_bytes: the cache (see :class:`ArtifactCache`; default: the host's cache).
+
+    Raises:
+        ArtifactStoreError / ChecksumMismatchError: as :func:`fetch_all`.
+    """
+    cache = ArtifactCache(folder, max_bytes)
+    try:
+        yield fetch_all(cache, [(uri, sha256, size)])[uri]
+    finally:
+        cache.close()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from ..artifacts import FileFingerprint, fingerprint
 from ..embeddings_files import NPY_FILE_NAMES, TORCH_FILE_NAMES, inspect_embeddings_folder
 from ..errors import InvalidArtifactsError
-from .cache import ArtifactCache, fetch_all
+from .cache import cached_object
 from .store import ObjectInfo, is_uri
 from .upload import hash_remote, standin_folder, upload_files
 
@@ -140,12 +140,8 @@ def embeddings_file(ctx: RegistryContext, path: str, file_name: str, uri: str | 
         return
     if sha256 is None or size is None:
         raise InvalidArtifactsError(f"{uri}: no size and sha256 recorded; re-register the embeddings")
-    cache = ArtifactCache(cache_dir, cache_bytes)
-    try:
-        local = fetch_all(cache, [(uri, sha256, size)])[uri]
+    with cached_object(uri, sha256, size, cache_dir, cache_bytes) as local:
         yield local, local.parent
-    finally:
-        cache.close()
 
 
 def store_object(uri: str | None, sha256: str | None) -> list[tuple[str, str]]:

@@ -1,15 +1,26 @@
-"""A registered model whose files live in an artifact store, made local through the cache."""
+"""A registered model whose files live in an artifact store, made local through the cache.
+
+* :func:`cached_model_files`: the loader's path (its own cache, pins kept while it serves).
+* :func:`local_model_files`: one-off readers (model diffs): the local folder, or the
+  host's cache while the block runs.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArtifactsError
-from ..serving.model_files import ModelRecord, model_file_names
+from ..serving.model_files import ModelRecord, model_file_names, stat_files
 from ..serving.model_state import FileStamp
 from .cache import ArtifactCache
+
+if TYPE_CHECKING:
+    from ..context import RegistryContext
 
 MAX_PARALLEL_DOWNLOADS = 8
 
@@ -40,9 +51,17 @@ def cached_model_files(record: ModelRecord, cache: ArtifactCache) -> tuple[Path,
             )
         size, sha256 = record.files[name]
         wanted.append((name, uri, sha256, size))
-    # The files download concurrently (each under its own per-object lock); the first failure is raised.
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_DOWNLOADS, len(wanted)))) as pool:
-        paths = list(pool.map(lambda item: cache.fetch(item[1], item[2], item[3]), wanted))
+    # Objects already cached cost a stat each (no lock, no hash, no thread); the missing ones
+    # download concurrently (each under its own per-object lock); the first failure is raised.
+    cached = [cache.cached(sha256, size) for _, _, sha256, size in wanted]
+    missing = [item for item, path in zip(wanted, cached) if path is None]
+    fetched: dict[str, Path] = {}
+    if len(missing) == 1:
+        fetched[missing[0][0]] = cache.fetch(*missing[0][1:])
+    elif missing:
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DOWNLOADS, len(missing))) as pool:
+            fetched = dict(zip([item[0] for item in missing], pool.map(lambda item: cache.fetch(*item[1:]), missing)))
+    paths = [path if path is not None else fetched[item[0]] for item, path in zip(wanted, cached)]
     for (name, _, sha256, _), path in zip(wanted, paths):
         info = os.stat(path)
         found[name] = path
@@ -51,3 +70,28 @@ def cached_model_files(record: ModelRecord, cache: ArtifactCache) -> tuple[Path,
         if required not in found:
             raise InvalidArtifactsError(f"model {record.model_id!r}: {required} is not recorded")
     return folder, found, tuple(stamps)
+
+
+@contextmanager
+def local_model_files(ctx: RegistryContext, record: ModelRecord, verify: str,
+                      cache_dir: str | os.PathLike[str] | None = None) -> Iterator[tuple[Path, dict[str, Path], tuple[FileStamp, ...]]]:
+    """``(folder, paths by file name, stamps)`` of a model's files while the block runs.
+
+    A local model's folder is stat-ed (:func:`~registry.serving.model_files.stat_files`);
+    a store-backed model's files come from the host's artifact cache (``cache_dir``,
+    default :func:`~registry.storage.cache.default_cache_dir`), pinned until the block ends.
+
+    Raises:
+        InvalidArtifactsError / ChecksumMismatchError / ArtifactStoreError: a missing,
+            changed or undownloadable file.
+    """
+    if not record.remote:
+        folder = ctx.resolve(record.path)
+        found, stamps = stat_files(record, folder, verify)
+        yield folder, found, stamps
+        return
+    cache = ArtifactCache(cache_dir)
+    try:
+        yield cached_model_files(record, cache)
+    finally:
+        cache.close()

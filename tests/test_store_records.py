@@ -247,3 +247,32 @@ def test_embeddings_round_trip_through_s3(tmp_path: Path, database_url: str, s3)
     assert bert.delete_embeddings(version, delete_files=True)
     assert object_size(str(recorded["uri"])) is None
     assert object_size(f"{s3.bucket}/lake/emb/product_embeddings.npy") is not None
+
+
+# --------------------------------------------------------------------------- the cache's warm path
+
+
+def test_a_warm_cache_serves_without_lock_download_or_thread_pool(tmp_path: Path, database_url: str, memory_store: str,  # noqa: F811
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry.loader import ModelLoader
+    from registry.storage import records
+    from registry.storage import store as store_module
+
+    registry, _ = open_pair(tmp_path, database_url, memory_store)
+    model_id = registry.register_model(str(make_model_dir(tmp_path / "m", seed=8)), "als", {}, {"ndcg@10": 0.1}, {})
+    registry.promote_model(model_id)
+    cache_dir = tmp_path / "serve-cache"
+    with ModelLoader(registry.registry_path, database_url=database_url, artifact_cache_dir=cache_dir) as loader:
+        assert loader.artifact_cache.downloads == 4
+    for lock in (cache_dir / "locks").glob("*.download*"):
+        lock.unlink()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the warm path must not download or start threads")
+
+    monkeypatch.setattr(store_module, "download_hashed", refuse)
+    monkeypatch.setattr(records, "ThreadPoolExecutor", refuse)
+    with ModelLoader(registry.registry_path, database_url=database_url, artifact_cache_dir=cache_dir) as again:
+        assert again.get_model_info()["model_id"] == model_id and again.artifact_cache.downloads == 0
+        assert len(again.artifact_cache.pinned()) == 4  # served objects stay pinned against eviction
+    assert not list((cache_dir / "locks").glob("*.download*"))

@@ -172,9 +172,13 @@ class BERTEmbeddingsRegistry:
         Returns:
             ``(ok, problems)``: the problems are readable sentences, empty when ok.
         """
-        stored = path_text(embedding_path, "embedding_path")
-        _, _, problems = inspect_embeddings(self._ctx, stored)
+        _, _, problems = self.inspect_embedding_files(embedding_path)
         return not problems, problems
+
+    def inspect_embedding_files(self, embedding_path: str | os.PathLike[str]) -> tuple[str | None, tuple[int, ...] | None, list[str]]:
+        """``(file name, array shape, problems)`` of an embeddings folder (local or a store URI), as
+        :meth:`validate_embedding_files` checks it."""
+        return inspect_embeddings(self._ctx, path_text(embedding_path, "embedding_path"))
 
     # ------------------------------------------------------------------ registration
 

@@ -43,9 +43,8 @@ def register(
     if num_items is None or dim is None:
         from ..errors import InvalidArtifactsError
         from ..storage import is_uri
-        from ..storage.embeddings import inspect_embeddings
 
-        _file, shape, problems = inspect_embeddings(bert.context, stored)
+        _file, shape, problems = bert.inspect_embedding_files(stored)
         if problems or shape is None:
             where = stored if is_uri(stored) else str(bert.resolve_path(stored))
             raise InvalidArtifactsError(f"Invalid embeddings in {where!r}: " + "; ".join(problems))

@@ -8,6 +8,8 @@
   sparse local stand-in of the right size, the small files (JSON, ``.npz``) are
   fetched, and the registry's own folder checks run on that stand-in. Every file is
   then hashed by streaming it.
+* :func:`standin_folder` builds that stand-in; embeddings registration and
+  ``cfreg register s3://...`` (reading the folder's JSON files) use it too.
 """
 
 from __future__ import annotations

@@ -10,21 +10,17 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import aliases, audit, legacy
 from .db import sqlite_file
+from .facade_base import RegistryFacade
 from .pg_readonly import ReaderSetup, setup_reader
 from .readonly_sql import DEFAULT_TIMEOUT_SECONDS, QueryResult, run_readonly_query
 
-if TYPE_CHECKING:
-    from .context import RegistryContext
 
-
-class RegistryAdmin:
+class RegistryAdmin(RegistryFacade):
     """Operator operations of a registry (mixed into ``ModelRegistry``)."""
-
-    _ctx: RegistryContext
 
     @property
     def created(self) -> bool:

@@ -11,11 +11,11 @@ import os
 import time
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from . import audit, selection
-from .artifacts import FileFingerprint, fingerprint, model_files, required_files, user_eval_file
+from .artifacts import FileFingerprint, fingerprint, hashed_here, model_files, required_files, user_eval_file
 from .artifacts import validate_artifacts as _validate_artifacts
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelExistsError, ModelNotFoundError, RegistryError
 from .facade_base import RegistryFacade
@@ -136,8 +136,14 @@ class RegistryRegistration(RegistryFacade):
                 problems = mean_mismatches(folder, model_type, metric_values)
             if problems:
                 raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
-            known = self._ctx.read(lambda session: _known_fingerprints(session, stored_path))
-            prints = [fingerprint(folder / name, known, within=folder) for name in model_files(folder, model_type)]
+            names = model_files(folder, model_type)
+            # Files this process hashed unchanged need no lookup of the recorded fingerprints.
+            remembered = [hashed_here(folder / name, within=folder) for name in names]
+            if all(remembered):
+                prints = [p for p in remembered if p is not None]
+            else:
+                known = self._ctx.read(lambda session: _known_fingerprints(session, stored_path))
+                prints = [fingerprint(folder / name, known, within=folder) for name in names]
             if artifact_store is not None:
                 # Uploaded before anything is recorded: a failed upload leaves no row behind.
                 uris = upload_files(artifact_store, folder, prints)
@@ -188,12 +194,16 @@ class RegistryRegistration(RegistryFacade):
             else:
                 session.add(Model(model_id=model_id, **fields))
             session.flush()
-            session.add_all(ModelMetric(model_id=model_id, name=n, value=v) for n, v in metric_values.items())
-            session.add_all(
-                ArtifactFile(model_id=model_id, file_name=p.file_name, size_bytes=p.size_bytes, sha256=p.sha256,
-                             mtime_ns=p.mtime_ns, uri=uris.get(p.file_name))
-                for p in prints
-            )
+            # Bulk inserts (one executemany each): nothing reads these rows back as objects here.
+            if metric_values:
+                session.execute(insert(ModelMetric), [{"model_id": model_id, "name": n, "value": v}
+                                                      for n, v in metric_values.items()])
+            if prints:
+                session.execute(insert(ArtifactFile), [
+                    {"model_id": model_id, "file_name": p.file_name, "size_bytes": p.size_bytes, "sha256": p.sha256,
+                     "mtime_ns": p.mtime_ns, "uri": uris.get(p.file_name)}
+                    for p in prints
+                ])
             # Links made with link_to_model survive an overwrite; bert_integration adds its own.
             if embeddings_version is not None and session.get(EmbeddingLink, (embeddings_version, model_id)) is None:
                 session.add(EmbeddingLink(embedding_version=embeddings_version, model_id=model_id))

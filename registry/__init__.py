@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     "validate_model_path": "utils.artifact_management",
     "ensure_directory": "utils.artifact_management",
     "copy_model_artifacts": "utils.artifact_management",
-    "cleanup_old_artifacts": "utils.artifact_management",
+    "cleanup_old_artifacts": "artifact_cleanup",
     "backup_registry": "backup",
     "restore_registry": "restore",
     "list_backups": "backup",
@@ -109,6 +109,7 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .abtest import get_model_for_user
+    from .artifact_cleanup import cleanup_old_artifacts
     from .artifacts import REQUIRED_MODEL_FILES, register_model_type, validate_artifacts
     from .backup import backup_registry, list_backups
     from .bert_registry import (
@@ -137,7 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .restore import restore_registry
     from .selection import baseline_improvement
     from .serving.loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
-    from .utils.artifact_management import cleanup_old_artifacts, copy_model_artifacts, ensure_directory, validate_model_path
+    from .utils.artifact_management import copy_model_artifacts, ensure_directory, validate_model_path
     from .utils.git import get_git_branch, get_git_commit, get_git_commit_short, is_git_clean
     from .utils.hashing import compute_data_version, compute_directory_hash, compute_file_hash
     from .utils.metadata import create_model_metadata, load_model_metadata, save_model_metadata

@@ -12,9 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import aliases, audit, legacy
+from . import aliases, audit
 from .db import sqlite_file
 from .facade_base import RegistryFacade
+from .importer import entry as importer
 from .pg_readonly import ReaderSetup, setup_reader
 from .readonly_sql import DEFAULT_TIMEOUT_SECONDS, QueryResult, run_readonly_query
 
@@ -77,5 +78,5 @@ class RegistryAdmin(RegistryFacade):
     def import_registry_json(self, json_path: str | os.PathLike[str] | None,
                              bert_json_path: str | os.PathLike[str] | None = None, *,
                              replace: bool = False) -> dict[str, Any]:
-        """Import a legacy ``registry.json`` (and ``bert_registry.json``); see :func:`registry.legacy.import_registry_json`."""
-        return legacy.import_registry_json(self._ctx, json_path, bert_json_path, replace=replace)
+        """Import a legacy ``registry.json`` (and ``bert_registry.json``); see :func:`registry.importer.entry.import_registry_json`."""
+        return importer.import_registry_json(self._ctx, json_path, bert_json_path, replace=replace)

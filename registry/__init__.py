@@ -43,10 +43,10 @@ _EXPORTS: dict[str, str] = {
     "validate_model_path": "utils.artifact_management",
     "ensure_directory": "utils.artifact_management",
     "copy_model_artifacts": "utils.artifact_management",
-    "cleanup_old_artifacts": "utils.artifact_management",
-    "backup_registry": "utils.backup",
-    "restore_registry": "utils.backup",
-    "list_backups": "utils.backup",
+    "cleanup_old_artifacts": "artifact_cleanup",
+    "backup_registry": "backup",
+    "restore_registry": "restore",
+    "list_backups": "backup",
     "create_model_metadata": "utils.metadata",
     "load_model_metadata": "utils.metadata",
     "save_model_metadata": "utils.metadata",
@@ -109,7 +109,9 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .abtest import get_model_for_user
+    from .artifact_cleanup import cleanup_old_artifacts
     from .artifacts import REQUIRED_MODEL_FILES, register_model_type, validate_artifacts
+    from .backup import backup_registry, list_backups
     from .bert_registry import (
         DEFAULT_BERT_REGISTRY_PATH,
         EMBEDDING_TYPES,
@@ -133,10 +135,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .evaluation import read_user_eval, write_user_eval
     from .export import create_empty_registry, validate_registry_schema
     from .model_folder import write_model_folder
+    from .restore import restore_registry
     from .selection import baseline_improvement
     from .serving.loader import LoaderStats, ModelLoader, ModelState, get_loader, load_model_from_registry, reset_loader
-    from .utils.artifact_management import cleanup_old_artifacts, copy_model_artifacts, ensure_directory, validate_model_path
-    from .utils.backup import backup_registry, list_backups, restore_registry
+    from .utils.artifact_management import copy_model_artifacts, ensure_directory, validate_model_path
     from .utils.git import get_git_branch, get_git_commit, get_git_commit_short, is_git_clean
     from .utils.hashing import compute_data_version, compute_directory_hash, compute_file_hash
     from .utils.metadata import create_model_metadata, load_model_metadata, save_model_metadata

@@ -10,21 +10,18 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import aliases, audit, legacy
+from . import aliases, audit
 from .db import sqlite_file
+from .facade_base import RegistryFacade
+from .importer import entry as importer
 from .pg_readonly import ReaderSetup, setup_reader
 from .readonly_sql import DEFAULT_TIMEOUT_SECONDS, QueryResult, run_readonly_query
 
-if TYPE_CHECKING:
-    from .context import RegistryContext
 
-
-class RegistryAdmin:
+class RegistryAdmin(RegistryFacade):
     """Operator operations of a registry (mixed into ``ModelRegistry``)."""
-
-    _ctx: RegistryContext
 
     @property
     def created(self) -> bool:
@@ -81,5 +78,5 @@ class RegistryAdmin:
     def import_registry_json(self, json_path: str | os.PathLike[str] | None,
                              bert_json_path: str | os.PathLike[str] | None = None, *,
                              replace: bool = False) -> dict[str, Any]:
-        """Import a legacy ``registry.json`` (and ``bert_registry.json``); see :func:`registry.legacy.import_registry_json`."""
-        return legacy.import_registry_json(self._ctx, json_path, bert_json_path, replace=replace)
+        """Import a legacy ``registry.json`` (and ``bert_registry.json``); see :func:`registry.importer.entry.import_registry_json`."""
+        return importer.import_registry_json(self._ctx, json_path, bert_json_path, replace=replace)

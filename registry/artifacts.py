@@ -411,7 +411,7 @@ class FileFingerprint:
     mtime_ns: int  # -1: too recent to trust for skipping a re-hash (see fingerprint)
 
 
-_hash_cache: dict[tuple[str, int, int, int], str] = {}
+_hash_cache: dict[tuple[int, int, int, int], str] = {}
 # Coarse filesystem clocks (ext4 ticks, FAT's 2 s) can give a rewritten file its old mtime.
 RACY_WINDOW_NS = 2_000_000_000
 _hash_cache_lock = threading.Lock()
@@ -466,7 +466,7 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None, *, 
     content hashed.
 
     A file whose (size, mtime_ns) equal a ``known`` fingerprint of the same name,
-    or whose (real path, inode, size, mtime_ns) was hashed earlier in this process,
+    or whose (device, inode, size, mtime_ns) was hashed earlier in this process,
     is not hashed again. A file modified less than ``RACY_WINDOW_NS`` before it
     was hashed is never trusted later: its ``mtime_ns`` is reported as -1 and it
     is not cached, because a rewrite within the filesystem's timestamp
@@ -482,17 +482,46 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None, *, 
         raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
 
 
+def hashed_here(path: Path, *, within: Path | None = None) -> FileFingerprint | None:
+    """The fingerprint of a file this process already hashed unchanged, without reading it; else None.
+
+    "Unchanged": same device, inode, size and mtime as when it was hashed (and hashed
+    outside the racy window, see :func:`fingerprint`). Lets a caller that registers the same
+    files again skip looking up the fingerprints recorded in the database.
+
+    Raises:
+        InvalidArtifactsError: the file cannot be opened or is unsafe (``UnsafeFileError``).
+    """
+    try:
+        with open_regular_file(path, max_bytes=MAX_ARTIFACT_BYTES, within=within) as handle:
+            info = os.fstat(handle.fileno())
+    except OSError as exc:
+        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+    return _hashed_before(path, info)
+
+
+def _hash_key(info: os.stat_result) -> tuple[int, int, int, int]:
+    # The file itself (device, inode) at one size and mtime: no path resolution needed.
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _hashed_before(path: Path, info: os.stat_result) -> FileFingerprint | None:
+    key = _hash_key(info)
+    with _hash_cache_lock:
+        digest = _hash_cache.get(key)
+    return None if digest is None else FileFingerprint(path.name, info.st_size, digest, info.st_mtime_ns)
+
+
 def _fingerprint_open(path: Path, handle: BinaryIO, known: dict[str, FileFingerprint] | None) -> FileFingerprint:
     info = os.fstat(handle.fileno())
     previous = (known or {}).get(path.name)
     if (previous is not None and previous.mtime_ns >= 0
             and previous.size_bytes == info.st_size and previous.mtime_ns == info.st_mtime_ns):
         return previous
-    key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns)
-    with _hash_cache_lock:
-        digest = _hash_cache.get(key)
-    if digest is not None:
-        return FileFingerprint(path.name, info.st_size, digest, info.st_mtime_ns)
+    remembered = _hashed_before(path, info)
+    if remembered is not None:
+        return remembered
+    key = _hash_key(info)
     started = time.time_ns()
     digest = _digest_handle(handle, path, MAX_ARTIFACT_BYTES)
     if info.st_mtime_ns >= started - RACY_WINDOW_NS:

@@ -2,7 +2,7 @@
 
 A name is never reused (``_2``, ``_3``... on a collision): the finished temp file gets its
 name by a hard link, which fails instead of overwriting. Used by registry backups
-(:mod:`registry.utils.backup`) and by the legacy import, which keeps a copy of every file it
+(:mod:`registry.backup`) and by the legacy import, which keeps a copy of every file it
 replaces.
 """
 

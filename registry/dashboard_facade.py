@@ -7,19 +7,15 @@ methods instead of handing the registry's context to :mod:`registry.leaderboard`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import leaderboard
+from .facade_base import RegistryFacade
 from .leaderboard import DEFAULT_PER_PAGE, LeaderboardPage
 
-if TYPE_CHECKING:
-    from .context import RegistryContext
 
-
-class RegistryDashboards:
+class RegistryDashboards(RegistryFacade):
     """Read-only views for dashboards (mixed into ``ModelRegistry``)."""
-
-    _ctx: RegistryContext
 
     def leaderboard_page(
         self,

@@ -1,26 +1,33 @@
-"""Files, safely: bounded reads of regular files, atomic durable writes, the writers' temp files.
+"""Files, safely: bounded reads of regular files, strict JSON, atomic durable writes, temp files.
 
 Every file the registry reads (artifacts, id maps, interactions, legacy JSON, backups, the
 export's generation stamp) goes through :func:`open_regular_file`, so a FIFO, a device, a
 symlink out of a model folder or an oversized file is refused before a byte is read. Every
 file it writes goes through :func:`atomic_write_bytes`: a reader sees the old file or the
 new one, never a mix, and a crash leaves the old one.
+
+JSON files the registry did not write itself (a legacy ``registry.json``, a backup) are
+parsed by :func:`read_json_strict`: size limit before reading, duplicate keys refused,
+every parser error an :class:`ImportFormatError`; :func:`import_errors` turns what a
+hostile value still provokes while such a file is checked into one as well.
 """
 
 from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .errors import UnsafeFileError
+from .errors import ImportFormatError, NonFiniteNumberError, RegistryError, UnsafeFileError
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +35,8 @@ logger = logging.getLogger(__name__)
 # removes only these, never a user's ".notes.tmp" that happens to sit in the folder.
 TEMP_SUFFIX = ".cfreg-tmp"
 ORPHAN_TEMP_AGE_SECONDS = 3600
+# The largest registry.json / bert_registry.json an import reads.
+MAX_IMPORT_BYTES = 16 << 20
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -103,6 +112,90 @@ def _file_kind(mode: int) -> str:
     kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
     return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+# --------------------------------------------------------------------------- strict JSON (files the registry did not write)
+
+
+def read_json_strict(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_IMPORT_BYTES, allow_non_finite: bool = True
+) -> Any:
+    """Parse a JSON file the registry did not write itself, refusing anything odd.
+
+    Args:
+        path: the file.
+        max_bytes: files larger than this are refused before being read.
+        allow_non_finite: accept bare ``NaN``/``Infinity`` tokens (the original
+            registry wrote them); the schema checks then drop those values.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImportFormatError: too large, not UTF-8, not JSON, nested too deeply,
+            duplicate keys, numbers too long to convert, a non-finite number when
+            ``allow_non_finite`` is False (its ``__cause__`` is then a
+            :class:`NonFiniteNumberError`), or not a readable regular file (a
+            directory, a FIFO or device, no permission); symlinks are followed.
+    """
+    file_path = Path(path)
+    try:
+        data = read_regular_file(file_path, max_bytes=max_bytes)
+    except FileNotFoundError:
+        raise
+    except UnsafeFileError as exc:  # a directory, FIFO or device; too large
+        raise ImportFormatError(f"{exc}; give a registry.json file (the import limit is {max_bytes} bytes)") from exc
+    except (OSError, UnicodeError, ValueError) as exc:  # a path with a lone surrogate or NUL, no permission...
+        raise ImportFormatError(f"{file_path!r}: cannot read the file ({exc}); give a registry.json file") from exc
+    try:
+        return json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_refuse_duplicate_keys,
+            parse_constant=_non_finite if allow_non_finite else _refuse_non_finite,
+        )
+    except ImportFormatError:
+        raise
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        # RecursionError is not a ValueError: deep nesting must not escape as a crash.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ImportFormatError(
+            f"{file_path}: not a valid JSON registry file ({reason}); fix the file or restore a backup"
+        ) from exc
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r} (which one is meant is ambiguous)")
+        result[key] = value
+    return result
+
+
+def _non_finite(token: str) -> float:
+    return float(token)  # 'NaN', 'Infinity', '-Infinity'
+
+
+def _refuse_non_finite(token: str) -> float:
+    raise NonFiniteNumberError(f"non-finite number {token} is not allowed")
+
+
+@contextmanager
+def import_errors(source: str) -> Iterator[None]:
+    """Last line of defence while reading and checking a file (never while writing the database).
+
+    The field checks raise :class:`ImportFormatError` themselves; a builtin error
+    that a hostile value still provokes (``TypeError``, ``ValueError``,
+    ``OverflowError``, ``UnicodeError``, ``RecursionError``, ``OSError``) becomes an
+    ``ImportFormatError`` naming ``source``. Registry errors and
+    ``FileNotFoundError`` pass through unchanged.
+    """
+    try:
+        yield
+    except (RegistryError, FileNotFoundError):
+        raise
+    except (TypeError, ValueError, OverflowError, UnicodeError, RecursionError, OSError) as exc:
+        raise ImportFormatError(
+            f"{source}: cannot be imported ({type(exc).__name__}: {exc}); fix the file or restore a backup"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- writing

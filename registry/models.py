@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from .defaults import AB_ARMS, AB_TEST_STATUSES, DEFAULT_METRIC, MODEL_STATUS, MODEL_STATUSES  # noqa: F401 - re-exported
+from .timestamps import utcnow  # also imported from here by most modules
 from .validation import ID_MAX_LENGTH, MODEL_TYPE_MAX_LENGTH
 
 NAMING_CONVENTION = {
@@ -50,11 +51,6 @@ VERSION_LENGTH = ID_MAX_LENGTH
 CURRENT_BEST_ALIAS = "current_best"
 TAG_KEY_LENGTH = ID_MAX_LENGTH
 TAG_VALUE_LENGTH = 1024
-
-
-def utcnow() -> datetime:
-    """Current time, timezone-aware UTC."""
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -15,7 +15,7 @@ from . import fsio
 from .context import ENV_ROOT, RegistryContext, audit_path, json_locations
 from .db import open_or_create_database, record_database_url, resolve_database_url, sqlite_file
 from .errors import InvalidArgumentError, RegistryNotFoundError
-from .legacy import import_legacy_if_present, import_pending
+from .importer.entry import import_legacy_if_present, import_pending
 from .models import Settings
 
 
@@ -34,7 +34,7 @@ def open_context(
     """Open (creating if allowed) the registry whose JSON lives at ``registry_path``.
 
     A ``registry.json``/``bert_registry.json`` found beside a database that has never
-    recorded a change is imported first (see :func:`registry.legacy.import_pending`);
+    recorded a change is imported first (see :func:`registry.importer.entry.import_pending`);
     ``import_legacy=False`` skips that (a restore that replaces everything anyway).
     ``artifact_store`` records the registry's store URI when it has none yet (an
     audited change); a registry whose store is another URI refuses it.

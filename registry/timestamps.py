@@ -22,6 +22,11 @@ TIME_SPEC_HELP = (
 )
 
 
+def utcnow() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
 def format_timestamp(moment: datetime | None) -> str | None:
     """``moment`` as ``YYYY-MM-DDTHH:MM:SS+00:00`` (UTC, seconds); naive values count as UTC."""
     if moment is None:

@@ -102,6 +102,23 @@ def test_stats_bench_reports_the_bootstrap_timing(tmp_path: Path) -> None:
     assert "paired_bootstrap: 10,000 users, 2,000 resamples" in completed.stdout
 
 
+@pytest.mark.slow
+def test_memory_bench_reports_each_mode_against_the_arrays(tmp_path: Path) -> None:
+    completed = subprocess.run([sys.executable, str(BENCH), "--only", "memory"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = [line for line in completed.stdout.splitlines() if line.startswith("| ") and "MiB |" in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| in memory: after `load_current_best`",
+        "| mmap: after `load_current_best` (nothing touched)",
+        "| mmap: after one recommendation (one row of U, all of V)",
+        "| mmap: after touching every page of U and V",
+    ]
+    grown = [float(row.split(" | ")[1].split()[0]) for row in rows]
+    # The arrays are 13.8 MiB: a loaded model is resident, an untouched mapping is not.
+    assert grown[0] > 10 and grown[1] < 5 and grown[3] > 10, completed.stdout
+
+
 # A stand-in with the original JSON registry's documented calls (the real one is read from its
 # public repository when the bench runs for docs/benchmarks.md): enough to check the bench drives
 # a third implementation, in alternation, and reports it.

@@ -214,12 +214,12 @@ def test_a_directory_or_unreadable_path_is_an_import_format_error(registry, tmp_
 
 
 def test_builtin_errors_while_parsing_become_import_format_errors(registry, tmp_path, monkeypatch):
-    import registry.legacy as legacy
+    from registry.importer import parse
 
     def crash(*args, **kwargs):
         raise TypeError("unhashable type: 'list'")
 
-    monkeypatch.setattr(legacy, "_parse_ab_test", crash)  # stands for any check a hostile value might still trip
+    monkeypatch.setattr(parse, "_parse_ab_test", crash)  # stands for any check a hostile value might still trip
     path = tmp_path / "tripping.json"
     path.write_text(json.dumps({"current_best": None, "metadata": {}, "models": {}, "ab_test": {"test_id": "t"}}))
     before = snapshot(registry)
@@ -331,7 +331,7 @@ def test_an_interrupted_first_open_import_is_retried_by_the_next_open(tmp_path, 
                                                                       model_dir):
     """The process dies inside the import transaction (rolled back, as after SIGKILL): the next open imports,
     and the first change after it exports every model, never a 1-model file over the legacy one."""
-    from registry import legacy
+    from registry.importer import entry
 
     registry_path.parent.mkdir(parents=True)
     shutil.copy(LEGACY_JSON, registry_path)
@@ -340,7 +340,7 @@ def test_an_interrupted_first_open_import_is_retried_by_the_next_open(tmp_path, 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed mid-import")
 
-    monkeypatch.setattr(legacy, "insert_parsed", killed)
+    monkeypatch.setattr(entry, "insert_parsed", killed)
     with pytest.raises(KeyboardInterrupt):
         ModelRegistry(registry_path, database_url=database_url, root=tmp_path)
     monkeypatch.undo()

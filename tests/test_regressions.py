@@ -23,7 +23,7 @@ from registry import (
     InvalidArtifactsError,
     ModelInUseError,
     ModelRegistry,
-    cf_registry,
+    cf_register,
 )
 from registry_snapshot import file_hashes, snapshot
 
@@ -33,7 +33,7 @@ REPO_DIR = TESTS_DIR.parent
 
 
 def freeze_version_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cf_registry, "_generate_version_id", lambda prefix="v", *a, **k: f"{prefix}_20250116_141500")
+    monkeypatch.setattr(cf_register, "_generate_version_id", lambda prefix="v", *a, **k: f"{prefix}_20250116_141500")
 
 
 # ---------------------------------------------------------------------- lost registrations
@@ -66,8 +66,8 @@ import json, sys, time
 from pathlib import Path
 args = json.loads(sys.argv[1])
 from factories import make_model_dir
-from registry import ModelRegistry, cf_registry
-cf_registry._generate_version_id = lambda prefix="v", *a, **k: prefix + "_20250116_141500"  # frozen clock
+from registry import ModelRegistry, cf_register
+cf_register._generate_version_id = lambda prefix="v", *a, **k: prefix + "_20250116_141500"  # frozen clock
 registry = ModelRegistry(args["registry_path"], database_url=args["database_url"], root=args["root"])
 folders = []
 for i in range(args["count"]):

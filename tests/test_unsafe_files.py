@@ -271,14 +271,14 @@ def test_restore_refuses_a_backup_that_is_not_a_regular_file(
 
 
 def test_restore_refuses_an_oversize_sqlite_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from registry.utils import backup as backup_module
+    from registry import restore as restore_module
 
     registry = ModelRegistry(tmp_path / "sqlite" / "registry.json", root=tmp_path)
     db_backup = Path(backup_registry(tmp_path / "sqlite" / "registry.db"))
-    monkeypatch.setattr(backup_module, "MAX_BACKUP_BYTES", db_backup.stat().st_size - 1)
+    monkeypatch.setattr(restore_module, "MAX_BACKUP_BYTES", db_backup.stat().st_size - 1)
     with pytest.raises(ImportFormatError, match="exceeds the limit"):
         restore_registry(db_backup, registry.registry_path, create_current_backup=False)
-    monkeypatch.setattr(backup_module, "MAX_BACKUP_BYTES", db_backup.stat().st_size)
+    monkeypatch.setattr(restore_module, "MAX_BACKUP_BYTES", db_backup.stat().st_size)
     assert restore_registry(db_backup, registry.registry_path, create_current_backup=False) is True
 
 

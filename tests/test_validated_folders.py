@@ -85,3 +85,22 @@ def test_a_folder_with_a_symlink_is_never_remembered(registry: ModelRegistry, mo
     registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="a")
     registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
     assert len(counted_checks) == 2
+
+
+def test_content_rewritten_at_the_same_size_is_hashed_again(registry: ModelRegistry, model_dir: Any, tmp_path: Path) -> None:
+    # The first registration hashes the aged files and remembers them; a same-size rewrite with
+    # another (aged) mtime must not be taken for the remembered content.
+    folder = model_dir("als/base")
+    path = tmp_path / folder
+    age(path)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="a")
+    before = {f["file_name"]: f["sha256"] for f in registry.get_model_files("als_a")}
+    params = path / "als_params.json"
+    text = params.read_text()
+    params.write_text(text.replace("0", "1") if "0" in text else text.upper())
+    assert len(params.read_text()) == len(text)
+    age(path, AN_HOUR_AGO_NS - 10**9)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
+    after = {f["file_name"]: f["sha256"] for f in registry.get_model_files("als_b")}
+    assert after["als_params.json"] != before["als_params.json"]
+    assert {k: v for k, v in after.items() if k != "als_params.json"} == {k: v for k, v in before.items() if k != "als_params.json"}

@@ -12,6 +12,7 @@ Usage::
     python tools/bench.py --only aliases --sizes 100,1000   # set_alias/get_alias/search_models vs MLflow, printed
     python tools/bench.py --only backends --sizes 1000      # SQLite beside PostgreSQL, statements per operation
     python tools/bench.py --only cli --sizes 1000           # cfreg --help / cfreg list as fresh processes
+    python tools/bench.py --only memory                     # RSS of a serving process, in memory and mmap
     python tools/bench.py --original ../original/recsys/cf/registry   # + the original JSON registry, interleaved
 
 Full runs need the ``bench`` extra (``pip install -e '.[bench]'``) for the MLflow column and take
@@ -1209,9 +1210,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-json", dest="from_json", help="render a saved --json result again instead of running")
     parser.add_argument("--diff", action="store_true", help="only the model diff section (printed; paste it into "
                         "docs/benchmarks.md under 'Model diff')")
-    parser.add_argument("--only", choices=["aliases", "backends", "cli"], help="only one section, printed (paste it into "
+    parser.add_argument("--only", choices=["aliases", "backends", "cli", "memory"], help="only one section, printed (paste it into "
                         "docs/benchmarks.md): 'aliases' = set_alias, get_alias, search_models beside MLflow; "
-                        "'backends' = SQLite beside PostgreSQL with statement counts; 'cli' = cfreg as fresh processes")
+                        "'backends' = SQLite beside PostgreSQL with statement counts; 'cli' = cfreg as fresh processes; "
+                        "'memory' = resident memory of a serving process, in memory and mmap")
     parser.add_argument("--fleet", action="store_true", help="only the fleet section (tools/bench_fleet.py: push vs "
                         "polling promotion latency over 4 loader processes, cold S3 download, warm start; needs "
                         "PostgreSQL via $CFREG_TEST_POSTGRES_URL and moto[server]); printed, paste it into "
@@ -1273,6 +1275,11 @@ def main(argv: list[str] | None = None) -> int:
         import bench_cli
 
         sys.stdout.write(bench_cli.run(args.sizes))
+        return 0
+    if args.only == "memory":
+        import bench_memory
+
+        sys.stdout.write(bench_memory.run())
         return 0
     if args.only == "backends":
         import bench_backends

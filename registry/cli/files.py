@@ -72,7 +72,7 @@ def backup(
 
     Example: cfreg backup --backup-dir backups/
     """
-    from ..utils import backup_registry
+    from ..backup import backup_registry
 
     state = state_of(ctx)
     registry = state.registry()
@@ -100,7 +100,7 @@ def restore(
 
     Example: cfreg restore artifacts/cf/registry_backup_20250116_120000_123456.json
     """
-    from ..utils import restore_registry
+    from ..restore import restore_registry
 
     state = state_of(ctx)
     with busy(state, f"Restoring {backup_path}..."):

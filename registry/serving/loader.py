@@ -22,7 +22,10 @@ How it stays consistent and fast:
 This module coordinates; the parts live beside it in :mod:`registry.serving`:
 ``model_state`` (the served model and its recommendations), ``model_files`` (the
 registry's record of a model's files and reading them), ``model_cache`` (the LRU),
-``routing`` (the A/B routing table) and ``auto_reload`` (the reload thread).
+``routing`` (the A/B routing table) and ``auto_reload`` (the reload thread). The class is
+assembled from mixins: ``loader_views`` (what is served to whom, the counters),
+``loader_watch`` (auto reload, watching, load listeners) and ``loader_fetch`` (reading
+files from disk or an artifact store) on ``loader_base``.
 The documented import path stays ``registry.loader`` (a thin module re-exporting this one).
 """
 
@@ -32,10 +35,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,10 +56,12 @@ from ..models import CURRENT_BEST_ALIAS
 from ..notify import GenerationWatcher
 from ..opening import open_context
 from ..storage.cache import ArtifactCache
-from ..storage.records import cached_model_files
 from ..timestamps import format_timestamp
 from ..validation import validate_identifier
-from .auto_reload import AutoReloader, ReloadCallback
+from .auto_reload import AutoReloader
+from .loader_fetch import LoaderFetching
+from .loader_views import LoaderStats, LoaderViews
+from .loader_watch import LoaderWatching, LoadListener
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
     RECORD_QUERY,
@@ -66,19 +69,13 @@ from .model_files import (
     ModelRecord,
     files_unchanged,
     pointer_queries,
-    read_model,
     record_from_rows,
-    stat_files,
 )
 from .model_state import CacheKey, FileStamp, ModelState
 from .routing import ABRouting, load_routing
 
 # The documented logger name (docs/loader.md): model swaps are logged at INFO here.
 logger = logging.getLogger("registry.loader")
-
-LoadListener = Callable[[str, float], Any]
-FETCH_BACKOFF_START_SECONDS = 0.5
-FETCH_BACKOFF_MAX_SECONDS = 30.0
 
 __all__ = [
     "DEFAULT_MAX_CACHE_BYTES",
@@ -91,35 +88,10 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- data classes
-
-
-@dataclass
-class LoaderStats:
-    """Loader counters. The first six fields are the original documentation's.
-
-    ``total_loads`` counts models handed out or prepared (loads, reload swaps,
-    preloads); each is a ``cache_hit`` (from memory) or a ``cache_miss`` (read
-    from disk). ``reload_count`` counts :meth:`ModelLoader.reload_model` calls,
-    ``swap_count`` the times the served model was replaced.
-    """
-
-    total_loads: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    reload_count: int = 0
-    last_load_time_ms: float = 0
-    last_reload_at: str | None = None
-    swap_count: int = 0
-    evictions: int = 0
-    reload_failures: int = 0
-    last_reload_error: str | None = None
-
-
 # --------------------------------------------------------------------------- loader
 
 
-class ModelLoader:
+class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
     """Loads registry models for serving: cached, verified, hot-reloadable and thread-safe.
 
     Usage::
@@ -229,15 +201,6 @@ class ModelLoader:
     def context(self) -> RegistryContext:
         """The opened registry this loader reads."""
         return self._ctx
-
-    @property
-    def max_cache_bytes(self) -> int:
-        """The cache budget: bytes of ``U``+``V`` the cached models may hold."""
-        return self._cache.max_bytes
-
-    @max_cache_bytes.setter
-    def max_cache_bytes(self, value: int) -> None:
-        self._cache.max_bytes = value
 
     # ------------------------------------------------------------------ loading
 
@@ -360,205 +323,6 @@ class ModelLoader:
                     self._stats.reload_count += 1
                     self._stats.last_reload_at = format_timestamp(datetime.now(UTC))
 
-    # ------------------------------------------------------------------ A/B routing
-
-    def state_for_user(self, user_id: Any) -> ModelState:
-        """The model that serves ``user_id``: its A/B arm while a test runs, else the current best."""
-        return self.route_for_user(user_id)[0]
-
-    def route_for_user(self, user_id: Any) -> tuple[ModelState, Mapping[str, Any] | None]:
-        """``(model serving user_id, the read-only A/B test it was routed with or None)``, one snapshot.
-
-        The running test is read once and then refreshed by :meth:`reload_model`
-        when the registry changes; both arms stay in memory, so routing never reads
-        the disk. An arm that cannot be loaded falls back to the current best.
-        """
-        routing = self._routing_table()
-        state = routing.route(user_id, self._state)
-        if state is None:
-            self.load_current_best()
-            state = self._state
-        assert state is not None
-        return state, routing.config
-
-    def routing_config(self) -> dict[str, Any] | None:
-        """The running A/B test the loader routes with (the doc's ``ab_test`` dict), or None.
-
-        The loader's own copy: read with the routing table on first use, then
-        refreshed by the reload check when the registry generation changes.
-        """
-        config = self._routing_table().config
-        return None if config is None else dict(config)
-
-    def _routing_table(self) -> ABRouting:
-        if self._routing is None:
-            with self._load_lock:
-                if self._routing is None:
-                    self._refresh_routing()
-        routing = self._routing  # once set, only ever replaced by a newer table
-        assert routing is not None
-        return routing
-
-    def load_for_user(self, user_id: Any) -> tuple[str, np.ndarray, np.ndarray]:
-        """``(model_id, U, V)`` of the model serving ``user_id`` (see :meth:`state_for_user`)."""
-        state = self.state_for_user(user_id)
-        return state.model_id, state.U, state.V
-
-    # ------------------------------------------------------------------ accessors
-
-    def get_current_model(self) -> ModelState | None:
-        """The served :class:`ModelState`, or None before anything was loaded."""
-        return self._state
-
-    def _served_id(self) -> str | None:
-        state = self._state
-        return state.model_id if state else None
-
-    def get_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(U, V)`` of the served model (one model, even during a reload).
-
-        Raises:
-            NoModelLoadedError: nothing is loaded yet.
-        """
-        state = self._state
-        if state is None:
-            raise NoModelLoadedError("No model loaded: call load_current_best() or load_model(model_id) first")
-        return state.U, state.V
-
-    def get_model_info(self) -> dict[str, Any]:
-        """Id, type, version, shapes, ``loaded_at`` and ``path`` of the served model (``{}`` if none)."""
-        state = self._state
-        if state is None:
-            return {}
-        return {
-            "model_id": state.model_id,
-            "model_type": state.model_type,
-            "version": state.version,
-            "num_users": state.num_users,
-            "num_items": state.num_items,
-            "factors": state.factors,
-            "loaded_at": state.loaded_at,
-            "path": state.path,
-        }
-
-    def get_stats(self) -> dict[str, Any]:
-        """The documented counters plus ``cache_bytes``, ``max_cache_bytes``, ``evictions``,
-        ``swap_count``, ``reload_failures`` and ``last_reload_error``."""
-        with self._lock:
-            stats = self._stats
-            lookups = stats.cache_hits + stats.cache_misses
-            return {
-                "total_loads": stats.total_loads,
-                "cache_hits": stats.cache_hits,
-                "cache_misses": stats.cache_misses,
-                "cache_hit_rate": stats.cache_hits / max(1, lookups),
-                "reload_count": stats.reload_count,
-                "last_load_time_ms": stats.last_load_time_ms,
-                "last_reload_at": stats.last_reload_at,
-                "cached_models": self._cache.model_ids(),
-                "cache_bytes": self._cache.nbytes,
-                "max_cache_bytes": self.max_cache_bytes,
-                "evictions": stats.evictions,
-                "swap_count": stats.swap_count,
-                "reload_failures": stats.reload_failures,
-                "last_reload_error": stats.last_reload_error,
-            }
-
-    def clear_cache(self) -> None:
-        """Drop every cached model (the served model keeps serving)."""
-        with self._lock:
-            self._cache.clear()
-
-    # ------------------------------------------------------------------ auto reload
-
-    def start_auto_reload(self, interval_seconds: float, callback: ReloadCallback | None = None) -> None:
-        """Run :meth:`reload_model` every ``interval_seconds`` in a daemon thread.
-
-        Args:
-            interval_seconds: pause between checks (> 0).
-            callback: called as ``callback(old_model_id, new_model_id)`` after each change.
-
-        Errors of a check or of the callback are logged; the thread keeps going.
-        Starting again replaces the running thread.
-        """
-        self._auto.start(interval_seconds, callback)
-
-    def stop_auto_reload(self) -> bool:
-        """Stop the auto-reload thread; False when none was running."""
-        return self._auto.stop()
-
-    def start_watching(self, callback: ReloadCallback | None = None, *,
-                       poll_seconds: float | None = None) -> None:
-        """Reload as soon as the registry changes (what ``watch=True`` starts).
-
-        On PostgreSQL a dedicated connection ``LISTEN``s for the notification every
-        committed change sends; while that connection is down the loader polls every
-        ``poll_seconds`` and reconnects with backoff. On SQLite the generation stamp is
-        polled every ``poll_seconds`` (default 0.05 s; a cheap indexed read).
-
-        Args:
-            callback: called as ``callback(old_model_id, new_model_id)`` after each change.
-            poll_seconds: the polling interval (PostgreSQL: also the safety check while listening).
-        """
-        self.stop_watching()
-        self._watcher = GenerationWatcher(self._ctx.database, self._watched_reload, callback=callback,
-                                          poll_seconds=poll_seconds,
-                                          name=f"cfreg-watch-{self.registry_path.parent.name}")
-        self._watcher.start()
-
-    def stop_watching(self) -> bool:
-        """Stop watching the registry; False when it was not watched."""
-        watcher, self._watcher = self._watcher, None
-        if watcher is None:
-            return False
-        watcher.stop()
-        return True
-
-    @property
-    def watching(self) -> GenerationWatcher | None:
-        """The running watcher (its ``mode`` is ``listen`` or ``poll``), or None."""
-        return self._watcher
-
-    def _watched_reload(self) -> tuple[str | None, str | None, bool]:
-        old = self._served_id()
-        changed = self.reload_model()
-        return old, self._served_id(), changed
-
-    @property
-    def artifact_cache(self) -> ArtifactCache:
-        """The local cache of store objects this loader reads (created on first use)."""
-        with self._lock:
-            if self._artifact_cache is None:
-                self._artifact_cache = ArtifactCache(self._artifact_cache_dir, self._artifact_cache_bytes)
-            return self._artifact_cache
-
-    # ------------------------------------------------------------------ load listeners
-
-    def add_load_listener(self, listener: LoadListener) -> Callable[[], None]:
-        """Call ``listener(model_id, seconds)`` after every model read from disk (e.g. for metrics).
-
-        Listeners run in the loading thread, after the model is installed; their
-        errors are logged and never fail a load.
-
-        Returns:
-            A function that removes the listener again.
-        """
-        with self._lock:
-            self._listeners = (*self._listeners, listener)
-
-        def remove() -> None:
-            with self._lock:
-                self._listeners = tuple(item for item in self._listeners if item is not listener)
-
-        return remove
-
-    def _notify_load(self, model_id: str, seconds: float) -> None:
-        for listener in self._listeners:
-            try:
-                listener(model_id, seconds)
-            except Exception:  # a metrics hook must never fail a load
-                logger.exception("load listener %r failed", listener)
-
     def close(self) -> None:
         """Stop auto-reload and watching and release the loader's database connection (the cache stays usable)."""
         self.stop_watching()
@@ -632,46 +396,6 @@ class ModelLoader:
         started = time.perf_counter()
         state = self._read_from_disk(record)
         return state, True, (time.perf_counter() - started) * 1000.0
-
-    def _read_from_disk(self, record: ModelRecord) -> ModelState:
-        if record.remote:
-            folder, found, stamps = self._fetch(record)
-        else:
-            folder = self._ctx.resolve(record.path)
-            found, stamps = stat_files(record, folder, self.verify)
-        failure = self._failure
-        if failure is not None and failure[0] == record.key and failure[1] == stamps:
-            # Same files as the last checksum failure: do not read and hash them again.
-            raise type(failure[2])(f"{failure[2]} (files unchanged since the last failed attempt)")
-        try:
-            state = read_model(record, folder, found, stamps, verify=self.verify, mmap=self.mmap)
-        except ChecksumMismatchError as exc:
-            self._failure = (record.key, stamps, exc)
-            raise
-        self._failure = None
-        return state
-
-    def _fetch(self, record: ModelRecord) -> tuple[Path, dict[str, Path], tuple[FileStamp, ...]]:
-        """A store-backed model's files through the artifact cache, with backoff after failures.
-
-        A failed or corrupt download raises (the served model keeps serving); it is
-        logged once per model and error, and not retried before its backoff delay.
-        """
-        failure = self._fetch_failures.get(record.key)
-        now = time.monotonic()
-        if failure is not None and now < failure[0]:
-            raise type(failure[2])(f"{failure[2]} (next download attempt in {failure[0] - now:.1f} s)")
-        try:
-            result = cached_model_files(record, self.artifact_cache)
-        except RegistryError as exc:
-            delay = min(FETCH_BACKOFF_MAX_SECONDS, failure[1] * 2) if failure else FETCH_BACKOFF_START_SECONDS
-            if failure is None or str(failure[2]) != str(exc):
-                logger.error("model %s: download from the artifact store failed, not swapped in (retry in %.1f s): %s",
-                             record.model_id, delay, exc)
-            self._fetch_failures[record.key] = (time.monotonic() + delay, delay, exc)
-            raise
-        self._fetch_failures.pop(record.key, None)
-        return result
 
     def _refresh_routing(self) -> None:
         """Re-read the running A/B test and load its arms into memory (never serves them).

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import ab_aliases, ab_results, aliases, audit, selection
+from . import ab_aliases, ab_results, aliases, audit, ids, selection
 from .errors import (
     AliasNotFoundError,
     InvalidArgumentError,
@@ -177,13 +177,7 @@ def _arm_text(model_id: str, alias: str | None) -> str:
 def _default_test_id(session: Session, treatment_model: str, now: datetime) -> str:
     suffix = now.strftime("_%Y_%m_%d")
     room = ID_MAX_LENGTH - len("ab_") - len(suffix) - len("_999")  # keep the id a valid identifier
-    base = f"ab_{treatment_model[:room]}{suffix}"
-    # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so a free id stays free until commit.
-    test_id, counter = base, 1
-    while session.get(ABTest, test_id) is not None:
-        counter += 1
-        test_id = f"{base}_{counter}"
-    return test_id
+    return ids.first_free(session, ABTest.test_id, f"ab_{treatment_model[:room]}{suffix}")[0]
 
 
 def _make_current(session: Session, test: ABTest, arm: str, evidence: dict[str, Any] | None = None) -> bool:

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from . import audit, selection
+from . import audit, ids, selection
 from .artifacts import FileFingerprint, fingerprint, hashed_here, model_files, required_files, user_eval_file
 from .artifacts import validate_artifacts as _validate_artifacts
-from .errors import InvalidArgumentError, InvalidArtifactsError, ModelExistsError, ModelNotFoundError, RegistryError
+from .errors import InvalidArgumentError, InvalidArtifactsError, ModelExistsError, ModelNotFoundError
 from .facade_base import RegistryFacade
 from .models import ArtifactFile, BertEmbedding, EmbeddingLink, Model, ModelMetric, utcnow
 from .storage import is_uri
@@ -40,7 +40,6 @@ from .validation import (
 logger = logging.getLogger("registry.cf_registry")
 
 GIT_CACHE_SECONDS = 10.0
-MAX_VERSIONS_PER_SECOND = 10_000
 
 
 class RegistryRegistration(RegistryFacade):
@@ -239,30 +238,11 @@ def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFin
     return {name: FileFingerprint(name, size, sha, mtime or -1) for name, size, sha, mtime in rows}
 
 
-# (database, model_type, version base) -> the last suffix this process allocated: only a
-# starting point for the search below, so a stale hint can never produce a duplicate.
-_suffix_hints: dict[tuple[str, str, str], int] = {}
-
-
 def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
-    # Writers are serialised (BEGIN IMMEDIATE / settings row lock), so the
-    # first free id found here is still free at commit; the primary key is the backstop.
+    """``{type}_v{YYYYMMDD_HHMMSS}`` (UTC), suffixed ``_2``, ``_3``... when taken; returns (model id, version)."""
     base = _generate_version_id("v")
-    hint_key = (str(session.get_bind().engine.url), model_type, base)
-    hint = _suffix_hints.get(hint_key)
-    if hint is None and session.get(Model, f"{model_type}_{base}") is None:
-        return f"{model_type}_{base}", base
-    # Exact-id lookups in batches (index equality; no collation-dependent range scans).
-    for start in range(max(2, (hint or 1) + 1), MAX_VERSIONS_PER_SECOND, 64):
-        versions = {f"{model_type}_{base}_{n}": (f"{base}_{n}", n) for n in range(start, start + 64)}
-        taken = set(session.scalars(select(Model.model_id).where(Model.model_id.in_(list(versions)))))
-        for model_id, (version, suffix) in versions.items():
-            if model_id not in taken:
-                _suffix_hints.clear()  # one entry is enough: the clock only moves forward
-                _suffix_hints[hint_key] = suffix
-                return model_id, version
-    raise RegistryError(f"too many automatic versions of {model_type!r} in one second",
-                        hint="pass version=", cli_hint="pass --version")
+    model_id, number = ids.first_free(session, Model.model_id, f"{model_type}_{base}")
+    return model_id, base if number == 1 else f"{base}_{number}"
 
 
 def _same_content(session: Session, model: Model, stored_path: str, prints: list[FileFingerprint]) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, embeddings_files, tags, usage
+from . import audit, embeddings_files, ids, tags, usage
 from .artifacts import DeletionTarget, check_deletable, load_npy
 from .context import RegistryContext
 from .embeddings_files import inspect_embeddings_folder, load_torch
@@ -233,14 +233,7 @@ def embeddings_info_of(session: Session, row: BertEmbedding) -> dict[str, Any]:
 
 def allocate_version(session: Session) -> str:
     """``bert_YYYYMMDD_HHMMSS`` (UTC), suffixed ``_2``, ``_3``... when taken."""
-    # Writers are serialised (the generation bump takes the write lock first), so the
-    # first free version found here is still free at commit; the primary key is the backstop.
-    base = generate_version_id("bert")
-    version, counter = base, 1
-    while session.get(BertEmbedding, version) is not None:
-        counter += 1
-        version = f"{base}_{counter}"
-    return version
+    return ids.first_free(session, BertEmbedding.version, generate_version_id("bert"))[0]
 
 
 # ---------------------------------------------------------------------- argument checks

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import audit, export, tags
-from .artifacts import DeletionTarget, safe_delete_tree
 from .context import RegistryContext
 from .defaults import DEFAULT_BERT_REGISTRY_PATH
+from .deletion import delete_then_remove_files
 from .embeddings_files import (  # noqa: F401 - torch_available, inspect_embeddings_folder: documented here
     NPY_FILE_NAMES,
     TORCH_FILE_NAMES,
@@ -45,14 +45,13 @@ from .embeddings_ops import (  # noqa: F401 - DEFAULT_TEXT_FIELDS, MAX_TEXT_FIEL
     stats_of,
     text_fields_arg,
 )
-from .errors import InvalidArgumentError, ModelNotFoundError, RegistryError
+from .errors import ModelNotFoundError
 from .instances import SharedInstances
 from .models import BertEmbedding, EmbeddingLink, Model
 from .opening import open_context
 from .selection import settings_row
 from .storage import is_uri
 from .storage.embeddings import inspect_embeddings, stage_embeddings
-from .storage.refs import remove_unreferenced
 from .utils.git import get_git_commit as _detect_git_commit
 from .utils.versioning import generate_version_id as _generate_version_id
 from .validation import (
@@ -429,22 +428,9 @@ class BERTEmbeddingsRegistry:
             InvalidArgumentError: ``delete_files=True`` and the folder escapes the artifacts root.
         """
         validate_identifier(version, "version")
-        to_remove: list[DeletionTarget] = []
-        objects: list[tuple[str, str]] = []
-
-        def work(session: Session) -> bool:
-            found = remove_version(self._ctx, session, version, delete_files)
-            to_remove[:], objects[:] = found
-            return True
-
-        result = self._ctx.mutate(work)
-        remove_unreferenced(self._ctx, objects)
-        for folder in to_remove:
-            try:
-                safe_delete_tree(folder, self._ctx.artifacts_root)
-            except (OSError, InvalidArgumentError) as exc:
-                raise RegistryError(f"embeddings {version} were deleted from the registry but their files remain in {folder}: {exc}") from exc
-        return result
+        delete_then_remove_files(self._ctx, lambda session: remove_version(self._ctx, session, version, delete_files),
+                                 leftover=f"embeddings {version} were deleted from the registry but their files remain")
+        return True
 
     # ------------------------------------------------------------------ loading
 

@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import aliases, audit, selection, tags, usage
-from .artifacts import DeletionTarget, check_deletable, safe_delete_tree
-from .errors import InvalidArgumentError, ModelInUseError, RegistryError
+from .artifacts import DeletionTarget, check_deletable
+from .deletion import Freed, delete_then_remove_files
+from .errors import ModelInUseError
 from .facade_base import RegistryFacade
 from .storage import is_uri
-from .storage.refs import remove_unreferenced, store_objects_of_model
+from .storage.refs import store_objects_of_model
 from .validation import validate_flag, validate_identifier, validate_status
 
 # The name ModelRegistry has always logged under (this code was in registry/cf_registry.py).
@@ -139,37 +140,26 @@ class RegistryLifecycle(RegistryFacade):
         """
         validate_identifier(model_id, "model_id")
         delete_files = validate_flag(delete_files, "delete_files")
-        to_remove: list[DeletionTarget] = []
-        objects: list[tuple[str, str]] = []
-
-        def work(session: Session) -> bool:
+        def work(session: Session) -> Freed:
             model = selection.require_model(session, model_id)
             if selection.current_model_id(session) == model_id:
                 raise ModelInUseError(f"Model {model_id!r} is the current best and cannot be deleted; promote another model first")
             usage.refuse_if_in_running_test(session, model_id, "delete")
             aliases.refuse_if_aliased(session, model_id, "delete")
-            to_remove.clear()
-            objects[:] = store_objects_of_model(session, model_id)
-            if delete_files and (objects or is_uri(model.path)):
-                pass  # store objects: removed after commit when nothing else records their sha256
-            elif delete_files:
+            folders: list[DeletionTarget] = []
+            objects = store_objects_of_model(session, model_id) if delete_files else []
+            if delete_files and not objects and not is_uri(model.path):
+                # Store objects are removed after commit when no record names them any more.
                 folder = self._ctx.resolve(model.path)
-                to_remove.append(check_deletable(folder, self._ctx.artifacts_root))
+                folders.append(check_deletable(folder, self._ctx.artifacts_root))
                 usage.refuse_if_folder_shared(session, self._ctx, folder, f"model {model_id!r}", skip_model=model_id)
             session.delete(model)
             audit.record(session, "DELETE", model_id, f"delete_files={delete_files}",
                          {"path": model.path, "delete_files": delete_files})
-            return True
+            return folders, objects
 
-        result = self._ctx.mutate(work)
-        if delete_files and objects:
-            remove_unreferenced(self._ctx, objects)
-        for folder in to_remove:
-            try:
-                safe_delete_tree(folder, self._ctx.artifacts_root)
-            except (OSError, InvalidArgumentError) as exc:
-                raise RegistryError(f"model {model_id} was deleted from the registry but its files remain in {folder}: {exc}") from exc
-        return result
+        delete_then_remove_files(self._ctx, work, leftover=f"model {model_id} was deleted from the registry but its files remain")
+        return True
 
     # ------------------------------------------------------------------ artifact store
 

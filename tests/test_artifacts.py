@@ -348,7 +348,7 @@ def test_delete_model_does_not_follow_a_parent_swapped_after_the_check(
     registry: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """delete_model(delete_files=True): the swap happens after the transaction, before the rmtree."""
-    from registry import cf_lifecycle
+    from registry import deletion
 
     make_model_dir(tmp_path / "artifacts/cf/als/v1")
     make_model_dir(tmp_path / "artifacts/cf/als/v2")
@@ -358,13 +358,13 @@ def test_delete_model_does_not_follow_a_parent_swapped_after_the_check(
     outside = tmp_path / "outside"
     (outside / "v1").mkdir(parents=True)
     (outside / "v1" / "precious.txt").write_text("not yours")
-    real_delete = cf_lifecycle.safe_delete_tree
+    real_delete = deletion.safe_delete_tree
 
     def swap_then_delete(target: Any, root: Path) -> bool:
         _swap_parent_for_symlink(tmp_path / "artifacts/cf/als", outside)
         return real_delete(target, root)
 
-    monkeypatch.setattr(cf_lifecycle, "safe_delete_tree", swap_then_delete)
+    monkeypatch.setattr(deletion, "safe_delete_tree", swap_then_delete)
     with pytest.raises(RegistryError, match="files remain.*changed after it was checked"):
         registry.delete_model("als_v1", delete_files=True)
     assert (outside / "v1" / "precious.txt").read_text() == "not yours"

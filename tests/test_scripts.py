@@ -298,17 +298,17 @@ def test_cleanup_rereads_the_protection_before_each_change(registry: ModelRegist
 
 def test_cleanup_records_a_failed_folder_removal_and_goes_on(registry: ModelRegistry, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import registry.cf_lifecycle as cf_lifecycle
+    import registry.deletion as deletion
 
     populate(registry, tmp_path, 4)
-    real_delete = cf_lifecycle.safe_delete_tree
+    real_delete = deletion.safe_delete_tree
 
     def flaky(folder: Path, root: Path) -> bool:
         if folder.name == "v2":
             raise PermissionError(13, "Permission denied", str(folder))
         return real_delete(folder, root)
 
-    monkeypatch.setattr(cf_lifecycle, "safe_delete_tree", flaky)
+    monkeypatch.setattr(deletion, "safe_delete_tree", flaky)
 
     report = cleanup_old_models(registry, 1, delete_files=True)  # used to abort with RegistryError, losing the report
 

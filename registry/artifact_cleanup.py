@@ -26,12 +26,13 @@ from sqlalchemy.pool import StaticPool
 
 from . import audit, usage
 from .artifacts import REQUIRED_MODEL_FILES, safe_delete_tree
-from .context import ENV_ROOT, RegistryContext, json_locations
-from .db import Database, resolve_database_url, sqlite_file
+from .context import ENV_ROOT, RegistryContext
+from .db import Database
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
 from .fsio import read_json_strict
 from .importer.parse import parse_documents
 from .importer.store import insert_parsed
+from .locations import locate
 from .maintenance import cleanup_protection
 from .models import Base, Model, Settings
 from .opening import open_context
@@ -85,12 +86,11 @@ def _protection(session: Session, context: RegistryContext, folder: Path, users:
 
 def _open_registry(artifacts_dir: Path, database_url: str | None) -> tuple[RegistryContext | None, Path | None]:
     """The registry in ``artifacts_dir``: ``(context, None)``, ``(None, legacy_json)`` or ``(None, None)``."""
-    json_path, _ = json_locations(artifacts_dir)
-    db_file = sqlite_file(resolve_database_url(json_path, database_url))
-    if db_file is not None and not db_file.exists():
-        return None, (json_path if json_path.is_file() else None)
+    location = locate(artifacts_dir, database_url)
+    if location.database_missing:
+        return None, (location.json_path if location.json_only else None)
     try:
-        return open_context(json_path, database_url=database_url, auto_create=False), None
+        return open_context(location.json_path, database_url=database_url, auto_create=False), None
     except RegistryNotFoundError:
         return None, None
 

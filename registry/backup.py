@@ -38,8 +38,9 @@ from .db import SQLITE_SUFFIXES, resolve_database_url, sqlite_file
 from .errors import ExportError, InvalidArgumentError, RegistryNotFoundError
 from .fsio import TEMP_SUFFIX
 from .importer.parse import BACKUP_FORMAT
+from .locations import json_locations, locate
 from .models import Base, utcnow
-from .opening import json_locations, open_context
+from .opening import open_context
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +87,14 @@ def backup_registry(
             raise RegistryNotFoundError(f"no registry database at {db_file}; nothing to back up")
         target = _sqlite_backup(db_file, folder, path.stem, path.suffix)
     else:
-        json_path, _ = json_locations(path)
+        location = locate(path, database_url)
+        json_path = location.json_path
         stem = path.stem if path.suffix.lower() == ".json" else json_path.stem
-        db_file = sqlite_file(resolve_database_url(json_path, database_url))
-        if db_file is not None and not db_file.exists():
-            if json_path.is_file():
-                # A registry.json without a database: the original JSON registry. Copy it as it is.
-                return copy_to_backup(path if path.suffix.lower() == ".json" else json_path, folder)
+        if location.json_only:
+            # A registry.json without a database: the original JSON registry. Copy it as it is.
+            return copy_to_backup(path if path.suffix.lower() == ".json" else json_path, folder)
+        db_file = location.sqlite_file
+        if location.database_missing and db_file is not None:
             raise RegistryNotFoundError(f"no registry at {json_path} (neither {db_file.name} nor registry.json exists)")
         context = open_context(json_path, database_url=database_url, auto_create=False, export_json=False)
         document = context.read(_snapshot)

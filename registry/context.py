@@ -22,33 +22,16 @@ from . import audit, export, export_cache
 from .db import GENERATION_KEY, Database, HeldReader
 from .defaults import ENV_ROOT  # noqa: F401 - also importable from here, as before
 from .errors import ExportError, InvalidArgumentError
+from .locations import BERT_JSON_NAME, REGISTRY_JSON_NAME, json_locations  # noqa: F401 - importable from here, as before
 from .models import Settings
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_JSON_NAME = "registry.json"
-BERT_JSON_NAME = "bert_registry.json"
 DEFAULT_AUDIT_LOG = Path("logs") / "registry_audit.log"
 
 T = TypeVar("T")
 
 GENERATION_QUERY = select(Settings.generation, Settings.current_model_id).where(Settings.id == 1)
-
-
-def json_locations(registry_path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``(registry.json, bert_registry.json)`` for a registry path.
-
-    A ``.json`` path names one of the two files (the other sits beside it); a
-    ``.db`` path or a folder puts both files beside it / inside it.
-    """
-    path = Path(registry_path).expanduser().absolute()
-    if path.suffix.lower() == ".json":
-        folder = path.parent
-        if path.name == BERT_JSON_NAME:
-            return folder / REGISTRY_JSON_NAME, path
-        return path, folder / BERT_JSON_NAME
-    folder = path.parent if path.suffix else path
-    return folder / REGISTRY_JSON_NAME, folder / BERT_JSON_NAME
 
 
 @dataclass

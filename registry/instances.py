@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .context import json_locations
 from .db import resolve_database_url
+from .locations import json_locations
 
 T = TypeVar("T")
 

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 from . import fsio
-from .context import ENV_ROOT, RegistryContext, audit_path, json_locations
+from .context import ENV_ROOT, RegistryContext, audit_path
 from .db import open_or_create_database, record_database_url, resolve_database_url, sqlite_file
 from .errors import InvalidArgumentError, RegistryNotFoundError
 from .importer.entry import import_legacy_if_present, import_pending
+from .locations import json_locations
 from .models import Settings
 
 

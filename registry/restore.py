@@ -38,7 +38,7 @@ from . import audit
 from .backup import BACKUP_FORMAT_VERSION, backup_registry, dump_tables
 from .backup_files import MAX_BACKUP_BYTES
 from .context import RegistryContext
-from .db import SQLITE_SUFFIXES, Database, ensure_schema, make_engine, resolve_database_url, sqlite_file
+from .db import SQLITE_SUFFIXES, Database, ensure_schema, make_engine
 from .errors import (
     ImportFormatError,
     InvalidArgumentError,
@@ -51,6 +51,7 @@ from .errors import (
 from .fsio import import_errors, open_regular_file, read_json_strict
 from .importer.parse import BACKUP_FORMAT, ParsedRegistry, parse_documents, short_repr
 from .importer.store import clear_registry, insert_parsed
+from .locations import locate
 from .models import Base, Settings, UTCDateTime
 from .opening import open_context
 from .validation import finite_real, to_jsonable, validate_identifier, validate_metric_name
@@ -105,8 +106,7 @@ def restore_registry(
         raise FileNotFoundError(f"backup {source} does not exist; list_backups() shows the available ones")
     with import_errors(source.name):
         tables, parsed = _read_backup(source)
-    db_file = sqlite_file(resolve_database_url(registry_path, database_url))
-    exists = db_file is None or db_file.exists()
+    exists = not locate(registry_path, database_url).database_missing
     current_backup: str | None = None
     if create_current_backup and exists:
         try:

@@ -50,8 +50,8 @@ _EXPORTS: dict[str, str] = {
     "create_model_metadata": "utils.metadata",
     "load_model_metadata": "utils.metadata",
     "save_model_metadata": "utils.metadata",
-    "create_empty_registry": "export",
-    "validate_registry_schema": "export",
+    "create_empty_registry": "documents",
+    "validate_registry_schema": "documents",
     "write_user_eval": "evaluation",
     "read_user_eval": "evaluation",
     # ModelLoader
@@ -131,9 +131,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         select_best_model,
     )
     from .diff.report import DiffReport
+    from .documents import create_empty_registry, validate_registry_schema
     from .errors import *  # noqa: F403
     from .evaluation import read_user_eval, write_user_eval
-    from .export import create_empty_registry, validate_registry_schema
     from .model_folder import write_model_folder
     from .restore import restore_registry
     from .selection import baseline_improvement

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import ab_aliases, ab_results, aliases, audit, ids, selection
+from .documents import ab_test_info
 from .errors import (
     AliasNotFoundError,
     InvalidArgumentError,
@@ -36,7 +37,6 @@ from .errors import (
     ModelNotFoundError,
     NoModelLoadedError,
 )
-from .export import ab_test_info
 from .models import ABTest, AuditEvent, Model, utcnow
 from .queries import ARMS, running_test
 from .queries import require_test as _require_test

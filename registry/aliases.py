@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from . import ab_aliases, audit
 from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, InvalidStateError, ModelInUseError
-from .export import iso
 from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, utcnow
+from .timestamps import format_timestamp as iso
 from .validation import validate_identifier
 
 UNSET: Any = object()

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from . import export
+from . import documents
 from .backup_files import copy_to_backup, link_unique, publish_unique
 from .db import SQLITE_SUFFIXES, resolve_database_url, sqlite_file
 from .errors import ExportError, InvalidArgumentError, RegistryNotFoundError
@@ -200,8 +200,8 @@ def _snapshot(session: Session) -> dict[str, Any]:
     if session.get_bind().dialect.name == "postgresql":
         # READ COMMITTED would give each query its own snapshot.
         session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-    document, generation = export.build_registry_document(session)
-    bert_document, _ = export.build_bert_document(session)
+    document, generation = documents.build_registry_document(session)
+    bert_document, _ = documents.build_bert_document(session)
     if bert_document["embeddings"]:
         document["bert_embeddings"] = bert_document["embeddings"]
     document["backup"] = {
@@ -237,7 +237,7 @@ def dump_tables(session: Session) -> dict[str, list[dict[str, Any]]]:
 def _render(document: dict[str, Any]) -> str:
     """The registry part as export renders it, then one table row per line (C encoder throughout)."""
     tables = document.pop("tables")
-    head = export.render_document(document, "models").rstrip()
+    head = documents.render_document(document, "models").rstrip()
     assert head.endswith("}")
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
     blocks = []

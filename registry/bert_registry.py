@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from . import audit, export, tags
+from . import audit, documents, export, tags
 from .context import RegistryContext
 from .defaults import DEFAULT_BERT_REGISTRY_PATH
 from .deletion import delete_then_remove_files
@@ -152,7 +152,7 @@ class BERTEmbeddingsRegistry:
     @property
     def registry(self) -> dict[str, Any]:
         """The whole ``bert_registry.json`` document, read fresh from the database."""
-        return self._ctx.read(export.build_bert_document)[0]
+        return self._ctx.read(documents.build_bert_document)[0]
 
     @staticmethod
     def generate_version_id(prefix: str = "bert") -> str:
@@ -455,7 +455,7 @@ class BERTEmbeddingsRegistry:
 def _export_bert_file(ctx: RegistryContext) -> None:
     """Write ``bert_registry.json`` when it does not exist yet (the original created it on open)."""
     with export.export_lock(ctx.bert_json_path):
-        document, generation = ctx.read(export.build_bert_document)
+        document, generation = ctx.read(documents.build_bert_document)
         export.publish(ctx.bert_json_path, document, generation, "embeddings")
 
 

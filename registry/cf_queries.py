@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from . import search, selection
 from .defaults import DEFAULT_COMPARE_METRICS
+from .documents import model_info
 from .errors import InvalidArgumentError, ModelNotFoundError
-from .export import iso, metrics_by_model, model_info
 from .facade_base import RegistryFacade
 from .listing import (
     LIST_BASE_COLUMNS,
@@ -29,8 +29,10 @@ from .listing import (
     sort_records,
 )
 from .models import ArtifactFile, Model, ModelMetric
+from .queries import metrics_by_model
 from .read_cache import copy_frame, generation_cached
 from .tags import tags_of
+from .timestamps import format_timestamp as iso
 from .validation import finite_real, validate_identifier, validate_metric_name, validate_status
 
 if TYPE_CHECKING:

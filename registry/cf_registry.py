@@ -35,7 +35,7 @@ from .cf_selection import RegistrySelection
 from .context import RegistryContext
 from .dashboard_facade import RegistryDashboards
 from .defaults import DEFAULT_METRIC, DEFAULT_REGISTRY_PATH
-from .export import build_registry_document, create_empty_registry, validate_registry_schema
+from .documents import build_registry_document, create_empty_registry, validate_registry_schema
 from .instances import SharedInstances
 from .opening import open_context
 from .read_cache import ReadCache

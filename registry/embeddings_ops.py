@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from . import audit, embeddings_files, ids, tags, usage
 from .artifacts import DeletionTarget, check_deletable, load_npy
 from .context import RegistryContext
+from .documents import embedding_info
 from .embeddings_files import inspect_embeddings_folder, load_torch
 from .errors import (
     EmbeddingsNotFoundError,
@@ -29,10 +30,11 @@ from .errors import (
     ModelInUseError,
     NoModelLoadedError,
 )
-from .export import embedding_info, iso, links_by_embedding
 from .models import BertEmbedding, EmbeddingLink
+from .queries import links_by_embedding
 from .selection import settings_row
 from .storage.embeddings import StagedEmbeddings, embeddings_file, recorded_path, store_object
+from .timestamps import format_timestamp as iso
 from .utils.versioning import generate_version_id
 from .validation import optional_text, validate_identifier
 

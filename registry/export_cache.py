@@ -26,19 +26,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .export import (
-    Change,
-    assemble_registry_document,
-    build_bert_document,
-    build_registry_document,
-    export_lock,
-    file_generation,
-    metrics_by_model,
-    model_info,
-    publish,
-    render_entry,
-)
+from .documents import assemble_registry_document, build_bert_document, build_registry_document, model_info, render_entry
+from .export import Change, export_lock, file_generation, publish
 from .models import Model, Settings
+from .queries import metrics_by_model
 from .tags import tags_of
 
 logger = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from sqlalchemy import and_, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from .errors import InvalidArgumentError
-from .export import iso
 from .models import CURRENT_BEST_ALIAS, Alias, Model, ModelMetric, Settings
 from .tags import tags_of
+from .timestamps import format_timestamp as iso
 from .validation import (
     finite_real,
     validate_identifier,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .export import iso
+from .timestamps import format_timestamp as iso
 from .validation import finite_real
 
 if TYPE_CHECKING:

@@ -37,11 +37,11 @@ from .errors import (
     ModelNotFoundError,
     RegistryError,
 )
-from .export import iso
 from .models import EmbeddingLink, Model
 from .selection import require_known_metric, settings_row
 from .storage import is_uri
 from .storage.upload import standin_folder
+from .timestamps import format_timestamp as iso
 from .validation import validate_identifier, validate_metrics
 
 if TYPE_CHECKING:

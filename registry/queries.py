@@ -1,4 +1,4 @@
-"""Session queries shared by feature modules (the A/B tests' lookups so far)."""
+"""Session queries shared by feature modules: A/B test lookups, metrics per model, links per embeddings version."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from .defaults import AB_ARMS
 from .errors import ABTestNotFoundError
-from .models import ABTest
+from .models import ABTest, EmbeddingLink, ModelMetric
 
 ARMS = AB_ARMS
 
@@ -29,3 +29,25 @@ def require_test(session: Session, test_id: str | None) -> ABTest:
         raise ABTestNotFoundError(f"A/B test {test_id!r} not found", hint="list_ab_tests() shows the registry's tests",
                                  cli_hint="`cfreg ab status --all` shows the registry's tests")
     return test
+
+
+def metrics_by_model(session: Session, model_ids: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """``{model_id: {metric: value}}`` in one query (all models when ``model_ids`` is None)."""
+    statement = select(ModelMetric.model_id, ModelMetric.name, ModelMetric.value).order_by(
+        ModelMetric.model_id, ModelMetric.name
+    )
+    if model_ids is not None:
+        statement = statement.where(ModelMetric.model_id.in_(model_ids))
+    grouped: dict[str, dict[str, float]] = {}
+    for model_id, name, value in session.execute(statement):
+        grouped.setdefault(model_id, {})[name] = value
+    return grouped
+
+
+def links_by_embedding(session: Session) -> dict[str, list[str]]:
+    """``{embeddings_version: [model_id, ...]}`` in link order, in one query."""
+    grouped: dict[str, list[str]] = {}
+    statement = select(EmbeddingLink.embedding_version, EmbeddingLink.model_id).order_by(EmbeddingLink.linked_at)
+    for version, model_id in session.execute(statement):
+        grouped.setdefault(version, []).append(model_id)
+    return grouped

@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from . import ab_aliases, aliases, audit
 from .artifacts import REQUIRED_MODEL_FILES
+from .documents import current_best_info, model_info
 from .errors import InvalidArgumentError, InvalidStateError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
-from .export import current_best_info, iso, metrics_by_model, model_info
 from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings
+from .queries import metrics_by_model
+from .timestamps import format_timestamp as iso
 from .validation import finite_real
 
 logger = logging.getLogger(__name__)

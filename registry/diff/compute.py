@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from .. import artifacts, selection
 from ..context import RegistryContext
 from ..errors import InvalidArgumentError, ModelNotFoundError
-from ..export import iso
 from ..interactions import Interactions, interactions_file, read_interactions
 from ..models import utcnow
 from ..serving.model_files import (
@@ -31,6 +30,7 @@ from ..serving.model_files import (
 )
 from ..serving.model_state import ModelState
 from ..storage.records import local_model_files
+from ..timestamps import format_timestamp as iso
 from ..validation import positive_int, validate_flag, validate_identifier
 from . import metrics as m
 from . import store

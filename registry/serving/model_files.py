@@ -23,9 +23,9 @@ from sqlalchemy import bindparam, select
 from .. import artifacts
 from ..context import GENERATION_QUERY
 from ..errors import ChecksumMismatchError, InvalidArtifactsError
-from ..export import iso
 from ..interactions import Interactions, interactions_file, read_interactions
 from ..models import CURRENT_BEST_ALIAS, Alias, ArtifactFile, Model, Settings, utcnow
+from ..timestamps import format_timestamp as iso
 from .model_state import CacheKey, FileStamp, ModelState
 
 logger = logging.getLogger(__name__)

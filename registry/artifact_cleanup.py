@@ -27,7 +27,7 @@ from sqlalchemy.pool import StaticPool
 from . import audit, usage
 from .artifacts import REQUIRED_MODEL_FILES, safe_delete_tree
 from .context import ENV_ROOT, RegistryContext, json_locations
-from .db import Database, resolve_database_url, sqlite_file
+from .database_urls import resolve_database_url, sqlite_file
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
 from .fsio import read_json_strict
 from .importer.parse import parse_documents
@@ -35,6 +35,7 @@ from .importer.store import insert_parsed
 from .maintenance import cleanup_protection
 from .models import Base, Model, Settings
 from .opening import open_context
+from .transactions import Database
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .context import json_locations
-from .db import resolve_database_url
+from .database_urls import resolve_database_url
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 URL: a connection handed over by the library (``config.attributes["connection"]``),
 else ``-x url=...``, else the URL the library put in ``config.attributes["url"]``,
-else ``$CFREG_DATABASE_URL``. Engines come from ``registry.db.make_engine`` so the
+else ``$CFREG_DATABASE_URL``. Engines come from ``registry.engines.make_engine`` so the
 SQLite pragmas and ``BEGIN IMMEDIATE`` apply; SQLite runs in batch mode with
 transactional DDL, so an interrupted upgrade leaves the old revision intact.
 """
@@ -15,7 +15,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from registry.db import ENV_DATABASE_URL, make_engine
+from registry.defaults import ENV_DATABASE_URL
+from registry.engines import make_engine
 from registry.models import Base
 
 config = context.config

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import aliases, audit
-from .db import sqlite_file
+from .database_urls import sqlite_file
 from .facade_base import RegistryFacade
 from .importer import entry as importer
 from .pg_readonly import ReaderSetup, setup_reader

@@ -2,7 +2,7 @@
 
 :func:`cleanup_old_artifacts` consults the registry that lives in the artifacts
 folder (if any) and applies the rules of ``cfreg cleanup`` and ``delete_model``:
-it never deletes the folder of a model :func:`registry.maintenance.cleanup_protection`
+it never deletes the folder of a model :func:`registry.model_cleanup.cleanup_protection`
 protects (current best, running A/B test, linked to BERT embeddings), nor a folder
 another registration still uses (:func:`registry.usage.refuse_if_folder_shared`).
 Registered models whose folder it deletes are archived first, in one transaction.
@@ -27,15 +27,15 @@ from sqlalchemy.pool import StaticPool
 from . import audit, usage
 from .artifacts import REQUIRED_MODEL_FILES, safe_delete_tree
 from .context import ENV_ROOT, RegistryContext
-from .db import Database
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
 from .fsio import read_json_strict
 from .importer.parse import parse_documents
 from .importer.store import insert_parsed
 from .locations import locate
-from .maintenance import cleanup_protection
+from .model_cleanup import cleanup_protection
 from .models import Base, Model, Settings
 from .opening import open_context
+from .transactions import Database
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _protection(session: Session, context: RegistryContext, folder: Path, users:
                 protected: dict[str, str]) -> str | None:
     """Why ``folder`` (a real path) must not be deleted, or None.
 
-    The rule of ``cfreg cleanup`` (:func:`registry.maintenance.cleanup_protection`) for
+    The rule of ``cfreg cleanup`` (:func:`registry.model_cleanup.cleanup_protection`) for
     its users, then the folder guard of ``delete_model(delete_files=True)``
     (:func:`registry.usage.refuse_if_folder_shared`): no other model or embeddings
     version may use a folder overlapping it (same folder, inside it, or around it).
@@ -167,7 +167,7 @@ def cleanup_old_artifacts(
     folders). When ``artifacts_dir`` holds a registry, folders it still needs are
     never deleted: the folder of a model ``cfreg cleanup`` never touches either
     (current best, running A/B test, linked to BERT embeddings:
-    :func:`registry.maintenance.cleanup_protection`), and a folder that
+    :func:`registry.model_cleanup.cleanup_protection`), and a folder that
     ``delete_model(delete_files=True)`` would refuse (used by more than one
     registered model, overlapping embeddings, inside another model's folder). Relative
     model paths resolve against the registry's root (a JSON-only registry: see

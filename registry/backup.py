@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from . import documents
 from .backup_files import copy_to_backup, link_unique, publish_unique
-from .db import SQLITE_SUFFIXES, resolve_database_url, sqlite_file
+from .database_urls import SQLITE_SUFFIXES, resolve_database_url, sqlite_file
 from .errors import ExportError, InvalidArgumentError, RegistryNotFoundError
 from .fsio import TEMP_SUFFIX
 from .importer.parse import BACKUP_FORMAT

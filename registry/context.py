@@ -19,11 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, export, export_cache
-from .db import GENERATION_KEY, Database, HeldReader
 from .defaults import ENV_ROOT  # noqa: F401 - also importable from here, as before
 from .errors import ExportError, InvalidArgumentError
+from .held_reader import HeldReader
 from .locations import BERT_JSON_NAME, REGISTRY_JSON_NAME, json_locations  # noqa: F401 - importable from here, as before
 from .models import Settings
+from .transactions import GENERATION_KEY, Database
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .db import DATABASE_URL_FILE, DEFAULT_DATABASE_NAME
+from .database_urls import DATABASE_URL_FILE, DEFAULT_DATABASE_NAME
 
 DEFAULT_MAX_DEPTH = 4
 DEFAULT_LIMIT = 10

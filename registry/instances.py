@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .db import resolve_database_url
+from .database_urls import resolve_database_url
 from .locations import json_locations
 
 T = TypeVar("T")

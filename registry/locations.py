@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db import resolve_database_url, sqlite_file
+from .database_urls import resolve_database_url, sqlite_file
 
 REGISTRY_JSON_NAME = "registry.json"
 BERT_JSON_NAME = "bert_registry.json"

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from .errors import RegistryError
 
 if TYPE_CHECKING:
-    from .db import Database
+    from .transactions import Database
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from . import fsio
 from .context import ENV_ROOT, RegistryContext, audit_path
-from .db import open_or_create_database, record_database_url, resolve_database_url, sqlite_file
+from .database_urls import record_database_url, resolve_database_url, sqlite_file
+from .db import open_or_create_database
 from .errors import InvalidArgumentError, RegistryNotFoundError
 from .importer.entry import import_legacy_if_present, import_pending
 from .locations import json_locations

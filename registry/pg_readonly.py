@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ReadOnlySqlUnavailableError
 
 if TYPE_CHECKING:
-    from .db import Database
+    from .transactions import Database
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def setup_reader(database: Database) -> ReaderSetup:
     import psycopg
     from psycopg import sql
 
-    from .db import migration_lock
+    from .schema import migration_lock
 
     role = schema = "?"
     with migration_lock(database), database.engine.connect() as connection:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .db import sqlite_file
+from .database_urls import sqlite_file
 from .errors import InvalidArgumentError, QueryTimeoutError, ReadOnlyQueryError
 
 if TYPE_CHECKING:

@@ -38,7 +38,8 @@ from . import audit
 from .backup import BACKUP_FORMAT_VERSION, backup_registry, dump_tables
 from .backup_files import MAX_BACKUP_BYTES
 from .context import RegistryContext
-from .db import SQLITE_SUFFIXES, Database, ensure_schema, make_engine
+from .database_urls import SQLITE_SUFFIXES
+from .engines import make_engine
 from .errors import (
     ImportFormatError,
     InvalidArgumentError,
@@ -54,6 +55,8 @@ from .importer.store import clear_registry, insert_parsed
 from .locations import locate
 from .models import Base, Settings, UTCDateTime
 from .opening import open_context
+from .schema import ensure_schema
+from .transactions import Database
 from .validation import finite_real, to_jsonable, validate_identifier, validate_metric_name
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from registry import db
+from registry import db, transactions
 from registry.errors import RegistryBusyError, RegistryError
 from registry.models import Settings
 
@@ -82,7 +82,7 @@ def test_locked_database_raises_registry_busy_error_and_changes_nothing(tmp_path
     db.open_database(f"sqlite:///{path}")
     db.forget_databases()
     monkeypatch.setenv(db.ENV_BUSY_TIMEOUT_MS, "100")
-    monkeypatch.setattr(db, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(transactions, "MAX_ATTEMPTS", 2)
     database = db.open_database(f"sqlite:///{path}")
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")

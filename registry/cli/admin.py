@@ -57,15 +57,11 @@ def upgrade(ctx: typer.Context) -> None:
 
     Example: cfreg --database-url postgresql+psycopg://me@db/registry upgrade
     """
-    from ..db import (
-        Database,
-        ensure_schema,
-        make_engine,
-        resolve_database_url,
-        schema_state,
-        sqlite_file,
-    )
+    from ..database_urls import resolve_database_url, sqlite_file
+    from ..engines import make_engine
     from ..errors import RegistryNotFoundError
+    from ..schema import ensure_schema, schema_state
+    from ..transactions import Database
 
     state = state_of(ctx)
     url = resolve_database_url(state.registry_path, state.database_url)

@@ -35,11 +35,11 @@ def register(
 
     Example: cfreg bert register data/processed/content_based_embeddings --model-name vinai/phobert-base
     """
-    from .. import maintenance
+    from .. import folder_registration
 
     state = state_of(ctx)
     bert = state.bert_registry()
-    stored = maintenance.stored_artifacts_path(bert.root, path)
+    stored = folder_registration.stored_artifacts_path(bert.root, path)
     if num_items is None or dim is None:
         from ..errors import InvalidArtifactsError
         from ..storage import is_uri

@@ -139,17 +139,17 @@ def cleanup(
     """
     from rich.progress import Progress
 
-    from .. import maintenance
+    from .. import model_cleanup
 
     state = state_of(ctx)
     registry = state.registry()
     if dry_run or not state.interactive:
-        report = maintenance.cleanup_old_models(registry, keep_last, archive_old=archive_old, dry_run=dry_run,
+        report = model_cleanup.cleanup_old_models(registry, keep_last, archive_old=archive_old, dry_run=dry_run,
                                                 delete_files=delete_files)
     else:
         with Progress(console=state.err, transient=True) as progress:
             task = progress.add_task("Cleaning up", total=None)
-            report = maintenance.cleanup_old_models(
+            report = model_cleanup.cleanup_old_models(
                 registry, keep_last, archive_old=archive_old, delete_files=delete_files,
                 on_item=lambda item, done, total: progress.update(task, completed=done, total=total),
             )

@@ -56,21 +56,21 @@ def register(
 
     Example: cfreg register artifacts/cf/als/v2_20250116_141500 --auto-select
     """
-    from .. import maintenance
+    from .. import folder_registration
 
     state = state_of(ctx)
     if metrics_file is not None and metric:
         raise typer.BadParameter("give --metrics-file or --metric, not both", param_hint="--metric")
     metrics: dict[str, Any] | None = None
     if metrics_file is not None:
-        metrics = maintenance.metrics_from_document(read_json_object(metrics_file, "metrics file"))
+        metrics = folder_registration.metrics_from_document(read_json_object(metrics_file, "metrics file"))
     elif metric:
         metrics = _parse_metric_pairs(metric)
     hyperparameters = read_json_object(params_file, "params file") if params_file is not None else None
     registry = state.registry(create=True)
     with busy(state, "Registering (checksumming artifacts)..."):
-        result = maintenance.update_registry_from_folder(
-            registry, maintenance.stored_artifacts_path(registry.root, path), model_type=model_type, version=version,
+        result = folder_registration.update_registry_from_folder(
+            registry, folder_registration.stored_artifacts_path(registry.root, path), model_type=model_type, version=version,
             hyperparameters=hyperparameters, metrics=metrics, data_version=data_version, git_commit=git_commit,
             overwrite=overwrite, auto_select=auto_select, metric=select_by, min_gain=min_gain,
         )

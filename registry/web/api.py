@@ -13,32 +13,32 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from .errors import WebError
-from .schemas import (
+from .schemas.actions import (
     ABStartRequest,
     ABStopRequest,
-    ABTestInfo,
-    ABTestResults,
     AliasDetail,
     AliasInfo,
     ArchiveResult,
+    PromoteRequest,
+    RollbackRequest,
+    SelectBestRequest,
+    SelectBestResult,
+    SelectionResult,
+)
+from .schemas.evidence import ABTestResults, ModelDiff, Significance
+from .schemas.reads import (
+    ABTestInfo,
     AuditEventInfo,
     Comparison,
     CurrentBest,
     EmbeddingsVersion,
     ErrorResponse,
     ModelDetail,
-    ModelDiff,
     ModelPage,
     ModelSummary,
-    PromoteRequest,
     RegistryStats,
-    RollbackRequest,
     RouteResult,
-    SelectBestRequest,
-    SelectBestResult,
     SelectionEvent,
-    SelectionResult,
-    Significance,
 )
 from .service import RegistryService
 

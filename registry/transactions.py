@@ -1,0 +1,149 @@
+"""``Database``: an opened registry database, its sessions and transactions.
+
+This is the only place that commits, rolls back or retries. Write transactions first
+bump ``settings.generation``: on PostgreSQL (plain READ COMMITTED) that serialises
+writers on the ``settings`` row, which makes every read-decide-write sequence in the
+registry race-free on both backends (SQLite writers start with ``BEGIN IMMEDIATE``,
+see :mod:`registry.engines`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from .database_urls import redact
+from .engines import configured_busy_timeout_ms, is_transient
+from .errors import RegistryBusyError, RegistryError, SchemaVersionError
+from .held_reader import HeldReader
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+# session.info key: the generation a write transaction commits (set by Database.run).
+SETTINGS_KEY = "cfreg_settings"
+GENERATION_KEY = "cfreg_generation"
+
+T = TypeVar("T")
+
+
+@dataclass
+class Database:
+    """An opened registry database: engine plus read and write session factories."""
+
+    url: str
+    engine: Engine
+
+    def __post_init__(self) -> None:
+        self._write_sessions = sessionmaker(bind=self.engine.execution_options(cfreg_write=True))
+        self._read_sessions = sessionmaker(bind=self.engine)
+        self._shared_reader: HeldReader | None = None
+        self._shared_reader_lock = threading.Lock()
+
+    def shared_reader(self) -> HeldReader:
+        """One held-connection reader for the whole process (thread-safe): many registry objects on
+        this database share it instead of each pinning a pooled connection."""
+        with self._shared_reader_lock:
+            if self._shared_reader is None:
+                self._shared_reader = HeldReader(self.engine)
+            return self._shared_reader
+
+    @property
+    def dialect(self) -> str:
+        """The SQLAlchemy dialect name: ``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The URL without password, for messages."""
+        return redact(self.url)
+
+    @contextmanager
+    def session_scope(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on any exception."""
+        session = (self._write_sessions if write else self._read_sessions)()
+        try:
+            yield session
+            if write and not session.info.get("cfreg_discard"):
+                session.commit()
+            else:
+                session.rollback()  # end the read transaction; never hold a snapshot
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def run(self, work: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run ``work(session)`` in one transaction, retrying transient lock errors.
+
+        Write transactions first bump ``settings.generation`` (which also takes the
+        registry's write lock on PostgreSQL), so everything ``work`` reads is current
+        and everything it writes commits atomically with the new generation.
+        """
+        delay = 0.05
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.session_scope(write=write) as session:
+                    if write:
+                        session.info[GENERATION_KEY] = bump_generation(session)
+                    return work(session)
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise RegistryError(f"database error in {self.describe()}: {exc.orig}") from exc
+                if attempt == MAX_ATTEMPTS:
+                    raise RegistryBusyError(
+                        f"database {self.describe()} stayed busy after {attempt} attempts "
+                        f"(busy_timeout {configured_busy_timeout_ms()} ms): {exc.orig}"
+                    ) from exc
+                logger.warning("transient database error (attempt %d): %s", attempt, exc.orig)
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def discard(session: Session) -> None:
+        """Mark a write transaction as a no-op: it is rolled back instead of committed."""
+        session.info["cfreg_discard"] = True
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in a short read-only transaction."""
+        return self.run(work, write=False)
+
+    def dispose(self) -> None:
+        """Close the engine's pooled connections."""
+        self.engine.dispose()
+
+
+def bump_generation(session: Session) -> int:
+    """Increase the registry generation inside the current write transaction.
+
+    The settings row comes back with the new generation and stays in the session (later
+    ``session.get(Settings, 1)`` calls need no statement). On PostgreSQL the same statement
+    queues ``NOTIFY`` with the new generation (see :mod:`registry.notify`), sent when the
+    transaction commits: one round trip for both.
+    """
+    from .models import Settings, utcnow
+
+    bump = update(Settings).where(Settings.id == 1).values(generation=Settings.generation + 1, last_updated=utcnow())
+    if session.get_bind().dialect.name == "postgresql":
+        from .notify import notify_expression
+
+        bumped = bump.returning(*Settings.__table__.columns).cte("bumped")
+        row = session.execute(select(aliased(Settings, bumped), notify_expression(bumped.c.generation))).first()
+        settings = row[0] if row is not None else None
+    else:
+        settings = session.execute(bump.returning(Settings)).scalar_one_or_none()
+    if settings is None:
+        raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
+    session.info[SETTINGS_KEY] = settings  # the identity map holds rows weakly: keep this one for the transaction
+    return int(settings.generation)

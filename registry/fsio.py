@@ -68,7 +68,7 @@ def open_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: s
     target = os.fspath(path)
     flags = _OPEN_FLAGS
     if within is not None:
-        real, folder = os.path.realpath(target), os.path.realpath(within)
+        real, folder = _real_paths(target, os.fspath(within))
         if real == folder or not Path(real).is_relative_to(folder):
             raise UnsafeFileError(
                 f"{path}: resolves to {real!r}, outside its folder {folder!r}; "
@@ -92,6 +92,22 @@ def open_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: s
     except BaseException:
         os.close(fd)
         raise
+
+
+def _real_paths(target: str, within: str) -> tuple[str, str]:
+    """``(realpath(target), realpath(within))``, resolving the folder once for a file directly in it.
+
+    ``target`` = ``within/name`` (how a model's files are named): the folder's real path
+    plus ``name`` is the file's real path unless ``name`` itself is a symlink (then it is
+    resolved in full), so the folder's components are walked once, not twice.
+    """
+    folder = os.path.realpath(within)
+    parent, name = os.path.split(target)
+    if parent == within and name not in ("", ".", ".."):
+        candidate = os.path.join(folder, name)
+        if not os.path.islink(candidate):
+            return candidate, folder
+    return os.path.realpath(target), folder
 
 
 def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: str | os.PathLike[str] | None = None) -> bytes:

@@ -118,7 +118,13 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: s
         OSError: the file cannot be opened or read.
     """
     with open_regular_file(path, max_bytes=max_bytes, within=within) as handle:
-        data = handle.read(max_bytes + 1)
+        # Ask for the file's size (+1 to see growth), not the limit: read(n) allocates n bytes
+        # first, so asking for a 16 MiB limit cost ~0.2 ms per small file. A file that grew
+        # meanwhile is read on, up to the limit + 1, as one read of the limit would have.
+        size = min(os.fstat(handle.fileno()).st_size, max_bytes)
+        data = handle.read(size + 1)
+        if len(data) > size:
+            data += handle.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise UnsafeFileError(f"{path}: grew beyond the limit of {max_bytes} bytes while being read")
     return data

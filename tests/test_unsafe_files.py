@@ -327,3 +327,25 @@ def test_an_export_generation_sidecar_that_is_a_fifo_reads_as_unknown(tmp_path: 
     (tmp_path / ".registry.json.generation").unlink()
     (tmp_path / ".registry.json.generation").write_text("7\n")
     assert export.file_generation(target) == 7
+
+
+def test_a_file_that_grows_within_the_limit_while_read_is_read_to_its_end(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "grows.json"
+    path.write_bytes(b"[1]")
+    real_fstat = os.fstat
+    calls: list[int] = []
+
+    def fstat_then_grow(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        calls.append(fd)
+        if len(calls) % 2 == 0:  # the file grows after its size was taken for the read
+            with open(path, "ab") as handle:
+                handle.write(b"," * 3)
+        return info
+
+    monkeypatch.setattr(fsio.os, "fstat", fstat_then_grow)
+    assert fsio.read_regular_file(path, max_bytes=10) == b"[1],,,"
+    with pytest.raises(UnsafeFileError, match="grew beyond the limit of 5"):
+        path.write_bytes(b"[1]")
+        fsio.read_regular_file(path, max_bytes=5)

@@ -21,8 +21,9 @@ from .importer.entry import ANY_AUDIT_EVENT, import_legacy_if_present, import_pe
 from .models import Settings
 
 # The registry's stored root and artifact store, and whether it ever recorded a change (see
-# import_pending): one statement on the process's held read connection (no ORM session),
-# which every opener, a new serving worker included, pays.
+# import_pending): one statement (no ORM objects), which every opener, a new serving worker
+# included, pays. Not on the process's shared reader: that would pin one more connection in
+# every process, and Database.read keeps the retries and typed errors.
 _OPENING_QUERY = select(Settings.root, Settings.artifact_store,
                         ANY_AUDIT_EVENT.scalar_subquery()).where(Settings.id == 1)
 
@@ -65,7 +66,7 @@ def open_context(
         )
 
         store_uri = normalize_store_uri(artifact_store)
-    stored_root, stored_store, first_event = database.shared_reader().rows(_OPENING_QUERY)[0]
+    stored_root, stored_store, first_event = database.read(lambda session: session.execute(_OPENING_QUERY).one())
     if store_uri is not None and stored_store is not None and store_uri != stored_store:
         raise InvalidArgumentError(
             f"the registry's artifact store is {stored_store}, not {store_uri}; a registry has one store "

@@ -11,14 +11,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy import select
+
 from . import fsio
 from .context import ENV_ROOT, RegistryContext, audit_path
 from .database_urls import record_database_url, resolve_database_url, sqlite_file
 from .db import open_or_create_database
 from .errors import InvalidArgumentError, RegistryNotFoundError
-from .importer.entry import import_legacy_if_present, import_pending
+from .importer.entry import ANY_AUDIT_EVENT, import_legacy_if_present, import_pending
 from .locations import json_locations
 from .models import Settings
+
+# The registry's stored root and artifact store, and whether it ever recorded a change (see
+# import_pending): one statement (no ORM objects), which every opener, a new serving worker
+# included, pays. Not on the process's shared reader: that would pin one more connection in
+# every process, and Database.read keeps the retries and typed errors.
+_OPENING_QUERY = select(Settings.root, Settings.artifact_store,
+                        ANY_AUDIT_EVENT.scalar_subquery()).where(Settings.id == 1)
 
 
 def open_context(
@@ -59,8 +68,7 @@ def open_context(
         )
 
         store_uri = normalize_store_uri(artifact_store)
-    stored_root, stored_store = database.read(
-        lambda s: (s.get(Settings, 1).root, s.get(Settings, 1).artifact_store))  # type: ignore[union-attr]
+    stored_root, stored_store, first_event = database.read(lambda session: session.execute(_OPENING_QUERY).one())
     if store_uri is not None and stored_store is not None and store_uri != stored_store:
         raise InvalidArgumentError(
             f"the registry's artifact store is {stored_store}, not {store_uri}; a registry has one store "
@@ -80,13 +88,16 @@ def open_context(
     )
     if stored_root is None:
         context.store_root(resolved_root)
+    # Whether the database holds an audit event now: setting the store just recorded one.
+    audited = first_event is not None
     if store_uri is not None and stored_store is None:
         context.set_artifact_store(store_uri)
+        audited = True
     fsio.sweep_orphan_temp_files(json_path.parent)
     if import_legacy:
         # Not only when created: an import killed part-way left an empty database; retry it
         # before anything could export over the legacy file.
-        if context.created or import_pending(context):
+        if context.created or import_pending(context, audited=audited):
             import_legacy_if_present(context)
     if export_json and not json_path.exists():
         context.export(force=True)

@@ -126,6 +126,24 @@ def test_within_allows_symlinks_inside_the_folder_only(tmp_path: Path) -> None:
         artifacts.open_regular_file(folder, max_bytes=10, within=folder)
 
 
+def test_within_judges_the_real_paths_when_the_folder_itself_is_reached_through_a_symlink(tmp_path: Path) -> None:
+    real_folder, outside = tmp_path / "real-model", tmp_path / "elsewhere"
+    real_folder.mkdir()
+    outside.mkdir()
+    (real_folder / "ok.json").write_text("[1]")
+    (outside / "real.json").write_text("[2]")
+    (real_folder / "escape.json").symlink_to(Path("..") / "elsewhere" / "real.json")
+    linked = tmp_path / "linked-model"
+    linked.symlink_to(real_folder)
+    assert artifacts.read_json_file(linked / "ok.json", within=linked) == [1]
+    assert artifacts.read_json_file(tmp_path / "x" / ".." / "real-model" / "ok.json",
+                                    within=tmp_path / "x" / ".." / "real-model") == [1]
+    with pytest.raises(UnsafeFileError, match="outside its folder"):
+        artifacts.read_json_file(linked / "escape.json", within=linked)
+    with pytest.raises(UnsafeFileError, match="outside its folder"):
+        artifacts.read_json_file(linked / ".." / "elsewhere" / "real.json", within=linked)
+
+
 def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "grows.json"
     path.write_bytes(b"[1]")
@@ -309,3 +327,25 @@ def test_an_export_generation_sidecar_that_is_a_fifo_reads_as_unknown(tmp_path: 
     (tmp_path / ".registry.json.generation").unlink()
     (tmp_path / ".registry.json.generation").write_text("7\n")
     assert export.file_generation(target) == 7
+
+
+def test_a_file_that_grows_within_the_limit_while_read_is_read_to_its_end(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "grows.json"
+    path.write_bytes(b"[1]")
+    real_fstat = os.fstat
+    calls: list[int] = []
+
+    def fstat_then_grow(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        calls.append(fd)
+        if len(calls) % 2 == 0:  # the file grows after its size was taken for the read
+            with open(path, "ab") as handle:
+                handle.write(b"," * 3)
+        return info
+
+    monkeypatch.setattr(fsio.os, "fstat", fstat_then_grow)
+    assert fsio.read_regular_file(path, max_bytes=10) == b"[1],,,"
+    with pytest.raises(UnsafeFileError, match="grew beyond the limit of 5"):
+        path.write_bytes(b"[1]")
+        fsio.read_regular_file(path, max_bytes=5)

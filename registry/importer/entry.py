@@ -130,7 +130,12 @@ _UNBLOCK = (
 )
 
 
-def import_pending(context: RegistryContext) -> bool:
+# Any audit event at all (the first one found): a scalar subquery, so an opener can ask it
+# together with its other reads.
+ANY_AUDIT_EVENT = select(AuditEvent.id).limit(1)
+
+
+def import_pending(context: RegistryContext, audited: bool | None = None) -> bool:
     """True when a JSON file beside the registry may still have to be imported.
 
     That is: ``registry.json`` or ``bert_registry.json`` exists and the database has
@@ -138,10 +143,17 @@ def import_pending(context: RegistryContext) -> bool:
     audit event, so a database without one has neither imported the files nor been
     changed since it was created: an import killed part-way (its transaction rolled
     back) is retried by the next open, and no export can have replaced the file yet.
+
+    Args:
+        context: the opened registry.
+        audited: whether the database has recorded an audit event, when the caller
+            already read it (``ANY_AUDIT_EVENT``); read here when None.
     """
     if not (context.json_path.is_file() or context.bert_json_path.is_file()):
         return False
-    return bool(context.read(lambda session: session.scalar(select(AuditEvent.id).limit(1)) is None))
+    if audited is None:
+        audited = context.read(lambda session: session.scalar(ANY_AUDIT_EVENT) is not None)
+    return not audited
 
 
 def import_legacy_if_present(context: RegistryContext) -> bool:

@@ -58,7 +58,6 @@ from ..opening import open_context
 from ..storage.cache import ArtifactCache
 from ..timestamps import format_timestamp
 from ..validation import validate_identifier
-from .auto_reload import AutoReloader
 from .loader_fetch import LoaderFetching
 from .loader_views import LoaderStats, LoaderViews
 from .loader_watch import LoaderWatching, LoadListener
@@ -168,7 +167,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self._failure: tuple[CacheKey, tuple[FileStamp, ...], ChecksumMismatchError] | None = None
         self._stats = LoaderStats()
         self._listeners: tuple[LoadListener, ...] = ()
-        self._auto = AutoReloader(self.reload_model, self._served_id, f"cfreg-auto-reload-{self.registry_path.parent.name}")
+        self._auto = None  # created by start_auto_reload (no reference cycle before)
         self._artifact_cache_dir = artifact_cache_dir
         self._artifact_cache_bytes = artifact_cache_bytes
         self._artifact_cache: ArtifactCache | None = None
@@ -333,13 +332,13 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
 
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
-        generation, current_id = self._reader.rows(self._check_query, self._pointer_params)[0]
-        generation = int(generation)
         known, served = self._known, self._state
-        if known is not None and generation == known[0]:
-            if current_id is None:
+        # The first check reads the record at once: a change check could only say "read it".
+        checked = None if known is None else self._reader.rows(self._check_query, self._pointer_params)[0]
+        if known is not None and checked is not None and int(checked[0]) == known[0]:
+            if checked[1] is None:
                 return False
-            if served is not None and served.model_id == current_id and files_unchanged(served):
+            if served is not None and served.model_id == checked[1] and files_unchanged(served):
                 return False
         else:
             with self._lock:

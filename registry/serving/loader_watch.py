@@ -23,7 +23,10 @@ LoadListener = Callable[[str, float], Any]
 class LoaderWatching(LoaderBase):
     """Reload threads, registry watching and load listeners (mixed into ``ModelLoader``)."""
 
-    _auto: AutoReloader
+    _auto: AutoReloader | None
+    """Created by the first :meth:`start_auto_reload`: until then a loader holds no reference
+    to itself, so one that is dropped (closed or not) frees its models at once, not at the
+    next garbage collection."""
     _watcher: GenerationWatcher | None
     _listeners: tuple[LoadListener, ...]
 
@@ -37,11 +40,17 @@ class LoaderWatching(LoaderBase):
         Errors of a check or of the callback are logged; the thread keeps going.
         Starting again replaces the running thread.
         """
-        self._auto.start(interval_seconds, callback)
+        with self._lock:
+            if self._auto is None:
+                self._auto = AutoReloader(self.reload_model, self._served_id,
+                                          f"cfreg-auto-reload-{self.registry_path.parent.name}")
+            auto = self._auto
+        auto.start(interval_seconds, callback)
 
     def stop_auto_reload(self) -> bool:
         """Stop the auto-reload thread; False when none was running."""
-        return self._auto.stop()
+        auto = self._auto
+        return auto.stop() if auto is not None else False
 
     def start_watching(self, callback: ReloadCallback | None = None, *,
                        poll_seconds: float | None = None) -> None:

@@ -1,0 +1,87 @@
+"""A new serving worker's start: what a new ModelLoader and its first load cost, and what a
+dropped loader leaves behind."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from registry import ModelRegistry
+from registry.loader import ModelLoader
+
+
+@pytest.fixture
+def no_cyclic_gc() -> Iterator[None]:
+    """Only reference counting frees objects while the test runs."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def promoted_model(registry: ModelRegistry, model_dir: Any) -> str:
+    model_id = registry.register_model(model_dir("als/v1", seed=3), "als", {"factors": 8}, {"ndcg@10": 0.2}, {},
+                                       version="v1")
+    registry.promote_model(model_id)
+    return model_id
+
+
+def test_a_new_loader_and_its_first_load_read_the_settings_and_the_record_once_each(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
+    model_id = promoted_model(registry, model_dir)
+    selects: list[str] = []
+    engine = registry.context.database.engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with ModelLoader(registry_path, database_url=database_url, auto_load=False) as loader:
+            U, _, metadata = loader.load_current_best()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert metadata["model_id"] == model_id and U.shape == (40, 8)
+    # The registry's root/store, then the current best with its files: no separate change check first.
+    assert len(selects) == 2, selects
+    # Later checks still start with the cheap change check, and find nothing to load.
+    with ModelLoader(registry_path, database_url=database_url) as loader:
+        assert loader.reload_model() is False
+        registry.select_best_model()  # a write: the generation moves, the best stays
+        assert loader.reload_model() is False
+        assert loader.get_model_info()["model_id"] == model_id
+
+
+def test_a_dropped_loader_frees_its_model_without_waiting_for_the_garbage_collector(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str, no_cyclic_gc: None) -> None:
+    promoted_model(registry, model_dir)
+    loader = ModelLoader(registry_path, database_url=database_url)
+    U = loader.get_current_model().U
+    assert isinstance(U, np.ndarray)
+    gone = weakref.ref(loader)
+    loader.close()
+    del loader, U
+
+    assert gone() is None
+
+
+def test_auto_reload_still_works_on_a_loader_that_never_started_it_before(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
+    promoted_model(registry, model_dir)
+    with ModelLoader(registry_path, database_url=database_url) as loader:
+        assert loader.stop_auto_reload() is False
+        loader.start_auto_reload(60)
+        loader.start_auto_reload(60)  # replaces the thread
+        assert loader.stop_auto_reload() is True
+        assert loader.stop_auto_reload() is False

@@ -139,7 +139,7 @@ def forget_databases() -> None:
     """Dispose every cached engine of this process (tests, and after a fork)."""
     with _databases_lock:
         for database in _databases.values():
-            database.engine.dispose()
+            database.dispose()
         _databases.clear()
 
 

@@ -120,7 +120,11 @@ class Database:
         return self.run(work, write=False)
 
     def dispose(self) -> None:
-        """Close the engine's pooled connections."""
+        """Close the engine's pooled connections, the shared reader's held one included."""
+        with self._shared_reader_lock:
+            reader, self._shared_reader = self._shared_reader, None
+        if reader is not None:
+            reader.close()  # a checked-out connection: engine.dispose() alone would leave it open
         self.engine.dispose()
 
 

@@ -147,23 +147,27 @@ class Original:
         assert loader.get_current_model() is not None
 
 
+BULK_CHUNK_MODELS = 20_000  # ~11 MB of registry.json per import: under the importer's 16 MiB limit
+
+
 def ours_bulk_fill(ours: Any, target: int, workdir: Path, metrics: Callable[[random.Random], dict[str, float]]) -> None:
-    """Grow our registry past the API-fill limit by importing a ``registry.json`` of the new models."""
-    models: dict[str, Any] = {}
+    """Grow our registry past the API-fill limit by importing ``registry.json`` files of the new models."""
     now = dt.datetime.now(dt.UTC).isoformat()
-    first = ours.count + 1
     while ours.count < target:
-        ours.count += 1
-        version = f"fill_{ours.count:06d}"
-        models[f"als_{version}"] = legacy_entry(version, ours.bases[ours.count % len(ours.bases)], now, ours.rng, metrics)
-    document = {"version": "1.0", "models": models, "current_best": None,
-                "metadata": {"created_at": now, "last_updated": now, "num_models": len(models),
-                             "selection_criteria": "ndcg@10"}}
-    chunk = workdir / f"bulk_{first:06d}_{target:06d}.json"
-    chunk.write_text(json.dumps(document), encoding="utf-8")
-    counts = ours.registry.import_registry_json(chunk)
-    logger.info("bulk import of %d models: %s", len(models), {k: counts[k] for k in ("models", "metrics")})
-    chunk.unlink()
+        first = ours.count + 1
+        models: dict[str, Any] = {}
+        while ours.count < target and len(models) < BULK_CHUNK_MODELS:
+            ours.count += 1
+            version = f"fill_{ours.count:06d}"
+            models[f"als_{version}"] = legacy_entry(version, ours.bases[ours.count % len(ours.bases)], now, ours.rng, metrics)
+        document = {"version": "1.0", "models": models, "current_best": None,
+                    "metadata": {"created_at": now, "last_updated": now, "num_models": len(models),
+                                 "selection_criteria": "ndcg@10"}}
+        chunk = workdir / f"bulk_{first:06d}_{ours.count:06d}.json"
+        chunk.write_text(json.dumps(document), encoding="utf-8")
+        counts = ours.registry.import_registry_json(chunk)
+        logger.info("bulk import of %d models: %s", len(models), {k: counts[k] for k in ("models", "metrics")})
+        chunk.unlink()
 
 
 def floor_bulk_fill(floor: Any, target: int, metrics: Callable[[random.Random], dict[str, float]]) -> None:

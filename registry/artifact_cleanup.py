@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from . import audit, usage
-from .artifacts import REQUIRED_MODEL_FILES, safe_delete_tree
+from .artifacts import REQUIRED_MODEL_FILES
 from .context import ENV_ROOT, RegistryContext
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelInUseError, RegistryNotFoundError
 from .fsio import read_json_strict
@@ -35,6 +35,7 @@ from .locations import locate
 from .model_cleanup import cleanup_protection
 from .models import Base, Model, Settings
 from .opening import open_context
+from .safe_delete import safe_delete_tree
 from .transactions import Database
 
 logger = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import aliases, audit, selection, tags, usage
-from .artifacts import DeletionTarget, check_deletable
 from .deletion import Freed, delete_then_remove_files
 from .errors import ModelInUseError
 from .facade_base import RegistryFacade
+from .safe_delete import DeletionTarget, check_deletable
 from .storage import is_uri
 from .storage.refs import store_objects_of_model
 from .validation import validate_flag, validate_identifier, validate_status

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from .artifacts import DeletionTarget, safe_delete_tree
 from .context import RegistryContext
 from .errors import InvalidArgumentError, RegistryError
+from .safe_delete import DeletionTarget, safe_delete_tree
 from .storage.refs import remove_unreferenced
 
 Freed = tuple[list[DeletionTarget], list[tuple[str, str]]]

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import audit, embeddings_files, ids, tags, usage
-from .artifacts import DeletionTarget, check_deletable, load_npy
+from .artifacts import load_npy
 from .context import RegistryContext
 from .documents import embedding_info
 from .embeddings_files import inspect_embeddings_folder, load_torch
@@ -32,6 +32,7 @@ from .errors import (
 )
 from .models import BertEmbedding, EmbeddingLink
 from .queries import links_by_embedding
+from .safe_delete import DeletionTarget, check_deletable
 from .selection import settings_row
 from .storage.embeddings import StagedEmbeddings, embeddings_file, recorded_path, store_object
 from .timestamps import format_timestamp as iso

@@ -255,7 +255,7 @@ def test_embeddings_round_trip_through_s3(tmp_path: Path, database_url: str, s3)
 def test_a_warm_cache_serves_without_lock_download_or_thread_pool(tmp_path: Path, database_url: str, memory_store: str,  # noqa: F811
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from registry.loader import ModelLoader
-    from registry.storage import records
+    from registry.storage import cache as cache_module
     from registry.storage import store as store_module
 
     registry, _ = open_pair(tmp_path, database_url, memory_store)
@@ -271,7 +271,7 @@ def test_a_warm_cache_serves_without_lock_download_or_thread_pool(tmp_path: Path
         raise AssertionError("the warm path must not download or start threads")
 
     monkeypatch.setattr(store_module, "download_hashed", refuse)
-    monkeypatch.setattr(records, "ThreadPoolExecutor", refuse)
+    monkeypatch.setattr(cache_module, "ThreadPoolExecutor", refuse)
     with ModelLoader(registry.registry_path, database_url=database_url, artifact_cache_dir=cache_dir) as again:
         assert again.get_model_info()["model_id"] == model_id and again.artifact_cache.downloads == 0
         assert len(again.artifact_cache.pinned()) == 4  # served objects stay pinned against eviction

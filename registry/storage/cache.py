@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,6 +39,7 @@ ENV_CACHE_MAX_BYTES = "CFREG_ARTIFACT_CACHE_MAX_BYTES"
 DEFAULT_CACHE_MAX_BYTES = 20 << 30
 DOWNLOAD_LOCK_TIMEOUT_SECONDS = 600.0
 TEMP_MAX_AGE_SECONDS = 3600.0
+MAX_PARALLEL_DOWNLOADS = 8
 
 
 def default_cache_dir() -> Path:
@@ -253,18 +255,36 @@ class ArtifactCache:
 def fetch_all(cache: ArtifactCache, files: Iterable[tuple[str, str, int]]) -> dict[str, Path]:
     """Fetch several ``(uri, sha256, size)`` objects; returns ``{uri: local path}``.
 
+    Objects already cached cost a ``stat`` each (no lock, no hash, no thread); the missing
+    ones download concurrently, each under its own per-object lock.
+
     Raises:
-        ArtifactStoreError / ChecksumMismatchError: the first failure (earlier objects stay cached).
+        ArtifactStoreError / ChecksumMismatchError: the first failure (objects fetched meanwhile stay cached).
     """
+    wanted = list(files)
     result: dict[str, Path] = {}
-    for uri, sha256, size in files:
-        try:
-            result[uri] = cache.fetch(uri, sha256, size)
-        except (ArtifactStoreError, ChecksumMismatchError):
-            raise
-        except OSError as exc:
-            raise ArtifactStoreError(f"{uri}: cannot be cached in {cache.folder}: {exc}") from exc
+    missing = []
+    for uri, sha256, size in wanted:
+        path = cache.cached(sha256, size)
+        if path is None:
+            missing.append((uri, sha256, size))
+        else:
+            result[uri] = path
+    if len(missing) == 1:
+        result[missing[0][0]] = _fetch(cache, *missing[0])
+    elif missing:
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DOWNLOADS, len(missing))) as pool:
+            result.update(zip([uri for uri, _, _ in missing], pool.map(lambda item: _fetch(cache, *item), missing)))
     return result
+
+
+def _fetch(cache: ArtifactCache, uri: str, sha256: str, size: int) -> Path:
+    try:
+        return cache.fetch(uri, sha256, size)
+    except (ArtifactStoreError, ChecksumMismatchError):
+        raise
+    except OSError as exc:
+        raise ArtifactStoreError(f"{uri}: cannot be cached in {cache.folder}: {exc}") from exc
 
 
 @contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,12 +16,10 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidArtifactsError
 from ..serving.model_files import ModelRecord, model_file_names, stat_files
 from ..serving.model_state import FileStamp
-from .cache import ArtifactCache
+from .cache import ArtifactCache, fetch_all
 
 if TYPE_CHECKING:
     from ..context import RegistryContext
-
-MAX_PARALLEL_DOWNLOADS = 8
 
 
 def cached_model_files(record: ModelRecord, cache: ArtifactCache) -> tuple[Path, dict[str, Path], tuple[FileStamp, ...]]:
@@ -51,17 +48,8 @@ def cached_model_files(record: ModelRecord, cache: ArtifactCache) -> tuple[Path,
             )
         size, sha256 = record.files[name]
         wanted.append((name, uri, sha256, size))
-    # Objects already cached cost a stat each (no lock, no hash, no thread); the missing ones
-    # download concurrently (each under its own per-object lock); the first failure is raised.
-    cached = [cache.cached(sha256, size) for _, _, sha256, size in wanted]
-    missing = [item for item, path in zip(wanted, cached) if path is None]
-    fetched: dict[str, Path] = {}
-    if len(missing) == 1:
-        fetched[missing[0][0]] = cache.fetch(*missing[0][1:])
-    elif missing:
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DOWNLOADS, len(missing))) as pool:
-            fetched = dict(zip([item[0] for item in missing], pool.map(lambda item: cache.fetch(*item[1:]), missing)))
-    paths = [path if path is not None else fetched[item[0]] for item, path in zip(wanted, cached)]
+    by_uri = fetch_all(cache, [(uri, sha256, size) for _, uri, sha256, size in wanted])
+    paths = [by_uri[uri] for _, uri, _, _ in wanted]
     for (name, _, sha256, _), path in zip(wanted, paths):
         info = os.stat(path)
         found[name] = path

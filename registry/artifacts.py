@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -481,21 +482,23 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None, *, 
         raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
 
 
-def hashed_here(path: Path, *, within: Path | None = None) -> FileFingerprint | None:
+def hashed_here(path: Path) -> FileFingerprint | None:
     """The fingerprint of a file this process already hashed unchanged, without reading it; else None.
 
     "Unchanged": same device, inode, size and mtime as when it was hashed (and hashed
     outside the racy window, see :func:`fingerprint`). Lets a caller that registers the same
     files again skip looking up the fingerprints recorded in the database.
 
-    Raises:
-        InvalidArtifactsError: the file cannot be opened or is unsafe (``UnsafeFileError``).
+    One ``lstat``, no open: a symlink or anything but a regular file is never in the cache
+    (only files :func:`fingerprint` opened safely are), so it answers None and the caller
+    takes the safe path.
     """
     try:
-        with open_regular_file(path, max_bytes=MAX_ARTIFACT_BYTES, within=within) as handle:
-            info = os.fstat(handle.fileno())
-    except OSError as exc:
-        raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ARTIFACT_BYTES:
+        return None
     return _hashed_before(path, info)
 
 

@@ -104,3 +104,20 @@ def test_content_rewritten_at_the_same_size_is_hashed_again(registry: ModelRegis
     after = {f["file_name"]: f["sha256"] for f in registry.get_model_files("als_b")}
     assert after["als_params.json"] != before["als_params.json"]
     assert {k: v for k, v in after.items() if k != "als_params.json"} == {k: v for k, v in before.items() if k != "als_params.json"}
+
+
+def test_a_hashed_file_swapped_for_a_symlink_outside_the_folder_is_refused(
+        registry: ModelRegistry, model_dir: Any, tmp_path: Path) -> None:
+    # The file's hash is remembered (keyed by device, inode, size, mtime); the same inode reached
+    # through a symlink that leaves the folder must still be refused, not served from that memory.
+    folder = model_dir("als/base")
+    path = tmp_path / folder
+    age(path)
+    registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="a")
+    outside = tmp_path / "outside_U.npy"
+    (path / "als_U.npy").rename(outside)
+    (path / "als_U.npy").symlink_to(outside)
+    age(path)
+    with pytest.raises(InvalidArtifactsError, match="outside its folder"):
+        registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
+    assert [m["model_id"] for m in registry.list_model_records()] == ["als_a"]

@@ -85,3 +85,32 @@ def test_auto_reload_still_works_on_a_loader_that_never_started_it_before(
         loader.start_auto_reload(60)  # replaces the thread
         assert loader.stop_auto_reload() is True
         assert loader.stop_auto_reload() is False
+
+
+def test_a_reload_check_with_nothing_committed_runs_no_statement_on_sqlite(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
+    first = promoted_model(registry, model_dir)
+    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
+                                     version="v2")
+    statements: list[str] = []
+    engine = registry.context.database.engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    with ModelLoader(registry_path, database_url=database_url) as loader:
+        assert loader.reload_model() is False
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert [loader.reload_model() for _ in range(3)] == [False, False, False]
+            checks = list(statements)
+            registry.promote_model(second)  # another connection commits: the next check must see it
+            assert loader.reload_model() is True
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert loader.get_model_info()["model_id"] == second != first
+
+    if engine.dialect.name == "sqlite":
+        assert checks == []  # PRAGMA data_version on the raw connection said "nothing committed"
+    else:
+        assert len(checks) == 3  # one indexed read each

@@ -162,6 +162,8 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self._load_lock = threading.RLock()  # registry/disk reads and reload checks, one at a time
         self._state: ModelState | None = None
         self._known: tuple[int, str | None] | None = None  # (generation, current best) of the last check
+        # SQLite: the reader's (serial, data_version) when _known was read; unchanged = nothing committed since.
+        self._known_version: tuple[int, int] | None = None
         self._index: dict[str, CacheKey] = {}  # model id -> key, valid until the generation changes
         self._routing: ABRouting | None = None  # None until A/B routing is first used
         self._failure: tuple[CacheKey, tuple[FileStamp, ...], ChecksumMismatchError] | None = None
@@ -333,9 +335,15 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
         known, served = self._known, self._state
+        version = self._reader.data_version()
+        if known is not None and version is not None and version == self._known_version:
+            # SQLite and no commit anywhere since the last check: only the served files can have changed.
+            if known[1] is None or (served is not None and served.model_id == known[1] and files_unchanged(served)):
+                return False
         # The first check reads the record at once: a change check could only say "read it".
         checked = None if known is None else self._reader.rows(self._check_query, self._pointer_params)[0]
         if known is not None and checked is not None and int(checked[0]) == known[0]:
+            self._known_version = version  # a commit that left the generation alone (nothing to reload)
             if checked[1] is None:
                 return False
             if served is not None and served.model_id == checked[1] and files_unchanged(served):
@@ -360,7 +368,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         finally:  # a stopped test must stop routing even when the new best fails to load
             if self._routing is not None and (known is None or generation != known[0]):
                 self._refresh_routing()
-        self._known = (generation, current_id)
+        self._known, self._known_version = (generation, current_id), version
         return changed
 
     def _require_record(self, model_id: str) -> ModelRecord:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .errors import AliasInUseError, ModelInUseError
-from .models import ABTest
+from .models import ABTest, table
 from .validation import validate_identifier
 
 PREFIX = "@"
@@ -43,10 +43,11 @@ def arm_alias(arm: object, role: str) -> str | None:
 
 def tests_naming(session: Session, alias: str) -> list[ABTest]:
     """Running tests with an arm that follows ``alias`` (at most one test runs)."""
-    statement = select(ABTest).where(
-        ABTest.status == "running", or_(ABTest.control_alias == alias, ABTest.treatment_alias == alias)
-    )
-    return list(session.scalars(statement))
+    tests = table(ABTest).c
+    # A Core probe first: every move of an alias asks, and usually no test follows it.
+    probe = select(tests.test_id).where(tests.status == "running", or_(tests.control_alias == alias,
+                                                                         tests.treatment_alias == alias))
+    return [test for test_id in session.scalars(probe) if (test := session.get(ABTest, test_id)) is not None]
 
 
 def refuse_delete_if_arm(session: Session, alias: str) -> None:

@@ -190,7 +190,7 @@ def _make_current(session: Session, test: ABTest, arm: str, evidence: dict[str, 
     metric = settings.selection_criteria
     value = selection.metric_value(session, model_id, metric)
     previous = settings.current_model_id
-    selection.set_current(session, settings, model.model_id, metric, value, SELECTED_BY, f"A/B test {test.test_id}: {arm}")
+    selection.set_current(session, model.model_id, metric, value, SELECTED_BY, f"A/B test {test.test_id}: {arm}")
     details: dict[str, Any] = {"test_id": test.test_id, "arm": arm, "previous_model_id": previous, "metric": metric, "value": value}
     if evidence is not None:
         details["result"] = evidence

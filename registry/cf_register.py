@@ -19,7 +19,7 @@ from .artifacts import FileFingerprint, fingerprint, hashed_here, model_files, r
 from .artifacts import validate_artifacts as _validate_artifacts
 from .errors import InvalidArgumentError, InvalidArtifactsError, ModelExistsError, ModelNotFoundError
 from .facade_base import RegistryFacade
-from .models import ArtifactFile, BertEmbedding, EmbeddingLink, Model, ModelMetric, utcnow
+from .models import ArtifactFile, BertEmbedding, EmbeddingLink, Model, ModelMetric, table, utcnow
 from .storage import is_uri
 from .storage.upload import inspect_remote_folder, upload_files
 from .utils.git import get_git_commit as _detect_git_commit
@@ -137,7 +137,7 @@ class RegistryRegistration(RegistryFacade):
                 raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
             names = model_files(folder, model_type)
             # Files this process hashed unchanged need no lookup of the recorded fingerprints.
-            remembered = [hashed_here(folder / name, within=folder) for name in names]
+            remembered = [hashed_here(folder / name) for name in names]
             if all(remembered):
                 prints = [p for p in remembered if p is not None]
             else:
@@ -190,15 +190,15 @@ class RegistryRegistration(RegistryFacade):
                 # foreign key (settings.current_model_id) keeps from being deleted.
                 for name, value in {**fields, "created_at": utcnow(), "extra": None}.items():
                     setattr(existing, name, value)
+                session.flush()
             else:
-                session.add(Model(model_id=model_id, **fields))
-            session.flush()
-            # Bulk inserts (one executemany each): nothing reads these rows back as objects here.
+                # Core inserts (statements compiled once): nothing reads these rows back as objects here.
+                session.execute(_INSERT_MODEL, {"model_id": model_id, **fields})
             if metric_values:
-                session.execute(insert(ModelMetric), [{"model_id": model_id, "name": n, "value": v}
-                                                      for n, v in metric_values.items()])
+                session.execute(_INSERT_METRICS, [{"model_id": model_id, "name": n, "value": v}
+                                                  for n, v in metric_values.items()])
             if prints:
-                session.execute(insert(ArtifactFile), [
+                session.execute(_INSERT_FILES, [
                     {"model_id": model_id, "file_name": p.file_name, "size_bytes": p.size_bytes, "sha256": p.sha256,
                      "mtime_ns": p.mtime_ns, "uri": uris.get(p.file_name)}
                     for p in prints
@@ -206,12 +206,12 @@ class RegistryRegistration(RegistryFacade):
             # Links made with link_to_model survive an overwrite; bert_integration adds its own.
             if embeddings_version is not None and session.get(EmbeddingLink, (embeddings_version, model_id)) is None:
                 session.add(EmbeddingLink(embedding_version=embeddings_version, model_id=model_id))
-            settings = selection.settings_row(session)
+            settings = selection.settings_view(session)
             criteria = settings.selection_criteria
             value = metric_values.get(criteria)
             summary = f"{criteria}={value if value is not None else 'N/A'}"
             if overwrite and version is not None and settings.current_model_id == model_id:
-                selection.refresh_current_selection(session, settings, model_id, metric_values)
+                selection.refresh_current_selection(session, selection.settings_row(session), model_id, metric_values)
                 summary += " overwrite=True"
             details = {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": overwrite}
             if stored_path != source_path:
@@ -223,6 +223,10 @@ class RegistryRegistration(RegistryFacade):
 
 
 # ---------------------------------------------------------------------- transaction helpers
+
+_INSERT_MODEL = insert(table(Model))
+_INSERT_METRICS = insert(table(ModelMetric))
+_INSERT_FILES = insert(table(ArtifactFile))
 
 
 def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFingerprint]:

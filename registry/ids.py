@@ -38,6 +38,7 @@ def first_free(session: Session, column: InstrumentedAttribute[str], base: str,
     make = name or (lambda n: base if n == 1 else f"{base}_{n}")
     hint_key = (str(session.get_bind().engine.url), str(column), base)
     start = _hints.get(hint_key, 0) + 1
+    column = column.property.columns[0]  # the table's column: a Core statement skips the ORM layer
     if start == 1 and session.scalar(select(column).where(column == make(1))) is None:
         return make(1), 1
     # Exact-id lookups in batches (index equality; no collation-dependent range scans).

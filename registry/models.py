@@ -12,7 +12,7 @@ classes and the migrations agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -82,6 +83,11 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON(),
         list[Any]: JSON(),
     }
+
+
+def table(entity: type[Base]) -> Table:
+    """The Core table of a mapped class: statements on it skip the ORM layer (for the hot paths)."""
+    return cast(Table, entity.__table__)
 
 
 class Model(Base):

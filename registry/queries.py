@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from .defaults import AB_ARMS
 from .errors import ABTestNotFoundError
-from .models import ABTest, EmbeddingLink, ModelMetric
+from .models import ABTest, EmbeddingLink, ModelMetric, table
 
 ARMS = AB_ARMS
 
@@ -33,11 +33,10 @@ def require_test(session: Session, test_id: str | None) -> ABTest:
 
 def metrics_by_model(session: Session, model_ids: list[str] | None = None) -> dict[str, dict[str, float]]:
     """``{model_id: {metric: value}}`` in one query (all models when ``model_ids`` is None)."""
-    statement = select(ModelMetric.model_id, ModelMetric.name, ModelMetric.value).order_by(
-        ModelMetric.model_id, ModelMetric.name
-    )
+    metrics = table(ModelMetric).c  # Core columns: this runs on every read path
+    statement = select(metrics.model_id, metrics.name, metrics.value).order_by(metrics.model_id, metrics.name)
     if model_ids is not None:
-        statement = statement.where(ModelMetric.model_id.in_(model_ids))
+        statement = statement.where(metrics.model_id.in_(model_ids))
     grouped: dict[str, dict[str, float]] = {}
     for model_id, name, value in session.execute(statement):
         grouped.setdefault(model_id, {})[name] = value

@@ -11,18 +11,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, select
+from sqlalchemy import CursorResult, and_, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import ab_aliases, aliases, audit
 from .artifacts import REQUIRED_MODEL_FILES
 from .documents import current_best_info, model_info
 from .errors import InvalidArgumentError, InvalidStateError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
-from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings
+from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings, table
 from .queries import metrics_by_model
 from .timestamps import format_timestamp as iso
+from .transactions import bumped_settings
 from .validation import finite_real
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,13 @@ logger = logging.getLogger(__name__)
 AUTO = "auto"
 MANUAL = "manual"
 ROLLBACK = "rollback"
+# session.info key: the ORM settings object of the current transaction (see settings_row).
+_SETTINGS_OBJECT_KEY = "cfreg_settings_object"
+
+# Core statements of the hot paths (table-level: no ORM compile or unit of work).
+_METRICS = table(ModelMetric)
+_INSERT_SELECTION = insert(table(Selection))
+_UPDATE_SETTINGS = update(table(Settings)).where(table(Settings).c.id == 1)
 
 
 def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: float) -> float | None:
@@ -91,7 +100,7 @@ def metric_value(session: Session, model_id: str | None, metric: str) -> float |
     """One metric of one model (None when the model lacks it)."""
     if model_id is None:
         return None
-    return session.scalar(select(ModelMetric.value).where(ModelMetric.model_id == model_id, ModelMetric.name == metric))
+    return session.scalar(select(_METRICS.c.value).where(_METRICS.c.model_id == model_id, _METRICS.c.name == metric))
 
 
 def metrics_of(session: Session, model_id: str) -> dict[str, float]:
@@ -119,22 +128,45 @@ def best_candidate(session: Session, metric: str, min_improvement: float, model_
     return None
 
 
-def set_current(session: Session, settings: Settings, model_id: str, metric: str | None, value: float | None,
-                 selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
-    """Move the current-best pointer to ``model_id`` and record the selection row."""
-    selection = Selection(
-        model_id=model_id, metric=metric, value=value, previous_model_id=settings.current_model_id,
-        selected_by=selected_by, reason=reason, restored_selection_id=restored_selection_id,
-        actor=audit.current_actor(),
-    )
-    session.add(selection)
-    session.flush()
-    if settings.current_model_id != model_id:
+def set_current(session: Session, model_id: str, metric: str | None, value: float | None,
+                selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
+    """Move the current-best pointer to ``model_id`` and record the selection row.
+
+    Core statements (the hot path of ``select_best_model``); the transaction's settings
+    values, and the ORM ``Settings`` object when one is loaded, are updated to match.
+    """
+    previous = settings_view(session).current_model_id
+    inserted = cast(CursorResult[Any], session.execute(_INSERT_SELECTION, {
+        "model_id": model_id, "metric": metric, "value": value, "previous_model_id": previous,
+        "selected_by": selected_by, "reason": reason, "restored_selection_id": restored_selection_id,
+        "actor": audit.current_actor(),
+    }))
+    if previous != model_id:
         ab_aliases.follow_alias(session, CURRENT_BEST_ALIAS, model_id)
-    settings.current_model_id = model_id
-    settings.current_selection_id = selection.id
+    key = inserted.inserted_primary_key
+    assert key is not None, "an INSERT of one row has a primary key"
+    changes: dict[str, Any] = {"current_model_id": model_id, "current_selection_id": key[0]}
     if metric and selected_by == AUTO:
-        settings.selection_criteria = metric
+        changes["selection_criteria"] = metric
+    session.execute(_UPDATE_SETTINGS.values(**changes))
+    loaded = session.info.get(_SETTINGS_OBJECT_KEY)
+    bumped = bumped_settings(session)
+    for name, changed in changes.items():
+        if loaded is not None:
+            set_committed_value(loaded, name, changed)  # the row already says so: nothing to flush
+        if bumped is not None:
+            setattr(bumped, name, changed)
+
+
+def settings_view(session: Session) -> Any:
+    """The settings as this transaction sees them, for reading: the ORM object when a writer loaded
+    one, else the values the write transaction's generation bump returned (no statement), else the
+    ORM object (read transactions)."""
+    loaded = session.info.get(_SETTINGS_OBJECT_KEY)
+    if loaded is not None:
+        return loaded
+    bumped = bumped_settings(session)
+    return bumped if bumped is not None else settings_row(session)
 
 
 def refresh_current_selection(session: Session, settings: Settings, model_id: str, metrics: dict[str, float]) -> None:
@@ -191,7 +223,8 @@ def _restored_index(line: list[Selection], row: Selection) -> int | None:
 def pointer_target(session: Session, alias: str) -> str | None:
     """The model id alias ``alias`` points at (``current_best``: the current best)."""
     if alias == CURRENT_BEST_ALIAS:
-        return settings_row(session).current_model_id
+        current: str | None = settings_view(session).current_model_id
+        return current
     return aliases.target_of(session, alias)
 
 
@@ -199,7 +232,7 @@ def move_pointer(session: Session, alias: str, model: Model, metric: str | None,
                  selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
     """Move ``alias`` to ``model`` with its history row (the caller records the audit event)."""
     if alias == CURRENT_BEST_ALIAS:
-        set_current(session, settings_row(session), model.model_id, metric, value, selected_by, reason,
+        set_current(session, model.model_id, metric, value, selected_by, reason,
                     restored_selection_id=restored_selection_id)
     else:
         aliases.point(session, alias, model, reason=reason, selected_by=selected_by, metric=metric, value=value,
@@ -233,9 +266,12 @@ def selection_result(session: Session, model: Model, metric: str | None, value: 
 
 
 def settings_row(session: Session) -> Settings:
-    """The single ``settings`` row."""
-    settings = session.get(Settings, 1)
-    assert settings is not None, "settings row missing (the migration creates it)"
+    """The single ``settings`` row, as an ORM object a writer can change (loaded once per transaction)."""
+    settings = session.info.get(_SETTINGS_OBJECT_KEY)
+    if settings is None:
+        settings = session.get(Settings, 1)
+        assert settings is not None, "settings row missing (the migration creates it)"
+        session.info[_SETTINGS_OBJECT_KEY] = settings  # the identity map holds objects weakly
     return settings
 
 

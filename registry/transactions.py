@@ -9,6 +9,7 @@ see :mod:`registry.engines`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -16,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TypeVar
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Executable, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from .database_urls import redact
 from .engines import configured_busy_timeout_ms, is_transient
@@ -30,7 +32,8 @@ from .held_reader import HeldReader
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
-# session.info key: the generation a write transaction commits (set by Database.run).
+# session.info keys: the settings row the generation bump returned, and the generation a write
+# transaction commits (both set by Database.run).
 SETTINGS_KEY = "cfreg_settings"
 GENERATION_KEY = "cfreg_generation"
 
@@ -131,23 +134,49 @@ class Database:
 def bump_generation(session: Session) -> int:
     """Increase the registry generation inside the current write transaction.
 
-    The settings row comes back with the new generation and stays in the session (later
-    ``session.get(Settings, 1)`` calls need no statement). On PostgreSQL the same statement
-    queues ``NOTIFY`` with the new generation (see :mod:`registry.notify`), sent when the
-    transaction commits: one round trip for both.
+    One Core ``UPDATE ... RETURNING`` (built once per dialect): the ORM ``Settings`` object
+    is loaded by :func:`registry.selection.settings_row` only for writers that change it;
+    the returned row (:func:`bumped_settings`) serves those that only read it. On
+    PostgreSQL the same statement queues ``NOTIFY`` with the new generation (see
+    :mod:`registry.notify`), sent when the transaction commits: one round trip for both.
     """
-    from .models import Settings, utcnow
+    from .models import utcnow
 
-    bump = update(Settings).where(Settings.id == 1).values(generation=Settings.generation + 1, last_updated=utcnow())
-    if session.get_bind().dialect.name == "postgresql":
-        from .notify import notify_expression
-
-        bumped = bump.returning(*Settings.__table__.columns).cte("bumped")
-        row = session.execute(select(aliased(Settings, bumped), notify_expression(bumped.c.generation))).first()
-        settings = row[0] if row is not None else None
-    else:
-        settings = session.execute(bump.returning(Settings)).scalar_one_or_none()
-    if settings is None:
+    row = session.connection().execute(_bump_statement(session.get_bind().dialect.name), {"now": utcnow()}).first()
+    if row is None:
         raise SchemaVersionError("the settings row is missing: this is not a cf-model-registry database")
-    session.info[SETTINGS_KEY] = settings  # the identity map holds rows weakly: keep this one for the transaction
-    return int(settings.generation)
+    values = SimpleNamespace(**{name: row._mapping[name] for name in _settings_columns()})
+    session.info[SETTINGS_KEY] = values
+    return int(values.generation)
+
+
+def bumped_settings(session: Session) -> SimpleNamespace | None:
+    """The ``settings`` values of this write transaction: what its generation bump returned, kept
+    current by :func:`registry.selection.set_current`. None outside a write transaction."""
+    values: SimpleNamespace | None = session.info.get(SETTINGS_KEY)
+    return values
+
+
+@functools.cache
+def _settings_columns() -> tuple[str, ...]:
+    from .models import Settings, table
+
+    return tuple(column.name for column in table(Settings).columns)
+
+
+@functools.cache
+def _bump_statement(dialect: str) -> Executable:
+    from .models import Settings, table
+
+    settings = table(Settings)
+    bump = (
+        update(settings).where(settings.c.id == 1)
+        .values(generation=settings.c.generation + 1, last_updated=bindparam("now"))
+        .returning(*settings.columns)
+    )
+    if dialect != "postgresql":
+        return bump
+    from .notify import notify_expression
+
+    bumped = bump.cte("bumped")
+    return select(bumped, notify_expression(bumped.c.generation))

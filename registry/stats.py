@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "BOOTSTRAP_CHUNK",
@@ -159,6 +160,7 @@ class PairedComparison:
 
 
 def _paired_arrays(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np  # imported on use: A/B bookkeeping needs only math
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"paired arrays must be 1-D and the same length, got shapes {x.shape} and {y.shape}")
@@ -184,6 +186,7 @@ def paired_bootstrap(a: Any, b: Any, *, confidence: float = 0.95, resamples: int
     observed one as the observed one is from zero (the bootstrap distribution
     shifted to the null), with the usual +1 correction.
     """
+    import numpy as np  # imported on use: A/B bookkeeping needs only math
     x, y = _paired_arrays(a, b)
     _check_confidence(confidence)
     if resamples < 100:

@@ -14,13 +14,14 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, InvalidArtifactsError, NoUserEvaluationError
 from .fsio import atomic_write_bytes
 from .validation import METRIC_NAME_PATTERN, validate_identifier
+
+if TYPE_CHECKING:
+    import numpy as np
 
 USER_IDS_KEY = "user_ids"
 # Bound on the uncompressed size of an evaluation file (the zip members' declared sizes).
@@ -53,6 +54,7 @@ class UserEvaluation:
 
 def _checked(user_ids: Any, metrics: Mapping[str, Any], where: str) -> UserEvaluation:
     """Validate arrays (ids unique 1-D str/int, metrics 1-D finite, same length); InvalidArtifactsError."""
+    import numpy as np  # imported on use: listing and opening a registry never need numpy
     ids = np.asarray(user_ids)
     if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in ID_DTYPE_KINDS:
         raise InvalidArtifactsError(
@@ -104,6 +106,7 @@ def user_eval_bytes(user_ids: Any, metrics: Mapping[str, Any], where: str) -> by
     Raises:
         InvalidArgumentError: bad ids or values (``where`` names the file in the message).
     """
+    import numpy as np  # imported on use: listing and opening a registry never need numpy
     try:
         evaluation = _checked(user_ids, metrics, where)
     except InvalidArtifactsError as exc:
@@ -120,6 +123,7 @@ def read_user_eval(path: str | os.PathLike[str], *, max_bytes: int = MAX_USER_EV
     Raises:
         InvalidArtifactsError: unreadable, too large, or failing validation.
     """
+    import numpy as np  # imported on use: listing and opening a registry never need numpy
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -157,6 +161,7 @@ def mean_mismatches(folder: Path, model_type: str, metrics: Mapping[str, float],
     registered with per-user values averaging 0.35 is refused (relative tolerance
     ``tolerance``, absolute 1e-9).
     """
+    import numpy as np  # imported on use: listing and opening a registry never need numpy
     path = folder / user_eval_file(model_type)
     if not path.exists() or not metrics:
         return []

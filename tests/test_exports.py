@@ -56,6 +56,17 @@ def test_import_registry_stays_light() -> None:
     assert json.loads(result.stdout) == []
 
 
+def test_listing_models_does_not_import_numpy_or_pandas(tmp_path: Path) -> None:
+    """``cfreg list`` pays for what it uses: opening a registry and listing its records need neither."""
+    code = ("import json, sys; from registry import ModelRegistry; "
+            f"ModelRegistry({str(tmp_path / 'registry.json')!r}).list_model_records(); "
+            "print(json.dumps(sorted(m for m in ('pandas', 'numpy') if m in sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                            check=True, cwd=tmp_path)
+    assert json.loads(result.stdout) == []
+
+
 def test_original_utility_calls_work_from_the_top_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The calls the original module test makes, through ``from registry import ...`` only."""
     monkeypatch.chdir(tmp_path)  # the registry's root is the working directory: its audit log goes to ./logs

@@ -38,17 +38,23 @@ def first_free(session: Session, column: InstrumentedAttribute[str], base: str,
     make = name or (lambda n: base if n == 1 else f"{base}_{n}")
     hint_key = (str(session.get_bind().engine.url), str(column), base)
     start = _hints.get(hint_key, 0) + 1
-    column = column.property.columns[0]  # the table's column: a Core statement skips the ORM layer
-    if start == 1 and session.scalar(select(column).where(column == make(1))) is None:
-        return make(1), 1
-    # Exact-id lookups in batches (index equality; no collation-dependent range scans).
-    for first in range(max(2, start), MAX_SUFFIX, BATCH):
+    ids = column.property.columns[0]  # the table's column: a Core statement skips the ORM layer
+    # The likely id first (the base, or the one after this process's last): one exact lookup.
+    if session.scalar(select(ids).where(ids == make(start))) is None:
+        return _remember(hint_key, start, make(start))
+    # Then exact-id lookups in batches (index equality; no collation-dependent range scans).
+    for first in range(start + 1, MAX_SUFFIX, BATCH):
         candidates = {make(n): n for n in range(first, min(first + BATCH, MAX_SUFFIX))}
-        taken = set(session.scalars(select(column).where(column.in_(list(candidates)))))
+        taken = set(session.scalars(select(ids).where(ids.in_(list(candidates)))))
         for candidate, number in candidates.items():
             if candidate not in taken:
-                _hints.clear()  # one entry is enough: bases come from the clock, which only moves forward
-                _hints[hint_key] = number
-                return candidate, number
+                return _remember(hint_key, number, candidate)
     raise RegistryError(f"more than {MAX_SUFFIX} ids from {base!r} are taken",
                         hint="pass an explicit id or version", cli_hint="pass --version")
+
+
+def _remember(hint_key: tuple[str, str, str], number: int, candidate: str) -> tuple[str, int]:
+    if number > 1:
+        _hints.clear()  # one entry is enough: bases come from the clock, which only moves forward
+        _hints[hint_key] = number
+    return candidate, number

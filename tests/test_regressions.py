@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -52,6 +53,31 @@ def test_two_same_second_automatic_registrations_are_both_kept(
     assert models[second]["path"] == "artifacts/cf/als/b"
     # another type in the same second keeps its plain id
     assert registry.register_model(model_dir("bpr/a", model_type="bpr"), "bpr", {}, {}, {}) == f"bpr_{FROZEN_VERSION}"
+
+
+def test_an_automatic_id_in_a_busy_second_is_found_with_one_lookup(
+    registry: ModelRegistry, model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+
+    freeze_version_clock(monkeypatch)
+    folders = [model_dir(f"als/busy{i}", seed=i) for i in range(4)]
+    ids = [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
+    lookups: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if re.match(r"SELECT models\.model_id\s+FROM models\s+WHERE models\.model_id (=|IN)", statement.strip()):
+            lookups.append(statement)
+
+    engine = registry.context.database.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        fourth = registry.register_model(folders[3], "als", {}, {"ndcg@10": 0.1}, {})
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [*ids, fourth] == [f"als_{FROZEN_VERSION}", *(f"als_{FROZEN_VERSION}_{n}" for n in (2, 3, 4))]
+    # One exact lookup of the id after this process's last one (not a batch of candidates).
+    assert len(lookups) == 1 and " IN " not in lookups[0], lookups
 
 
 def test_quick_automatic_registrations_in_a_loop_get_distinct_ids(registry: ModelRegistry, model_dir) -> None:

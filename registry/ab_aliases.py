@@ -17,7 +17,7 @@ Guards, both raising :class:`~registry.errors.ModelInUseError` naming the test:
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -26,6 +26,11 @@ from .models import ABTest, table
 from .validation import validate_identifier
 
 PREFIX = "@"
+
+_tests = table(ABTest).c
+_RUNNING_TESTS_FOLLOWING = select(_tests.test_id).where(
+    _tests.status == "running", or_(_tests.control_alias == bindparam("alias"), _tests.treatment_alias == bindparam("alias"))
+)
 
 __all__ = ["PREFIX", "arm_alias", "follow_alias", "refuse_delete_if_arm", "tests_naming"]
 
@@ -43,11 +48,9 @@ def arm_alias(arm: object, role: str) -> str | None:
 
 def tests_naming(session: Session, alias: str) -> list[ABTest]:
     """Running tests with an arm that follows ``alias`` (at most one test runs)."""
-    tests = table(ABTest).c
     # A Core probe first: every move of an alias asks, and usually no test follows it.
-    probe = select(tests.test_id).where(tests.status == "running", or_(tests.control_alias == alias,
-                                                                         tests.treatment_alias == alias))
-    return [test for test_id in session.scalars(probe) if (test := session.get(ABTest, test_id)) is not None]
+    return [test for test_id in session.scalars(_RUNNING_TESTS_FOLLOWING, {"alias": alias})
+            if (test := session.get(ABTest, test_id)) is not None]
 
 
 def refuse_delete_if_arm(session: Session, alias: str) -> None:

@@ -8,12 +8,13 @@ and an audit event in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, insert, select, update
+from sqlalchemy import CursorResult, Select, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,6 +41,8 @@ _SETTINGS_OBJECT_KEY = "cfreg_settings_object"
 _METRICS = table(ModelMetric)
 _INSERT_SELECTION = insert(table(Selection))
 _UPDATE_SETTINGS = update(table(Settings)).where(table(Settings).c.id == 1)
+_METRIC_VALUE = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("model_id"),
+                                               _METRICS.c.name == bindparam("name"))
 
 
 def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: float) -> float | None:
@@ -100,7 +103,7 @@ def metric_value(session: Session, model_id: str | None, metric: str) -> float |
     """One metric of one model (None when the model lacks it)."""
     if model_id is None:
         return None
-    return session.scalar(select(_METRICS.c.value).where(_METRICS.c.model_id == model_id, _METRICS.c.name == metric))
+    return session.scalar(_METRIC_VALUE, {"model_id": model_id, "name": metric})
 
 
 def metrics_of(session: Session, model_id: str) -> dict[str, float]:
@@ -110,22 +113,29 @@ def metrics_of(session: Session, model_id: str) -> dict[str, float]:
 
 def best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None) -> tuple[Model, float] | None:
     """The eligible active model with the highest ``metric`` (ties: earliest registered)."""
-    statement = (
-        select(Model, ModelMetric.value)
-        .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == metric))
-        .where(Model.status == "active")
-        .order_by(ModelMetric.value.desc(), Model.created_at, Model.model_id)
-    )
-    if model_type is not None:
-        statement = statement.where(Model.model_type == model_type)
+    parameters = {"metric": metric, "model_type": model_type}
     if min_improvement <= 0:
-        row = session.execute(statement.limit(1)).first()
+        row = session.execute(_candidates(model_type is not None, first_only=True), parameters).first()
         return (row[0], row[1]) if row else None
-    for model, value in session.execute(statement.execution_options(yield_per=256)):
+    for model, value in session.execute(_candidates(model_type is not None, first_only=False), parameters):
         improvement = baseline_improvement(model.baseline_comparison, metric, value)
         if improvement is not None and improvement >= min_improvement:
             return model, value
     return None
+
+
+@functools.cache
+def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float]:
+    """Active models with metric ``:metric`` (of type ``:model_type``), best first (built once each)."""
+    statement = (
+        select(Model, ModelMetric.value)
+        .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == bindparam("metric")))
+        .where(Model.status == "active")
+        .order_by(ModelMetric.value.desc(), Model.created_at, Model.model_id)
+    )
+    if of_one_type:
+        statement = statement.where(Model.model_type == bindparam("model_type"))
+    return statement.limit(1) if first_only else statement.execution_options(yield_per=256)
 
 
 def set_current(session: Session, model_id: str, metric: str | None, value: float | None,

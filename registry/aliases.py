@@ -17,16 +17,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import ab_aliases, audit
 from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, InvalidStateError, ModelInUseError
-from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, utcnow
+from .history_rows import add_move
+from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, table, utcnow
+from .settings_access import settings_view
 from .timestamps import format_timestamp as iso
 from .validation import validate_identifier
 
 UNSET: Any = object()
+
+_aliases = table(Alias)
+_INSERT_ALIAS = insert(_aliases)
+_UPDATE_ALIAS = update(_aliases).where(_aliases.c.name == bindparam("alias_name"))
 
 
 def validate_alias_name(name: object) -> str:
@@ -37,8 +44,8 @@ def validate_alias_name(name: object) -> str:
 def target_of(session: Session, name: str) -> str | None:
     """The model id an alias points at (None when the alias does not exist)."""
     if name == CURRENT_BEST_ALIAS:
-        settings = session.get(Settings, 1)  # a write transaction already holds it (the generation bump)
-        return settings.current_model_id if settings is not None else None
+        current: str | None = settings_view(session).current_model_id  # no statement in a write transaction
+        return current
     row = session.get(Alias, name)  # from the session's identity map while a caller holds the row
     return row.model_id if row is not None else None
 
@@ -70,26 +77,27 @@ def require_active(model: Model) -> None:
 
 
 def point(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str,
-          metric: str | None = None, value: float | None = None, restored_selection_id: int | None = None) -> Selection:
+          metric: str | None = None, value: float | None = None, restored_selection_id: int | None = None) -> int:
     """Move named alias ``name`` to ``model`` and add its history row; the caller records the audit event.
 
     Running A/B test arms that follow the alias move with it (:func:`registry.ab_aliases.follow_alias`).
+    Core statements; a loaded ``Alias`` object is kept in step. Returns the history row's id.
     """
     row = session.get(Alias, name)
     previous = row.model_id if row is not None else None
     if previous != model.model_id:
         ab_aliases.follow_alias(session, name, model.model_id)
-    history = Selection(
-        alias=name, model_id=model.model_id, previous_model_id=previous, metric=metric, value=value,
-        selected_by=selected_by, reason=reason, actor=audit.current_actor(), restored_selection_id=restored_selection_id,
-    )
-    session.add(history)
-    session.flush()
+    history_id = add_move(session, alias=name, model_id=model.model_id, previous_model_id=previous, metric=metric,
+                          value=value, selected_by=selected_by, reason=reason,
+                          restored_selection_id=restored_selection_id)
+    values = {"model_id": model.model_id, "selection_id": history_id, "updated_at": utcnow()}
     if row is None:
-        session.add(Alias(name=name, model_id=model.model_id, selection_id=history.id, updated_at=utcnow()))
+        session.execute(_INSERT_ALIAS, {"name": name, **values})
     else:
-        row.model_id, row.selection_id, row.updated_at = model.model_id, history.id, utcnow()
-    return history
+        session.execute(_UPDATE_ALIAS, {"alias_name": name, **values})
+        for key, value_now in values.items():
+            set_committed_value(row, key, value_now)  # the row already says so: nothing to flush
+    return history_id
 
 
 def delete(session: Session, name: str, expected: Any, reason: str | None) -> str:

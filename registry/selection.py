@@ -12,20 +12,20 @@ import functools
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Select, and_, bindparam, insert, select, update
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from . import ab_aliases, aliases, audit
 from .artifacts import REQUIRED_MODEL_FILES
 from .documents import current_best_info, model_info
 from .errors import InvalidArgumentError, InvalidStateError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
+from .history_rows import add_move
 from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings, table
 from .queries import metrics_by_model
+from .settings_access import settings_row, settings_view, update_settings
 from .timestamps import format_timestamp as iso
-from .transactions import bumped_settings
 from .validation import finite_real
 
 logger = logging.getLogger(__name__)
@@ -34,13 +34,9 @@ logger = logging.getLogger(__name__)
 AUTO = "auto"
 MANUAL = "manual"
 ROLLBACK = "rollback"
-# session.info key: the ORM settings object of the current transaction (see settings_row).
-_SETTINGS_OBJECT_KEY = "cfreg_settings_object"
 
 # Core statements of the hot paths (table-level: no ORM compile or unit of work).
 _METRICS = table(ModelMetric)
-_INSERT_SELECTION = insert(table(Selection))
-_UPDATE_SETTINGS = update(table(Settings)).where(table(Settings).c.id == 1)
 _METRIC_VALUE = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("model_id"),
                                                _METRICS.c.name == bindparam("name"))
 
@@ -140,43 +136,18 @@ def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float]:
 
 def set_current(session: Session, model_id: str, metric: str | None, value: float | None,
                 selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
-    """Move the current-best pointer to ``model_id`` and record the selection row.
-
-    Core statements (the hot path of ``select_best_model``); the transaction's settings
-    values, and the ORM ``Settings`` object when one is loaded, are updated to match.
-    """
+    """Move the current-best pointer to ``model_id`` and record the selection row (Core statements;
+    see :mod:`registry.settings_access`)."""
     previous = settings_view(session).current_model_id
-    inserted = cast(CursorResult[Any], session.execute(_INSERT_SELECTION, {
-        "model_id": model_id, "metric": metric, "value": value, "previous_model_id": previous,
-        "selected_by": selected_by, "reason": reason, "restored_selection_id": restored_selection_id,
-        "actor": audit.current_actor(),
-    }))
+    selection_id = add_move(session, alias=CURRENT_BEST_ALIAS, model_id=model_id, previous_model_id=previous,
+                            metric=metric, value=value, selected_by=selected_by, reason=reason,
+                            restored_selection_id=restored_selection_id)
     if previous != model_id:
         ab_aliases.follow_alias(session, CURRENT_BEST_ALIAS, model_id)
-    key = inserted.inserted_primary_key
-    assert key is not None, "an INSERT of one row has a primary key"
-    changes: dict[str, Any] = {"current_model_id": model_id, "current_selection_id": key[0]}
+    changes: dict[str, Any] = {"current_model_id": model_id, "current_selection_id": selection_id}
     if metric and selected_by == AUTO:
         changes["selection_criteria"] = metric
-    session.execute(_UPDATE_SETTINGS.values(**changes))
-    loaded = session.info.get(_SETTINGS_OBJECT_KEY)
-    bumped = bumped_settings(session)
-    for name, changed in changes.items():
-        if loaded is not None:
-            set_committed_value(loaded, name, changed)  # the row already says so: nothing to flush
-        if bumped is not None:
-            setattr(bumped, name, changed)
-
-
-def settings_view(session: Session) -> Any:
-    """The settings as this transaction sees them, for reading: the ORM object when a writer loaded
-    one, else the values the write transaction's generation bump returned (no statement), else the
-    ORM object (read transactions)."""
-    loaded = session.info.get(_SETTINGS_OBJECT_KEY)
-    if loaded is not None:
-        return loaded
-    bumped = bumped_settings(session)
-    return bumped if bumped is not None else settings_row(session)
+    update_settings(session, **changes)
 
 
 def refresh_current_selection(session: Session, settings: Settings, model_id: str, metrics: dict[str, float]) -> None:
@@ -273,16 +244,6 @@ def selection_result(session: Session, model: Model, metric: str | None, value: 
         "changed": changed,
         "previous_model_id": previous_model_id,
     }
-
-
-def settings_row(session: Session) -> Settings:
-    """The single ``settings`` row, as an ORM object a writer can change (loaded once per transaction)."""
-    settings = session.info.get(_SETTINGS_OBJECT_KEY)
-    if settings is None:
-        settings = session.get(Settings, 1)
-        assert settings is not None, "settings row missing (the migration creates it)"
-        session.info[_SETTINGS_OBJECT_KEY] = settings  # the identity map holds objects weakly
-    return settings
 
 
 def current_selection(session: Session, settings: Settings) -> Selection | None:

@@ -482,7 +482,7 @@ def fingerprint(path: Path, known: dict[str, FileFingerprint] | None = None, *, 
         raise InvalidArtifactsError(f"{path}: could not be read ({exc})") from exc
 
 
-def hashed_here(path: Path) -> FileFingerprint | None:
+def hashed_here(path: Path, *, within: Path) -> FileFingerprint | None:
     """The fingerprint of a file this process already hashed unchanged, without reading it; else None.
 
     "Unchanged": same device, inode, size and mtime as when it was hashed (and hashed
@@ -491,8 +491,11 @@ def hashed_here(path: Path) -> FileFingerprint | None:
 
     One ``lstat``, no open: a symlink or anything but a regular file is never in the cache
     (only files :func:`fingerprint` opened safely are), so it answers None and the caller
-    takes the safe path.
+    takes the safe path. So does a file not directly in its folder ``within`` (a name with a
+    directory part could pass through a symlinked folder that ``lstat`` does not see).
     """
+    if path.parent != within:
+        return None
     try:
         info = os.lstat(path)
     except OSError:

@@ -137,7 +137,7 @@ class RegistryRegistration(RegistryFacade):
                 raise InvalidArtifactsError(f"Invalid artifacts in {str(folder)!r} for model type {model_type!r}: " + "; ".join(problems))
             names = model_files(folder, model_type)
             # Files this process hashed unchanged need no lookup of the recorded fingerprints.
-            remembered = [hashed_here(folder / name) for name in names]
+            remembered = [hashed_here(folder / name, within=folder) for name in names]
             if all(remembered):
                 prints = [p for p in remembered if p is not None]
             else:

@@ -1,10 +1,12 @@
 """The ``settings`` row inside a transaction: read it, change it, keep every copy in step.
 
-A write transaction holds up to two copies of the row besides the database's: the values its
-generation bump returned (:func:`registry.transactions.bumped_settings`, no statement) and the
-ORM ``Settings`` object a writer may load (:func:`settings_row`). :func:`update_settings` writes
-the row with one Core ``UPDATE`` and updates both copies, so later reads in the same
-transaction see the change without a flush.
+Besides the database's row, a write transaction holds the values its generation bump
+returned (:func:`registry.transactions.bumped_settings`, no statement) and, when some code
+loaded it, the session's ORM ``Settings`` object (:func:`settings_row`, or any
+``session.get(Settings, 1)``: the identity map has one object per row). Reads prefer the
+ORM object when there is one (a writer may have changed it); :func:`update_settings`
+writes the row with one Core ``UPDATE`` and updates both copies, so later reads in the
+same transaction see the change without a flush.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from .models import Settings, table
 from .transactions import bumped_settings
@@ -21,23 +24,22 @@ from .transactions import bumped_settings
 # session.info key: the ORM settings object of the current transaction (see settings_row).
 _SETTINGS_OBJECT_KEY = "cfreg_settings_object"
 _UPDATE_SETTINGS = update(table(Settings)).where(table(Settings).c.id == 1)
+_SETTINGS_IDENTITY = identity_key(Settings, 1)
 
 
 def settings_row(session: Session) -> Settings:
     """The single ``settings`` row, as an ORM object a writer can change (loaded once per transaction)."""
-    settings = session.info.get(_SETTINGS_OBJECT_KEY)
-    if settings is None:
-        settings = session.get(Settings, 1)
-        assert settings is not None, "settings row missing (the migration creates it)"
-        session.info[_SETTINGS_OBJECT_KEY] = settings  # the identity map holds objects weakly
+    settings = _loaded(session) or session.get(Settings, 1)
+    assert settings is not None, "settings row missing (the migration creates it)"
+    session.info[_SETTINGS_OBJECT_KEY] = settings  # the identity map holds objects weakly: keep it
     return settings
 
 
 def settings_view(session: Session) -> Any:
-    """The settings as this transaction sees them, for reading: the ORM object when a writer loaded
-    one, else the values the write transaction's generation bump returned (no statement), else the
+    """The settings as this transaction sees them, for reading: the ORM object when one is loaded,
+    else the values the write transaction's generation bump returned (no statement), else the
     ORM object (read transactions)."""
-    loaded = session.info.get(_SETTINGS_OBJECT_KEY)
+    loaded = _loaded(session)
     if loaded is not None:
         return loaded
     bumped = bumped_settings(session)
@@ -47,10 +49,16 @@ def settings_view(session: Session) -> Any:
 def update_settings(session: Session, **changes: Any) -> None:
     """``UPDATE settings SET ...`` now (Core), and the same values in the transaction's copies."""
     session.execute(_UPDATE_SETTINGS.values(**changes))
-    loaded = session.info.get(_SETTINGS_OBJECT_KEY)
+    loaded = _loaded(session)
     bumped = bumped_settings(session)
     for name, value in changes.items():
         if loaded is not None:
             set_committed_value(loaded, name, value)  # the row already says so: nothing to flush
         if bumped is not None:
             setattr(bumped, name, value)
+
+
+def _loaded(session: Session) -> Settings | None:
+    """The session's ``Settings`` object if something loaded it (the identity map), else None."""
+    loaded = session.identity_map.get(_SETTINGS_IDENTITY)
+    return loaded if isinstance(loaded, Settings) else None

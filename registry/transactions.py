@@ -135,8 +135,8 @@ def bump_generation(session: Session) -> int:
     """Increase the registry generation inside the current write transaction.
 
     One Core ``UPDATE ... RETURNING`` (built once per dialect): the ORM ``Settings`` object
-    is loaded by :func:`registry.selection.settings_row` only for writers that change it;
-    the returned row (:func:`bumped_settings`) serves those that only read it. On
+    is loaded by :func:`registry.settings_access.settings_row` only for writers that change
+    it; the returned values (:func:`bumped_settings`) serve those that only read it. On
     PostgreSQL the same statement queues ``NOTIFY`` with the new generation (see
     :mod:`registry.notify`), sent when the transaction commits: one round trip for both.
     """
@@ -152,7 +152,8 @@ def bump_generation(session: Session) -> int:
 
 def bumped_settings(session: Session) -> SimpleNamespace | None:
     """The ``settings`` values of this write transaction: what its generation bump returned, kept
-    current by :func:`registry.selection.set_current`. None outside a write transaction."""
+    current by :func:`registry.settings_access.update_settings` (read them through
+    :func:`registry.settings_access.settings_view`). None outside a write transaction."""
     values: SimpleNamespace | None = session.info.get(SETTINGS_KEY)
     return values
 

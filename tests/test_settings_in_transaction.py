@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from registry import ModelRegistry, audit, selection
+from registry.importer.store import clear_registry
+from registry.models import Settings
 from registry.transactions import bumped_settings
 
 
@@ -55,3 +57,34 @@ def test_a_loaded_settings_object_follows_a_move(registry: ModelRegistry, model_
     assert (model_id, criteria) == (b, "ndcg@10")
     newest = registry.get_selection_history()[0]
     assert newest["model_id"] == b and newest["id"] == selection_id
+
+
+def test_a_settings_object_loaded_by_any_code_follows_a_move(registry: ModelRegistry, model_dir: Any) -> None:
+    a, b = two_models(registry, model_dir)
+    registry.promote_model(a)
+    seen: list[Any] = []
+
+    def work(session: Session) -> None:
+        held = session.get(Settings, 1)  # not through settings_row: the identity map's object
+        selection.set_current(session, b, None, None, selection.MANUAL, None)
+        seen.extend([held.current_model_id, selection.settings_view(session).current_model_id,  # type: ignore[union-attr]
+                     selection.settings_row(session).current_model_id])
+        audit.record(session, "PROMOTE", b, "test")
+
+    registry.context.mutate(work)
+    assert seen == [b, b, b]
+
+
+def test_clearing_the_registry_clears_the_pointers_the_transaction_reads(registry: ModelRegistry, model_dir: Any) -> None:
+    a, _ = two_models(registry, model_dir)
+    registry.promote_model(a)
+    seen: list[Any] = []
+
+    def work(session: Session) -> None:
+        clear_registry(session)
+        seen.append(selection.settings_view(session).current_model_id)
+        audit.record(session, "IMPORT", "registry", "test")
+
+    registry.context.mutate(work)
+    assert seen == [None]
+    assert registry.get_current_best() is None

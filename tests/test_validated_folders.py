@@ -121,3 +121,17 @@ def test_a_hashed_file_swapped_for_a_symlink_outside_the_folder_is_refused(
     with pytest.raises(InvalidArtifactsError, match="outside its folder"):
         registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}, version="b")
     assert [m["model_id"] for m in registry.list_model_records()] == ["als_a"]
+
+
+def test_the_hash_memory_answers_only_for_a_regular_file_directly_in_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    blob = folder / "sub" / "blob.bin"
+    blob.write_bytes(b"x" * 1000)
+    age(folder / "sub")
+    hashed = artifacts.fingerprint(blob, within=folder)
+    assert artifacts.hashed_here(blob, within=folder / "sub") == hashed
+    # "sub" could be a symlink leading out of the model folder: lstat of the file would not show it.
+    assert artifacts.hashed_here(blob, within=folder) is None
+    (folder / "link.bin").symlink_to(blob)
+    assert artifacts.hashed_here(folder / "link.bin", within=folder) is None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from ..artifacts import REQUIRED_MODEL_FILES, fingerprint, model_files
@@ -32,6 +32,7 @@ from ..models import (
     Settings,
     utcnow,
 )
+from ..settings_access import update_settings
 from .parse import ParsedRegistry
 
 if TYPE_CHECKING:
@@ -82,11 +83,7 @@ def clear_registry(session: Session, *, audit_events: bool = False) -> None:
     Runs inside the caller's write transaction; the settings row is kept with its
     pointers cleared.
     """
-    session.execute(
-        update(Settings).where(Settings.id == 1).values(
-            current_model_id=None, current_selection_id=None, current_embeddings_version=None
-        )
-    )
+    update_settings(session, current_model_id=None, current_selection_id=None, current_embeddings_version=None)
     for table in (EmbeddingLink, ModelMetric, ArtifactFile, ABTest, Selection, Model, BertEmbedding):
         session.execute(delete(table))
     if audit_events:

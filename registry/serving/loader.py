@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from .. import abtest
 from ..context import RegistryContext
@@ -335,7 +336,11 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
         known, served = self._known, self._state
-        version = self._reader.data_version()
+        try:
+            version = self._reader.data_version()
+        except DBAPIError as exc:  # a busy file: the read below has the retries
+            logger.debug("PRAGMA data_version failed, reading the generation instead: %s", exc)
+            version = None
         if known is not None and version is not None and version == self._known_version:
             # SQLite and no commit anywhere since the last check: only the served files can have changed.
             if known[1] is None or (served is not None and served.model_id == known[1] and files_unchanged(served)):

@@ -141,7 +141,13 @@ class Probe:
 
 def measure_side_by_side(probes: list[Probe], budget: Budget) -> list[Sample]:
     """Time several probes in alternation (ours, floor, ours, floor...) so that load from other
-    processes hits every side alike; each gets one warm-up call first."""
+    processes hits every side alike; each gets one warm-up call first.
+
+    Each timed call starts after an untimed ``os.sync()``: a side that writes without fsync (the
+    original JSON registry rewrites its file) would otherwise leave dirty pages that the next
+    side's fsync has to push out with its own (on ext4 a journal commit carries them), charging
+    one system's writeback to another.
+    """
     for probe in probes:
         if probe.setup:
             probe.setup()
@@ -154,6 +160,7 @@ def measure_side_by_side(probes: list[Probe], budget: Budget) -> list[Sample]:
         for probe, sample in zip(probes, samples):
             if probe.setup:
                 probe.setup()
+            os.sync()
             if probe.profile:
                 probe.profile.enable()
             begin = time.perf_counter()
@@ -951,7 +958,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         (f"- Artifacts: U {meta['array_shapes']['U'][0]}x{meta['array_shapes']['U'][1]} and "
          f"V {meta['array_shapes']['V'][0]}x{meta['array_shapes']['V'][1]} float32, {BASE_FOLDERS} folders "
          "backing all models; registries filled through the public API with `export_json=False` and SQLite "
-         "(WAL, synchronous=FULL); the page cache is warm (\"cold\" = the loader's cache cleared)."),
+         "(WAL, synchronous=FULL); the page cache is warm (\"cold\" = the loader's cache cleared); every timed call "
+         "starts after an untimed `os.sync()`, so no side pays for another's writeback (the original JSON registry "
+         "writes its file without fsync)."),
         f"- Loader rows: {'measured' if meta['loader'] else 'not measured (registry/loader.py not importable)'}.",
         "",
         "## Verdict per target",

@@ -211,7 +211,7 @@ class RegistryRegistration(RegistryFacade):
             value = metric_values.get(criteria)
             summary = f"{criteria}={value if value is not None else 'N/A'}"
             if overwrite and version is not None and settings.current_model_id == model_id:
-                selection.refresh_current_selection(session, selection.settings_row(session), model_id, metric_values)
+                selection.refresh_current_selection(session, model_id, metric_values)
                 summary += " overwrite=True"
             details = {"path": stored_path, "model_type": model_type, "metrics": metric_values, "overwrite": overwrite}
             if stored_path != source_path:

@@ -150,21 +150,20 @@ def set_current(session: Session, model_id: str, metric: str | None, value: floa
     update_settings(session, **changes)
 
 
-def refresh_current_selection(session: Session, settings: Settings, model_id: str, metrics: dict[str, float]) -> None:
+def refresh_current_selection(session: Session, model_id: str, metrics: dict[str, float]) -> None:
     """Record a new selection row for a current best re-registered with ``overwrite=True``."""
+    settings = settings_view(session)
     current = session.get(Selection, settings.current_selection_id) if settings.current_selection_id else None
     metric = current.metric if current else settings.selection_criteria
-    selection = Selection(
-        model_id=model_id, metric=metric, value=metrics.get(metric) if metric else None,
+    selection_id = add_move(
+        session, alias=CURRENT_BEST_ALIAS, model_id=model_id, metric=metric,
+        value=metrics.get(metric) if metric else None,
         previous_model_id=current.previous_model_id if current else None,
         selected_by=current.selected_by if current else AUTO,
         reason="re-registered with overwrite=True",
         restored_selection_id=current.restored_selection_id if current else None,
     )
-    session.add(selection)
-    session.flush()
-    settings.current_model_id = model_id
-    settings.current_selection_id = selection.id
+    update_settings(session, current_model_id=model_id, current_selection_id=selection_id)
 
 
 def history_line(session: Session, alias: str = CURRENT_BEST_ALIAS) -> list[Selection]:
@@ -203,9 +202,6 @@ def _restored_index(line: list[Selection], row: Selection) -> int | None:
 
 def pointer_target(session: Session, alias: str) -> str | None:
     """The model id alias ``alias`` points at (``current_best``: the current best)."""
-    if alias == CURRENT_BEST_ALIAS:
-        current: str | None = settings_view(session).current_model_id
-        return current
     return aliases.target_of(session, alias)
 
 

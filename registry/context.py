@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +48,8 @@ class RegistryContext:
     export_json: bool = True
     created: bool = False
     artifact_store_uri: str | None = None
+    # The reader that ran the opening read (open_context(hold_reader=True)), until held_reader() takes it.
+    opening_reader: HeldReader | None = field(default=None, repr=False)
 
     @property
     def artifact_store(self):  # type: ignore[no-untyped-def]
@@ -152,8 +154,13 @@ class RegistryContext:
         return self.database.read(work)
 
     def held_reader(self) -> HeldReader:
-        """A reader on a held connection for frequent small reads (the loader's reload check)."""
-        return HeldReader(self.database.engine)
+        """A reader on a held connection for frequent small reads (the loader's reload check).
+
+        The first call on a context opened with ``hold_reader=True`` returns the reader
+        that ran the opening read (its connection already checked out); later calls, new ones.
+        """
+        reader, self.opening_reader = self.opening_reader, None
+        return reader if reader is not None else HeldReader(self.database.engine)
 
 
 def audit_path(audit_log_path: str | os.PathLike[str] | None, root: Path) -> Path:

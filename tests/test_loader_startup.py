@@ -63,6 +63,46 @@ def test_a_new_loader_and_its_first_load_read_the_settings_and_the_record_once_e
         assert loader.get_model_info()["model_id"] == model_id
 
 
+def test_a_new_loader_checks_out_one_connection_and_keeps_it_for_its_reload_checks(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
+    """The opening read runs on the loader's held reader: one checkout, not a session's and then the reader's."""
+    promoted_model(registry, model_dir)
+    engine = registry.context.database.engine
+    checkouts: list[object] = []
+
+    def count(*_args: Any) -> None:
+        checkouts.append(object())
+
+    event.listen(engine, "checkout", count)
+    try:
+        loader = ModelLoader(registry_path, database_url=database_url)
+        try:
+            loader.reload_model()
+            registry.select_best_model()  # the writer checks out a connection of its own
+            before = len(checkouts)
+            loader.reload_model()
+            assert len(checkouts) == before
+        finally:
+            loader.close()
+    finally:
+        event.remove(engine, "checkout", count)
+    assert before == 2, before  # the loader's one, then the writer's
+
+
+def test_a_failed_opening_returns_the_held_readers_connection(registry: ModelRegistry, database_url: str,
+                                                              registry_path: Path) -> None:
+    from registry.errors import InvalidArgumentError
+    from registry.opening import open_context
+
+    registry.context.set_artifact_store("memory://cfreg-test/one")
+    pool = registry.context.database.engine.pool
+    before = pool.checkedout()  # type: ignore[attr-defined]
+    with pytest.raises(InvalidArgumentError, match="artifact store"):
+        open_context(registry_path, database_url=database_url, auto_create=False, export_json=False,
+                     artifact_store="memory://cfreg-test/other", hold_reader=True)
+    assert pool.checkedout() == before  # type: ignore[attr-defined]
+
+
 def test_a_dropped_loader_frees_its_model_without_waiting_for_the_garbage_collector(
         registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str, no_cyclic_gc: None) -> None:
     promoted_model(registry, model_dir)

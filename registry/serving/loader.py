@@ -155,7 +155,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self.mmap = bool(mmap)
         self.verify = verify
         self._ctx = open_context(
-            registry_path, database_url=database_url, auto_create=False, export_json=False, root=root
+            registry_path, database_url=database_url, auto_create=False, export_json=False, root=root, hold_reader=True
         )
         self.registry_path = self._ctx.json_path
         self._reader = self._ctx.held_reader()

@@ -275,13 +275,17 @@ def _read_json_bytes(path: Path, max_bytes: int, within: Path | None) -> bytes:
 
 def _parse_json(path: Path, data: bytes) -> Any:
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        return _STRICT_DECODER.decode(data.decode("utf-8"))
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise InvalidArtifactsError(f"{path}: unreadable JSON ({exc})") from exc
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not allowed")
+
+
+# Built once: json.loads with a keyword argument builds a new decoder on every call.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 # --------------------------------------------------------------------------- model folders

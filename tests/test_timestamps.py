@@ -162,3 +162,17 @@ def test_cli_audit_refuses_a_bad_time_with_the_accepted_forms(registry: ModelReg
     assert result.exit_code == 2
     assert "--since" in result.stderr and "yesterday" in result.stderr and "7d" in result.stderr
     assert "pydantic" not in result.stderr.lower()
+
+
+def test_the_per_second_stamp_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from registry.timestamps import SecondStamp
+
+    clock = [1_767_225_599.9]  # 2025-12-31T23:59:59.9 UTC
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    stamp = SecondStamp()
+    assert stamp.now() == "2025-12-31T23:59:59+00:00"
+    clock[0] += 0.2  # the next second (and year): formatted anew, not the cached text
+    assert stamp.now() == "2026-01-01T00:00:00+00:00"
+    assert stamp.now() == format_timestamp(datetime.fromtimestamp(clock[0], UTC))

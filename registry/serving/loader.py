@@ -36,7 +36,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -57,7 +56,7 @@ from ..models import CURRENT_BEST_ALIAS
 from ..notify import GenerationWatcher
 from ..opening import open_context
 from ..storage.cache import ArtifactCache
-from ..timestamps import format_timestamp
+from ..timestamps import SecondStamp
 from ..validation import validate_identifier
 from .loader_fetch import LoaderFetching
 from .loader_views import LoaderStats, LoaderViews
@@ -169,6 +168,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self._routing: ABRouting | None = None  # None until A/B routing is first used
         self._failure: tuple[CacheKey, tuple[FileStamp, ...], ChecksumMismatchError] | None = None
         self._stats = LoaderStats()
+        self._reload_stamp = SecondStamp()
         self._listeners: tuple[LoadListener, ...] = ()
         self._auto = None  # created by start_auto_reload (no reference cycle before)
         self._artifact_cache_dir = artifact_cache_dir
@@ -323,7 +323,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
             finally:
                 with self._lock:
                     self._stats.reload_count += 1
-                    self._stats.last_reload_at = format_timestamp(datetime.now(UTC))
+                    self._stats.last_reload_at = self._reload_stamp.now()
 
     def close(self) -> None:
         """Stop auto-reload and watching and release the loader's database connection (the cache stays usable)."""

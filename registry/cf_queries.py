@@ -7,7 +7,6 @@ cache while the registry does not change (:func:`registry.read_cache.generation_
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from .listing import (
 )
 from .models import ArtifactFile, Model, ModelMetric
 from .queries import metrics_by_model
-from .read_cache import copy_frame, generation_cached
+from .read_cache import copy_frame, copy_plain, generation_cached
 from .tags import tags_of
 from .timestamps import format_timestamp as iso
 from .validation import finite_real, validate_identifier, validate_metric_name, validate_status
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 class RegistryQueries(RegistryFacade):
     """Read-only views of registered models (mixed into ``ModelRegistry``)."""
 
-    @generation_cached(copy=copy.deepcopy)
+    @generation_cached(copy=copy_plain)
     def get_model(self, model_id: str) -> dict[str, Any] | None:
         """A model's ``registry.json`` entry (a copy), or None when unknown."""
         validate_identifier(model_id, "model_id")
@@ -203,7 +202,7 @@ class RegistryQueries(RegistryFacade):
                 frame[name] = float("nan")
         return frame[public_columns(metric_names)].reset_index(drop=True)
 
-    @generation_cached(copy=copy.deepcopy)
+    @generation_cached(copy=copy_plain)
     def get_tags(self, model_id: str) -> dict[str, str]:
         """A model's tags as ``{key: value}`` (empty when none).
 
@@ -256,7 +255,7 @@ class RegistryQueries(RegistryFacade):
         rows = self._ctx.read(work)
         return pd.DataFrame(rows, columns=["model_id", "model_type", "factors", *wanted, "training_time"])
 
-    @generation_cached(copy=copy.deepcopy)
+    @generation_cached(copy=copy_plain)
     def get_registry_stats(self) -> dict[str, Any]:
         """Counts by status and type, the current best, last update and generation."""
         def work(session: Session) -> dict[str, Any]:

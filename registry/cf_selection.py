@@ -8,7 +8,6 @@ A mixin, like :mod:`registry.admin_facade`; the rules live in :mod:`registry.sel
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -18,7 +17,7 @@ from .defaults import DEFAULT_METRIC
 from .errors import InvalidArgumentError
 from .facade_base import RegistryFacade
 from .models import CURRENT_BEST_ALIAS, Alias, Model
-from .read_cache import generation_cached
+from .read_cache import copy_plain, generation_cached
 from .validation import optional_text, positive_int, validate_flag, validate_identifier, validate_metric_name
 
 if TYPE_CHECKING:
@@ -252,7 +251,7 @@ class RegistrySelection(RegistryFacade):
             limit = positive_int(limit, "limit")
         return self._ctx.read(lambda session: selection.history(session, limit))
 
-    @generation_cached(copy=copy.deepcopy)
+    @generation_cached(copy=copy_plain)
     def get_current_best(self) -> dict[str, Any] | None:
         """The current best: ``model_id``, ``model_info`` and the ``current_best`` fields; None if unset."""
         return self._ctx.read(selection.current_best)
@@ -295,7 +294,7 @@ class RegistrySelection(RegistryFacade):
 
         return self._ctx.mutate(work)
 
-    @generation_cached(copy=copy.deepcopy)
+    @generation_cached(copy=copy_plain)
     def get_alias(self, name: str) -> dict[str, Any] | None:
         """``{"alias", "model_id", "model_type", "version"}`` of the alias's target, or None when unset."""
         aliases.validate_alias_name(name)
@@ -320,7 +319,7 @@ class RegistrySelection(RegistryFacade):
         reason = optional_text(reason, "reason", 1024)
         return self._ctx.mutate(lambda session: aliases.delete(session, name, expected, reason))
 
-    @generation_cached(copy=copy.deepcopy)
+    @generation_cached(copy=copy_plain)
     def list_aliases(self) -> list[dict[str, Any]]:
         """Every alias (``current_best`` first when set): ``alias, model_id, model_type, updated_at, updated_by, reason``."""
         return self._ctx.read(aliases.listing)

@@ -123,3 +123,15 @@ def test_a_replaced_held_connection_never_matches_an_old_stamp(two) -> None:  # 
     other.register_model(folder, "als", {}, {"ndcg@10": 0.5}, {}, version="c")
     assert registry._reads.stamp() != before
     assert registry.get_registry_stats()["total_models"] == 3
+
+
+def test_copies_share_no_mutable_value_with_the_kept_result() -> None:
+    from registry.read_cache import copy_plain
+
+    kept = {"metrics": {"ndcg@10": 0.1}, "files": [{"name": "U.npy"}], "pair": ([1], 2), "seen": {1, 2}, "n": 3}
+    copied = copy_plain(kept)
+    copied["metrics"]["ndcg@10"] = 9.0
+    copied["files"][0]["name"] = "x"
+    copied["pair"][0].append(5)  # a tuple holding a list: copied too (deepcopy for what is not dict/list/scalar)
+    copied["seen"].add(3)
+    assert kept == {"metrics": {"ndcg@10": 0.1}, "files": [{"name": "U.npy"}], "pair": ([1], 2), "seen": {1, 2}, "n": 3}

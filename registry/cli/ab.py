@@ -1,7 +1,5 @@
 """``cfreg ab``: A/B tests (canary rollouts) between two models."""
 
-from __future__ import annotations
-
 from enum import Enum
 from typing import Annotated, Any
 

@@ -1,7 +1,5 @@
 """Registry administration commands: create, migrate, statistics, audit trail and read-only SQL."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """``cfreg alias``: named pointers at models (``champion_als``, ``challenger``) with history."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

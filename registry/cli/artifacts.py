@@ -1,7 +1,5 @@
 """``cfreg artifacts``: check recorded files against their bytes, and move local models into the artifact store."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``cfreg bert``: BERT item embeddings, linked to CF models."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

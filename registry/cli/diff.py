@@ -1,7 +1,5 @@
 """``cfreg diff A B``: what changes if B replaces A (churn, neighbours, coverage, drift, metrics)."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -40,7 +38,7 @@ def diff(
     emit(state, report.to_dict(), lambda: render(state, report))
 
 
-def render(state: CliState, report: DiffReport) -> None:
+def render(state: CliState, report: "DiffReport") -> None:
     """The report as rich tables: summary, catalogue, churn, neighbours/drift, coverage, metrics."""
     out = state.out
     out.print(f"[bold]{report.model_a} -> {report.model_b}[/bold]  (k={report.params['k']}, "

@@ -1,7 +1,5 @@
 """File commands: registry.json export and import, backup and restore, and cleanup of old models."""
 
-from __future__ import annotations
-
 from enum import Enum
 from pathlib import Path
 from typing import Annotated

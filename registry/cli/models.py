@@ -1,7 +1,5 @@
 """Model commands: register, select and promote, roll back, read, archive and delete."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

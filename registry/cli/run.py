@@ -4,8 +4,6 @@
 only layer that prints (``tools/demo.py`` imports it from here too).
 """
 
-from __future__ import annotations
-
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -77,7 +75,7 @@ def serve(
                alias=alias, watch=watch)
 
 
-def render_demo_result(result: DemoResult, console: Console) -> None:
+def render_demo_result(result: "DemoResult", console: "Console") -> None:
     """Print a demo run: data, leaderboard, selection, A/B test and sample recommendations."""
     from rich import box
     from rich.table import Table

@@ -1,7 +1,5 @@
 """``cfreg tag`` and ``cfreg describe``: key/value tags and descriptions on models and embeddings."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``cfreg ui``: the registry's web app (pages and REST API) on one port."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

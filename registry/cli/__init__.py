@@ -8,7 +8,9 @@ and exit code 1 (``--traceback`` shows the stack instead); usage errors exit 2.
 
 This is the only part of the package that prints. ``common`` holds the global
 options, the error boundary and the output helpers; each other module holds one
-command group.
+command group. The command modules do not use ``from __future__ import annotations``:
+typer reads every command's parameters on every run, and string annotations made it
+``eval`` ~1,100 of them (~65 ms of each ``cfreg`` call).
 """
 
 from __future__ import annotations

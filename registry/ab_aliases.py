@@ -28,11 +28,11 @@ from .validation import validate_identifier
 PREFIX = "@"
 
 _tests = table(ABTest).c
-_RUNNING_TESTS_FOLLOWING = select(_tests.test_id).where(
+RUNNING_TESTS_FOLLOWING = select(_tests.test_id).where(
     _tests.status == "running", or_(_tests.control_alias == bindparam("alias"), _tests.treatment_alias == bindparam("alias"))
 )
 
-__all__ = ["PREFIX", "arm_alias", "follow_alias", "refuse_delete_if_arm", "tests_naming"]
+__all__ = ["PREFIX", "RUNNING_TESTS_FOLLOWING", "arm_alias", "follow_alias", "refuse_delete_if_arm", "tests_naming"]
 
 
 def arm_alias(arm: object, role: str) -> str | None:
@@ -49,7 +49,7 @@ def arm_alias(arm: object, role: str) -> str | None:
 def tests_naming(session: Session, alias: str) -> list[ABTest]:
     """Running tests with an arm that follows ``alias`` (at most one test runs)."""
     # A Core probe first: every move of an alias asks, and usually no test follows it.
-    return [test for test_id in session.scalars(_RUNNING_TESTS_FOLLOWING, {"alias": alias})
+    return [test for test_id in session.scalars(RUNNING_TESTS_FOLLOWING, {"alias": alias})
             if (test := session.get(ABTest, test_id)) is not None]
 
 

@@ -20,9 +20,17 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from . import ab_aliases, audit
-from .errors import AliasConflictError, AliasNotFoundError, InvalidArgumentError, InvalidStateError, ModelInUseError
+from .errors import (
+    AliasConflictError,
+    AliasNotFoundError,
+    InvalidArgumentError,
+    InvalidStateError,
+    ModelInUseError,
+    ModelNotFoundError,
+)
 from .history_rows import add_move
 from .models import CURRENT_BEST_ALIAS, Alias, Model, Selection, Settings, table, utcnow
 from .settings_access import settings_view
@@ -34,6 +42,14 @@ UNSET: Any = object()
 _aliases = table(Alias)
 _INSERT_ALIAS = insert(_aliases)
 _UPDATE_ALIAS = update(_aliases).where(_aliases.c.name == bindparam("alias_name"))
+_models = table(Model)
+# A named alias's move reads, as one statement: its target (NULL: no such alias), the model's
+# status (NULL: no such model), and whether a running A/B test arm follows the alias.
+_MOVE_LOOKUP = select(
+    select(_aliases.c.model_id).where(_aliases.c.name == bindparam("alias")).scalar_subquery(),
+    select(_models.c.status).where(_models.c.model_id == bindparam("model_id")).scalar_subquery(),
+    ab_aliases.RUNNING_TESTS_FOLLOWING.exists(),
+)
 
 
 def validate_alias_name(name: object) -> str:
@@ -56,24 +72,41 @@ def check_expected(name: str, current: str | None, expected: Any) -> None:
         raise AliasConflictError(name, current, expected)
 
 
-def move(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str = "manual",
-         metric: str | None = None, value: float | None = None) -> bool:
-    """Point named alias ``name`` at ``model`` (not ``current_best``); False when it already does."""
-    require_active(model)
-    previous = target_of(session, name)
-    if previous == model.model_id:
-        return False
-    point(session, name, model, reason=reason, selected_by=selected_by, metric=metric, value=value)
-    audit.record(session, "ALIAS_SET", name, f"{previous or 'none'} -> {model.model_id}" + (f" reason={reason}" if reason else ""),
-                 {"alias": name, "model_id": model.model_id, "previous_model_id": previous, "reason": reason,
-                  "selected_by": selected_by, "metric": metric, "value": value})
-    return True
+def set_named(session: Session, name: str, model_id: str, *, expected: Any, reason: str | None) -> tuple[str | None, bool]:
+    """``ModelRegistry.set_alias`` for a named alias (not ``current_best``): ``(previous target, changed)``.
+
+    Everything the move has to know before it writes (the alias's target, the model's status,
+    whether a running A/B test arm follows the alias) is one statement; then the history row,
+    the alias row and the audit event.
+
+    Raises:
+        AliasConflictError: ``expected`` is not UNSET and not the current target.
+        ModelNotFoundError: no such model. InvalidStateError: the model is not active.
+    """
+    previous, status, followed = session.execute(_MOVE_LOOKUP, {"alias": name, "model_id": model_id}).one()
+    check_expected(name, previous, expected)
+    if status is None:
+        raise ModelNotFoundError.unknown_model(model_id)
+    _require_active_status(model_id, status)
+    if previous == model_id:
+        return previous, False
+    if followed:
+        ab_aliases.follow_alias(session, name, model_id)
+    _write_move(session, name, model_id, previous, reason=reason, selected_by="manual")
+    audit.record(session, "ALIAS_SET", name, f"{previous or 'none'} -> {model_id}" + (f" reason={reason}" if reason else ""),
+                 {"alias": name, "model_id": model_id, "previous_model_id": previous, "reason": reason,
+                  "selected_by": "manual", "metric": None, "value": None})
+    return previous, True
 
 
 def require_active(model: Model) -> None:
-    """ModelInUseError unless ``model`` is active (only active models can be given an alias)."""
-    if model.status != "active":
-        raise InvalidStateError(f"Model {model.model_id!r} is {model.status}; only active models can be given an alias")
+    """InvalidStateError unless ``model`` is active (only active models can be given an alias)."""
+    _require_active_status(model.model_id, model.status)
+
+
+def _require_active_status(model_id: str, status: str) -> None:
+    if status != "active":
+        raise InvalidStateError(f"Model {model_id!r} is {status}; only active models can be given an alias")
 
 
 def point(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str,
@@ -81,22 +114,35 @@ def point(session: Session, name: str, model: Model, *, reason: str | None, sele
     """Move named alias ``name`` to ``model`` and add its history row; the caller records the audit event.
 
     Running A/B test arms that follow the alias move with it (:func:`registry.ab_aliases.follow_alias`).
-    Core statements; a loaded ``Alias`` object is kept in step. Returns the history row's id.
+    Returns the history row's id.
     """
-    row = session.get(Alias, name)
-    previous = row.model_id if row is not None else None
+    previous = target_of(session, name)
     if previous != model.model_id:
         ab_aliases.follow_alias(session, name, model.model_id)
-    history_id = add_move(session, alias=name, model_id=model.model_id, previous_model_id=previous, metric=metric,
+    return _write_move(session, name, model.model_id, previous, reason=reason, selected_by=selected_by, metric=metric,
+                       value=value, restored_selection_id=restored_selection_id)
+
+
+def _write_move(session: Session, name: str, model_id: str, previous: str | None, *, reason: str | None,
+                selected_by: str, metric: str | None = None, value: float | None = None,
+                restored_selection_id: int | None = None) -> int:
+    """The history row and the alias row of a move (Core statements); returns the history row's id.
+
+    ``previous`` None: the alias has no row yet. An ``Alias`` object the session already holds is
+    kept in step without a flush.
+    """
+    history_id = add_move(session, alias=name, model_id=model_id, previous_model_id=previous, metric=metric,
                           value=value, selected_by=selected_by, reason=reason,
                           restored_selection_id=restored_selection_id)
-    values = {"model_id": model.model_id, "selection_id": history_id, "updated_at": utcnow()}
-    if row is None:
+    values = {"model_id": model_id, "selection_id": history_id, "updated_at": utcnow()}
+    if previous is None:
         session.execute(_INSERT_ALIAS, {"name": name, **values})
-    else:
-        session.execute(_UPDATE_ALIAS, {"alias_name": name, **values})
+        return history_id
+    session.execute(_UPDATE_ALIAS, {"alias_name": name, **values})
+    held = session.identity_map.get(identity_key(Alias, name))
+    if held is not None:
         for key, value_now in values.items():
-            set_committed_value(row, key, value_now)  # the row already says so: nothing to flush
+            set_committed_value(held, key, value_now)  # the row already says so: nothing to flush
     return history_id
 
 

@@ -16,7 +16,7 @@ from . import aliases, selection
 from .defaults import DEFAULT_METRIC
 from .errors import InvalidArgumentError
 from .facade_base import RegistryFacade
-from .models import CURRENT_BEST_ALIAS, Alias, Model
+from .models import CURRENT_BEST_ALIAS, Model
 from .read_cache import copy_plain, generation_cached
 from .validation import optional_text, positive_int, validate_flag, validate_identifier, validate_metric_name
 
@@ -281,15 +281,13 @@ class RegistrySelection(RegistryFacade):
         reason = optional_text(reason, "reason", 1024)
 
         def work(session: Session) -> dict[str, Any]:
-            # Held for the transaction: the later lookups of the row come from the session, not the database.
-            row = session.get(Alias, name) if name != CURRENT_BEST_ALIAS else None  # noqa: F841
-            previous = aliases.target_of(session, name)
-            aliases.check_expected(name, previous, expected)
             if name == CURRENT_BEST_ALIAS:
+                previous = aliases.target_of(session, name)
+                aliases.check_expected(name, previous, expected)
                 selection.promote(session, model_id, reason, None)
                 changed = previous != model_id
             else:
-                changed = aliases.move(session, name, selection.require_model(session, model_id), reason=reason)
+                previous, changed = aliases.set_named(session, name, model_id, expected=expected, reason=reason)
             return {"alias": name, "model_id": model_id, "previous_model_id": previous, "changed": changed}
 
         return self._ctx.mutate(work)

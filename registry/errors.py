@@ -103,6 +103,12 @@ class ModelNotFoundError(RegistryError, KeyError):
 
     code = "not_found"
 
+    @classmethod
+    def unknown_model(cls, model_id: str) -> ModelNotFoundError:
+        """The error for a model id the registry does not hold, with where to find the ids."""
+        return cls(f"Model {model_id!r} not found in registry", hint="list_models() shows the registered ids",
+                   cli_hint="`cfreg list` shows the registered ids")
+
 
 class FilterSyntaxError(InvalidArgumentError):
     """A search filter or order_by entry could not be parsed; the message points at the token."""

@@ -85,8 +85,7 @@ def require_model(session: Session, model_id: str) -> Model:
     """The model row, or ModelNotFoundError naming the id."""
     model = session.get(Model, model_id)
     if model is None:
-        raise ModelNotFoundError(f"Model {model_id!r} not found in registry", hint="list_models() shows the registered ids",
-                                 cli_hint="`cfreg list` shows the registered ids")
+        raise ModelNotFoundError.unknown_model(model_id)
     return model
 
 

@@ -55,6 +55,7 @@ from .importer.store import clear_registry, insert_parsed
 from .locations import locate
 from .models import Base, Settings, UTCDateTime
 from .opening import open_context
+from .pg_statistics import refresh_statistics
 from .schema import ensure_schema
 from .transactions import Database
 from .validation import finite_real, to_jsonable, validate_identifier, validate_metric_name
@@ -139,6 +140,7 @@ def restore_registry(
         if current_backup is not None:  # nothing changed: that backup is a copy of the current state
             Path(current_backup).unlink(missing_ok=True)
         raise
+    refresh_statistics(context.database.engine)  # a bulk load: plan the next queries from its statistics
     return True
 
 

@@ -28,6 +28,7 @@ from .database_urls import redact
 from .engines import configured_busy_timeout_ms, is_transient
 from .errors import RegistryBusyError, RegistryError, SchemaVersionError
 from .held_reader import HeldReader
+from .pg_statistics import analyze_due, refresh_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,9 @@ class Database:
 
         Write transactions first bump ``settings.generation`` (which also takes the
         registry's write lock on PostgreSQL), so everything ``work`` reads is current
-        and everything it writes commits atomically with the new generation.
+        and everything it writes commits atomically with the new generation. On PostgreSQL
+        the commit of generation 64, 128, 256, ... refreshes the planner statistics
+        (:mod:`registry.pg_statistics`).
         """
         delay = 0.05
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -99,7 +102,8 @@ class Database:
                 with self.session_scope(write=write) as session:
                     if write:
                         session.info[GENERATION_KEY] = bump_generation(session)
-                    return work(session)
+                    result = work(session)
+                    committed = session.info.get(GENERATION_KEY) if write and not session.info.get("cfreg_discard") else None
             except DBAPIError as exc:
                 if not is_transient(exc):
                     raise RegistryError(f"database error in {self.describe()}: {exc.orig}") from exc
@@ -111,6 +115,10 @@ class Database:
                 logger.warning("transient database error (attempt %d): %s", attempt, exc.orig)
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 1.0)
+            else:
+                if committed is not None and analyze_due(committed) and self.dialect == "postgresql":
+                    refresh_statistics(self.engine)  # after the commit (see registry.pg_statistics)
+                return result
         raise AssertionError("unreachable")
 
     @staticmethod

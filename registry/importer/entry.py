@@ -29,6 +29,7 @@ from ..backup_files import copy_to_backup
 from ..errors import ImportFormatError, InvalidArgumentError, ModelExistsError
 from ..fsio import import_errors, read_json_strict
 from ..models import AuditEvent
+from ..pg_statistics import refresh_statistics
 from .parse import DEFAULT_SELECTION_CRITERIA, DERIVED_METADATA, parse_documents
 from .store import clear_registry, find_conflicts, fingerprint_artifacts, insert_parsed, is_registry_empty
 
@@ -120,6 +121,8 @@ def _import(
         return True
 
     counts["imported"] = bool(context.mutate(work))
+    if counts["imported"]:
+        refresh_statistics(context.database.engine)  # a bulk load: plan the next queries from its statistics
     return counts
 
 

@@ -106,24 +106,30 @@ def metrics_of(session: Session, model_id: str) -> dict[str, float]:
     return metrics_by_model(session, [model_id]).get(model_id, {})
 
 
-def best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None) -> tuple[Model, float] | None:
-    """The eligible active model with the highest ``metric`` (ties: earliest registered)."""
-    parameters = {"metric": metric, "model_type": model_type}
+def best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None,
+                   previous_id: str | None = None) -> tuple[Model, float, float | None] | None:
+    """``(model, value, previous value)``: the eligible active model with the highest ``metric``
+    (ties: earliest registered), and the metric of ``previous_id`` (None when it has none),
+    read by the same statement."""
+    parameters = {"metric": metric, "model_type": model_type, "previous": previous_id}
     if min_improvement <= 0:
         row = session.execute(_candidates(model_type is not None, first_only=True), parameters).first()
-        return (row[0], row[1]) if row else None
-    for model, value in session.execute(_candidates(model_type is not None, first_only=False), parameters):
+        return (row[0], row[1], row[2]) if row else None
+    for model, value, previous_value in session.execute(_candidates(model_type is not None, first_only=False), parameters):
         improvement = baseline_improvement(model.baseline_comparison, metric, value)
         if improvement is not None and improvement >= min_improvement:
-            return model, value
+            return model, value, previous_value
     return None
 
 
 @functools.cache
-def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float]:
-    """Active models with metric ``:metric`` (of type ``:model_type``), best first (built once each)."""
+def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float, float]:
+    """Active models with metric ``:metric`` (of type ``:model_type``), best first, each row with
+    the metric of model ``:previous`` (an uncorrelated subquery: evaluated once). Built once each."""
+    previous_value = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("previous"),
+                                                    _METRICS.c.name == bindparam("metric"))
     statement = (
-        select(Model, ModelMetric.value)
+        select(Model, ModelMetric.value, previous_value.scalar_subquery())
         .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == bindparam("metric")))
         .where(Model.status == "active")
         .order_by(ModelMetric.value.desc(), Model.created_at, Model.model_id)
@@ -293,7 +299,8 @@ def select_best(
     churn_guard: ChurnGuardFn | None = None, alias: str = CURRENT_BEST_ALIAS,
 ) -> dict[str, Any] | None:
     """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated); moves ``alias``."""
-    winner = best_candidate(session, metric, min_improvement, model_type)
+    previous_id = pointer_target(session, alias)
+    winner = best_candidate(session, metric, min_improvement, model_type, previous_id)
     if winner is None:
         # Only now: a typo in the metric or type finds no candidate (one statement less when all is well).
         require_known_metric(session, metric)
@@ -301,9 +308,7 @@ def select_best(
             require_known_model_type(session, model_type)
         logger.warning("no eligible active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
-    model, value = winner
-    previous_id = pointer_target(session, alias)
-    previous_value = metric_value(session, previous_id, metric) if previous_id else None
+    model, value, previous_value = winner
     if previous_id == model.model_id:
         # Already current: nothing to record (no X -> X history row, no audit event).
         if min_gain_over_current is not None:

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from . import audit, ids, selection
@@ -160,7 +160,8 @@ class RegistryRegistration(RegistryFacade):
                 model_id, model_version = self.generate_model_id(model_type, version), version
             # Uploaded into the store: the model's address there (its files are content-addressed objects).
             stored_path = artifact_store.model_uri(model_id) if uris and not is_uri(source_path) else source_path
-            if version is not None:
+            if version is not None and session.scalar(_MODEL_TAKEN, {"model_id": model_id}) is not None:
+                # Rare (a re-registration): only now the row as an object, to compare or replace it.
                 existing = session.get(Model, model_id)
                 if existing is not None:
                     if not overwrite:
@@ -225,6 +226,7 @@ class RegistryRegistration(RegistryFacade):
 # ---------------------------------------------------------------------- transaction helpers
 
 _INSERT_MODEL = insert(table(Model))
+_MODEL_TAKEN = select(table(Model).c.model_id).where(table(Model).c.model_id == bindparam("model_id"))
 _INSERT_METRICS = insert(table(ModelMetric))
 _INSERT_FILES = insert(table(ArtifactFile))
 

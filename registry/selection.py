@@ -23,7 +23,6 @@ from .documents import current_best_info, model_info
 from .errors import InvalidArgumentError, InvalidStateError, ModelNotFoundError, UnknownMetricError, UnknownModelTypeError
 from .history_rows import add_move
 from .models import CURRENT_BEST_ALIAS, Model, ModelMetric, Selection, Settings, table
-from .queries import metrics_by_model
 from .settings_access import settings_row, settings_view, update_settings
 from .timestamps import format_timestamp as iso
 from .validation import finite_real
@@ -39,6 +38,8 @@ ROLLBACK = "rollback"
 _METRICS = table(ModelMetric)
 _METRIC_VALUE = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("model_id"),
                                                _METRICS.c.name == bindparam("name"))
+_METRICS_OF_MODEL = (select(_METRICS.c.name, _METRICS.c.value).where(_METRICS.c.model_id == bindparam("model_id"))
+                     .order_by(_METRICS.c.name))
 
 
 def baseline_improvement(baseline: dict[str, Any] | None, metric: str, value: float) -> float | None:
@@ -102,8 +103,8 @@ def metric_value(session: Session, model_id: str | None, metric: str) -> float |
 
 
 def metrics_of(session: Session, model_id: str) -> dict[str, float]:
-    """All metrics of one model."""
-    return metrics_by_model(session, [model_id]).get(model_id, {})
+    """All metrics of one model, by name."""
+    return {name: value for name, value in session.execute(_METRICS_OF_MODEL, {"model_id": model_id})}
 
 
 def best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None,

@@ -48,7 +48,7 @@ def settings_view(session: Session) -> Any:
 
 def update_settings(session: Session, **changes: Any) -> None:
     """``UPDATE settings SET ...`` now (Core), and the same values in the transaction's copies."""
-    session.execute(_UPDATE_SETTINGS.values(**changes))
+    session.execute(_UPDATE_SETTINGS, changes)  # SET from the parameters' keys: no statement built per call
     loaded = _loaded(session)
     bumped = bumped_settings(session)
     for name, value in changes.items():

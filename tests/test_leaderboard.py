@@ -74,3 +74,41 @@ def test_series_pairs_and_names(filled: ModelRegistry) -> None:
     assert filled.model_types() == ["als", "bpr"]
     with pytest.raises(InvalidArgumentError):
         filled.metric_series("ndcg@10", limit=10**9)
+
+
+def test_metric_pages_follow_the_documented_order_across_the_models_lacking_the_metric(
+        registry: ModelRegistry, model_dir) -> None:  # type: ignore[no-untyped-def]
+    """Every page of a metric sort, both directions, with a filter: the value (ties: newest first), then
+    the models without the metric (newest first), as a sort of all matching models in Python gives it."""
+    import random
+
+    from sqlalchemy import select
+
+    from registry.models import Model
+
+    rng = random.Random(5)
+    folders = {"als": model_dir("als/r"), "bpr": model_dir("bpr/r", "bpr")}
+    for index in range(23):
+        model_type = "als" if index % 3 else "bpr"
+        metrics = {"recall@10": rng.random()}
+        if index % 4:
+            metrics["ndcg@10"] = rng.choice([0.1, 0.2, 0.3, rng.random()])  # ties on purpose
+        registry.register_model(folders[model_type], model_type, {}, metrics, {}, version=f"r{index:02d}")
+    created = dict(registry.context.read(lambda s: s.execute(select(Model.model_id, Model.created_at)).all()))
+    values = {m: registry.get_model(m)["metrics"].get("ndcg@10") for m in created}
+
+    for model_type in (None, "als"):
+        for ascending in (False, True):
+            matching = [m for m in created if model_type is None or m.startswith(model_type)]
+            newest_first = sorted(matching, key=lambda m: (created[m], m), reverse=True)
+            with_value = sorted((m for m in newest_first if values[m] is not None),
+                                key=lambda m: values[m], reverse=not ascending)  # stable: ties stay newest first
+            expected = with_value + [m for m in newest_first if values[m] is None]
+            for per_page in (4, 5):
+                got: list[str] = []
+                for page in range(1, len(expected) // per_page + 3):
+                    result = registry.leaderboard_page(sort="ndcg@10", ascending=ascending, per_page=per_page,
+                                                       page=page, model_type=model_type)
+                    assert result.total == len(expected)
+                    got += [row.model_id for row in result.rows]
+                assert got == expected, (model_type, ascending, per_page)

@@ -4,7 +4,7 @@ PostgreSQL plans from statistics that autovacuum refreshes at most once a minute
 after 50 rows + 10% changed). A registry filled faster than that (a bulk registration, an
 import, a benchmark) is planned as if its tables held a row or two: the selection's
 candidate query then joins every metric row with a sequential scan of ``models``, which
-measured 108 ms instead of 0.15 ms at 1,000 models. So the write transaction that commits
+measured 108 ms instead of 0.8 ms at 1,000 models. So the write transaction that commits
 generation 64, 128, 256, ... (a power of two, then every 65,536th) analyses the registry's
 tables right after its commit, whichever process it runs in: a few milliseconds, about
 log2(writes) times in a registry's life, never inside a transaction and never blocking

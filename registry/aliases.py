@@ -110,14 +110,15 @@ def _require_active_status(model_id: str, status: str) -> None:
 
 
 def point(session: Session, name: str, model: Model, *, reason: str | None, selected_by: str,
-          metric: str | None = None, value: float | None = None, restored_selection_id: int | None = None) -> int:
+          metric: str | None = None, value: float | None = None, restored_selection_id: int | None = None,
+          followed: bool | None = None) -> int:
     """Move named alias ``name`` to ``model`` and add its history row; the caller records the audit event.
 
-    Running A/B test arms that follow the alias move with it (:func:`registry.ab_aliases.follow_alias`).
-    Returns the history row's id.
+    Running A/B test arms that follow the alias move with it (:func:`registry.ab_aliases.follow_alias`;
+    ``followed`` False: the caller read that none does). Returns the history row's id.
     """
     previous = target_of(session, name)
-    if previous != model.model_id:
+    if previous != model.model_id and followed is not False:
         ab_aliases.follow_alias(session, name, model.model_id)
     return _write_move(session, name, model.model_id, previous, reason=reason, selected_by=selected_by, metric=metric,
                        value=value, restored_selection_id=restored_selection_id)

@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
@@ -107,30 +107,39 @@ def metrics_of(session: Session, model_id: str) -> dict[str, float]:
     return {name: value for name, value in session.execute(_METRICS_OF_MODEL, {"model_id": model_id})}
 
 
+class Candidate(NamedTuple):
+    """The winner of a selection and what its move needs, read by one statement."""
+
+    model: Model
+    value: float
+    previous_value: float | None  # the metric of the alias's current target (None: it has none)
+    followed: bool  # whether a running A/B test arm follows the alias
+
+
 def best_candidate(session: Session, metric: str, min_improvement: float, model_type: str | None,
-                   previous_id: str | None = None) -> tuple[Model, float, float | None] | None:
-    """``(model, value, previous value)``: the eligible active model with the highest ``metric``
-    (ties: earliest registered), and the metric of ``previous_id`` (None when it has none),
-    read by the same statement."""
-    parameters = {"metric": metric, "model_type": model_type, "previous": previous_id}
+                   previous_id: str | None = None, alias: str = CURRENT_BEST_ALIAS) -> Candidate | None:
+    """The eligible active model with the highest ``metric`` (ties: earliest registered), with the
+    metric of ``previous_id`` and whether a running A/B arm follows ``alias``, in one statement."""
+    parameters = {"metric": metric, "model_type": model_type, "previous": previous_id, "alias": alias}
     if min_improvement <= 0:
         row = session.execute(_candidates(model_type is not None, first_only=True), parameters).first()
-        return (row[0], row[1], row[2]) if row else None
-    for model, value, previous_value in session.execute(_candidates(model_type is not None, first_only=False), parameters):
-        improvement = baseline_improvement(model.baseline_comparison, metric, value)
+        return Candidate(*row) if row else None
+    for row in session.execute(_candidates(model_type is not None, first_only=False), parameters):
+        improvement = baseline_improvement(row[0].baseline_comparison, metric, row[1])
         if improvement is not None and improvement >= min_improvement:
-            return model, value, previous_value
+            return Candidate(*row)
     return None
 
 
 @functools.cache
-def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float, float]:
+def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float, float, bool]:
     """Active models with metric ``:metric`` (of type ``:model_type``), best first, each row with
-    the metric of model ``:previous`` (an uncorrelated subquery: evaluated once). Built once each."""
+    the metric of model ``:previous`` and whether a running test follows alias ``:alias``
+    (uncorrelated subqueries: evaluated once). Built once each."""
     previous_value = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("previous"),
                                                     _METRICS.c.name == bindparam("metric"))
     statement = (
-        select(Model, ModelMetric.value, previous_value.scalar_subquery())
+        select(Model, ModelMetric.value, previous_value.scalar_subquery(), ab_aliases.RUNNING_TESTS_FOLLOWING.exists())
         .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == bindparam("metric")))
         .where(Model.status == "active")
         .order_by(ModelMetric.value.desc(), Model.created_at, Model.model_id)
@@ -141,14 +150,16 @@ def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float, 
 
 
 def set_current(session: Session, model_id: str, metric: str | None, value: float | None,
-                selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
+                selected_by: str, reason: str | None, restored_selection_id: int | None = None,
+                followed: bool | None = None) -> None:
     """Move the current-best pointer to ``model_id`` and record the selection row (Core statements;
-    see :mod:`registry.settings_access`)."""
+    see :mod:`registry.settings_access`). ``followed``: whether a running A/B arm follows the
+    current best, when the caller already read it (None: asked here)."""
     previous = settings_view(session).current_model_id
     selection_id = add_move(session, alias=CURRENT_BEST_ALIAS, model_id=model_id, previous_model_id=previous,
                             metric=metric, value=value, selected_by=selected_by, reason=reason,
                             restored_selection_id=restored_selection_id)
-    if previous != model_id:
+    if previous != model_id and followed is not False:
         ab_aliases.follow_alias(session, CURRENT_BEST_ALIAS, model_id)
     changes: dict[str, Any] = {"current_model_id": model_id, "current_selection_id": selection_id}
     if metric and selected_by == AUTO:
@@ -212,14 +223,18 @@ def pointer_target(session: Session, alias: str) -> str | None:
 
 
 def move_pointer(session: Session, alias: str, model: Model, metric: str | None, value: float | None,
-                 selected_by: str, reason: str | None, restored_selection_id: int | None = None) -> None:
-    """Move ``alias`` to ``model`` with its history row (the caller records the audit event)."""
+                 selected_by: str, reason: str | None, restored_selection_id: int | None = None,
+                 followed: bool | None = None) -> None:
+    """Move ``alias`` to ``model`` with its history row (the caller records the audit event).
+
+    ``followed``: whether a running A/B arm follows ``alias``, when already read (None: asked).
+    """
     if alias == CURRENT_BEST_ALIAS:
         set_current(session, model.model_id, metric, value, selected_by, reason,
-                    restored_selection_id=restored_selection_id)
+                    restored_selection_id=restored_selection_id, followed=followed)
     else:
         aliases.point(session, alias, model, reason=reason, selected_by=selected_by, metric=metric, value=value,
-                      restored_selection_id=restored_selection_id)
+                      restored_selection_id=restored_selection_id, followed=followed)
 
 
 def record_move(session: Session, alias: str, action: str, model_id: str, summary: str, details: dict[str, Any]) -> None:
@@ -301,7 +316,7 @@ def select_best(
 ) -> dict[str, Any] | None:
     """Body of :meth:`ModelRegistry.select_best_model` (arguments already validated); moves ``alias``."""
     previous_id = pointer_target(session, alias)
-    winner = best_candidate(session, metric, min_improvement, model_type, previous_id)
+    winner = best_candidate(session, metric, min_improvement, model_type, previous_id, alias)
     if winner is None:
         # Only now: a typo in the metric or type finds no candidate (one statement less when all is well).
         require_known_metric(session, metric)
@@ -309,7 +324,7 @@ def select_best(
             require_known_model_type(session, model_type)
         logger.warning("no eligible active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
-    model, value, previous_value = winner
+    model, value, previous_value, followed = winner
     if previous_id == model.model_id:
         # Already current: nothing to record (no X -> X history row, no audit event).
         if min_gain_over_current is not None:
@@ -327,7 +342,7 @@ def select_best(
         {"metric": metric, "value": value, "previous_model_id": previous_id, "previous_value": previous_value,
          "min_improvement": min_improvement, "model_type": model_type},
     )
-    move_pointer(session, alias, model, metric, value, AUTO, None)
+    move_pointer(session, alias, model, metric, value, AUTO, None, followed=followed)
     record_move(session, alias, "SELECT_BEST", model.model_id, summary, details)
     return selection_result(session, model, metric, value, changed=True, previous_model_id=previous_id)
 

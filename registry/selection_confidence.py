@@ -57,7 +57,7 @@ def select_best_with_confidence(
     if winner is None:
         logger.warning("no active model has metric %r%s", metric, f" (type {model_type})" if model_type else "")
         return None
-    model, value, _ = winner
+    model, value = winner.model, winner.value
     previous_id = selection.pointer_target(session, alias)
     if previous_id is None or previous_id == model.model_id:
         result = selection.select_best(session, metric, 0.0, model_type, None, alias=alias)

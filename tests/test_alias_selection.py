@@ -190,6 +190,19 @@ def test_an_ab_arm_naming_an_alias_follows_its_moves(registry: ModelRegistry, mo
         registry.archive_model("bpr_v2")
 
 
+def test_a_selection_moves_the_arms_that_follow_the_alias_it_moves(registry: ModelRegistry, models) -> None:  # type: ignore[no-untyped-def]
+    registry.promote_model("als_v1")
+    registry.set_alias("bpr_champion", "bpr_v2")
+    registry.start_ab_test("@current_best", "@bpr_champion", 0.5, test_id="ab_follow")
+
+    registry.select_best_model(metric="ndcg@10", model_type="als")  # current best: als_v1 -> als_v2
+    registry.select_best_model(metric="ndcg@10", model_type="bpr", alias="bpr_champion")  # bpr_v2 -> bpr_v1
+    test = registry.get_ab_test("ab_follow")
+    assert (test["control_model"], test["treatment_model"]) == ("als_v2", "bpr_v1")
+    moves = [(target, details["arm"], details["model_id"]) for target, _, details in _events(registry, "AB_ARM")]
+    assert moves == [("ab_follow", "control", "als_v2"), ("ab_follow", "treatment", "bpr_v1")]
+
+
 def test_an_alias_named_by_a_running_test_cannot_be_deleted(registry: ModelRegistry, models) -> None:  # type: ignore[no-untyped-def]
     registry.set_alias("champion", "als_v1")
     registry.set_alias("challenger", "als_v2")

@@ -36,8 +36,14 @@ ROLLBACK = "rollback"
 
 # Core statements of the hot paths (table-level: no ORM compile or unit of work).
 _METRICS = table(ModelMetric)
-_METRIC_VALUE = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("model_id"),
-                                               _METRICS.c.name == bindparam("name"))
+
+
+def _metric_of(model_id: Any, metric: Any) -> Select[float]:
+    """``SELECT value`` of one metric of one model (bind parameters in, built once by the callers)."""
+    return select(_METRICS.c.value).where(_METRICS.c.model_id == model_id, _METRICS.c.name == metric)
+
+
+_METRIC_VALUE = _metric_of(bindparam("model_id"), bindparam("name"))
 _METRICS_OF_MODEL = (select(_METRICS.c.name, _METRICS.c.value).where(_METRICS.c.model_id == bindparam("model_id"))
                      .order_by(_METRICS.c.name))
 
@@ -136,8 +142,7 @@ def _candidates(of_one_type: bool, *, first_only: bool) -> Select[Model, float, 
     """Active models with metric ``:metric`` (of type ``:model_type``), best first, each row with
     the metric of model ``:previous`` and whether a running test follows alias ``:alias``
     (uncorrelated subqueries: evaluated once). Built once each."""
-    previous_value = select(_METRICS.c.value).where(_METRICS.c.model_id == bindparam("previous"),
-                                                    _METRICS.c.name == bindparam("metric"))
+    previous_value = _metric_of(bindparam("previous"), bindparam("metric"))
     statement = (
         select(Model, ModelMetric.value, previous_value.scalar_subquery(), ab_aliases.RUNNING_TESTS_FOLLOWING.exists())
         .join(ModelMetric, and_(ModelMetric.model_id == Model.model_id, ModelMetric.name == bindparam("metric")))

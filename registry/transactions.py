@@ -116,8 +116,8 @@ class Database:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 1.0)
             else:
-                if committed is not None and analyze_due(committed) and self.dialect == "postgresql":
-                    refresh_statistics(self.engine)  # after the commit (see registry.pg_statistics)
+                if committed is not None and analyze_due(committed):
+                    refresh_statistics(self.engine)  # after the commit; PostgreSQL only (see registry.pg_statistics)
                 return result
         raise AssertionError("unreachable")
 

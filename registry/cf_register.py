@@ -6,13 +6,15 @@ A mixin, like :mod:`registry.admin_facade`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import CursorResult, delete, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from . import audit, ids, selection
 from .artifacts import FileFingerprint, fingerprint, hashed_here, model_files, required_files, user_eval_file
@@ -153,31 +155,8 @@ class RegistryRegistration(RegistryFacade):
                 raise ModelNotFoundError(
                     f"bert_integration names embeddings version {embeddings_version!r}, which is not registered"
                 )
-            existing: Model | None = None
-            if version is None:
-                model_id, model_version = _allocate_model_id(session, model_type)
-            else:
-                model_id, model_version = self.generate_model_id(model_type, version), version
-            # Uploaded into the store: the model's address there (its files are content-addressed objects).
-            stored_path = artifact_store.model_uri(model_id) if uris and not is_uri(source_path) else source_path
-            if version is not None and session.scalar(_MODEL_TAKEN, {"model_id": model_id}) is not None:
-                # Rare (a re-registration): only now the row as an object, to compare or replace it.
-                existing = session.get(Model, model_id)
-                if existing is not None:
-                    if not overwrite:
-                        if _same_content(session, existing, stored_path, prints):
-                            logger.info("model %s is already registered with identical files", model_id)
-                            return model_id
-                        raise ModelExistsError(
-                            f"Model {model_id!r} already exists with a different path or files; "
-                            "register another version or pass overwrite=True"
-                        )
-                    session.execute(delete(ModelMetric).where(ModelMetric.model_id == model_id))
-                    session.execute(delete(ArtifactFile).where(ArtifactFile.model_id == model_id))
             fields: dict[str, Any] = {
                 "model_type": model_type,
-                "version": model_version,
-                "path": stored_path,
                 "status": "active",
                 "data_version": data_version,
                 "git_commit": git_commit,
@@ -186,15 +165,46 @@ class RegistryRegistration(RegistryFacade):
                 "baseline_comparison": baseline_comparison,
                 "bert_integration": bert_integration,
             }
+            insert_model = _insert_model_if_free(session.get_bind().dialect.name)
+
+            def stored_path_of(model_id: str) -> str:
+                # Uploaded into the store: the model's address there (its files are content-addressed objects).
+                return artifact_store.model_uri(model_id) if uris and not is_uri(source_path) else source_path
+
+            def insert_if_free(model_id: str, model_version: str) -> bool:
+                row = {"model_id": model_id, "version": model_version, "path": stored_path_of(model_id), **fields}
+                # A DML statement's result is a CursorResult: its row count is 0 when the id was taken.
+                return cast(CursorResult[Any], session.execute(insert_model, row)).rowcount == 1
+
+            existing: Model | None = None
+            if version is None:
+                base = _generate_version_id("v")
+                model_id, _ = ids.insert_first_free(
+                    session, Model.model_id, f"{model_type}_{base}",
+                    lambda candidate, number: insert_if_free(candidate, base if number == 1 else f"{base}_{number}"))
+            else:
+                model_id = self.generate_model_id(model_type, version)
+                if not insert_if_free(model_id, version):
+                    # Rare (a re-registration): only now the row as an object, to compare or replace it.
+                    existing = session.get(Model, model_id)
+            stored_path = stored_path_of(model_id)
             if existing is not None:
+                if not overwrite:
+                    if _same_content(session, existing, stored_path, prints):
+                        logger.info("model %s is already registered with identical files", model_id)
+                        return model_id
+                    raise ModelExistsError(
+                        f"Model {model_id!r} already exists with a different path or files; "
+                        "register another version or pass overwrite=True"
+                    )
+                session.execute(delete(ModelMetric).where(ModelMetric.model_id == model_id))
+                session.execute(delete(ArtifactFile).where(ArtifactFile.model_id == model_id))
                 # Replaced in place: the row may be the current best, which a restricting
                 # foreign key (settings.current_model_id) keeps from being deleted.
-                for name, value in {**fields, "created_at": utcnow(), "extra": None}.items():
+                for name, value in {**fields, "version": version, "path": stored_path,
+                                    "created_at": utcnow(), "extra": None}.items():
                     setattr(existing, name, value)
                 session.flush()
-            else:
-                # Core inserts (statements compiled once): nothing reads these rows back as objects here.
-                session.execute(_INSERT_MODEL, {"model_id": model_id, **fields})
             if metric_values:
                 session.execute(_INSERT_METRICS, [{"model_id": model_id, "name": n, "value": v}
                                                   for n, v in metric_values.items()])
@@ -225,8 +235,6 @@ class RegistryRegistration(RegistryFacade):
 
 # ---------------------------------------------------------------------- transaction helpers
 
-_INSERT_MODEL = insert(table(Model))
-_MODEL_TAKEN = select(table(Model).c.model_id).where(table(Model).c.model_id == bindparam("model_id"))
 _INSERT_METRICS = insert(table(ModelMetric))
 _INSERT_FILES = insert(table(ArtifactFile))
 
@@ -244,11 +252,24 @@ def _known_fingerprints(session: Session, stored_path: str) -> dict[str, FileFin
     return {name: FileFingerprint(name, size, sha, mtime or -1) for name, size, sha, mtime in rows}
 
 
-def _allocate_model_id(session: Session, model_type: str) -> tuple[str, str]:
-    """``{type}_v{YYYYMMDD_HHMMSS}`` (UTC), suffixed ``_2``, ``_3``... when taken; returns (model id, version)."""
-    base = _generate_version_id("v")
-    model_id, number = ids.first_free(session, Model.model_id, f"{model_type}_{base}")
-    return model_id, base if number == 1 else f"{base}_{number}"
+@functools.cache
+def _insert_model_if_free(dialect: str) -> Executable:
+    """``INSERT INTO models ... ON CONFLICT (model_id) DO NOTHING`` for the dialect, built once.
+
+    Its row count says whether the id was free: one statement where a lookup and an insert
+    were two. SQLite and PostgreSQL both support the clause; their dialect modules are already
+    loaded by the engine.
+    """
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement: Executable = postgresql_insert(table(Model)).on_conflict_do_nothing(index_elements=["model_id"])
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table(Model)).on_conflict_do_nothing(index_elements=["model_id"])
+    # preserve_rowcount: SQLAlchemy keeps an INSERT's row count only when asked (psycopg's is lost otherwise).
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def _same_content(session: Session, model: Model, stored_path: str, prints: list[FileFingerprint]) -> bool:

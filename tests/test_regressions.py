@@ -55,29 +55,57 @@ def test_two_same_second_automatic_registrations_are_both_kept(
     assert registry.register_model(model_dir("bpr/a", model_type="bpr"), "bpr", {}, {}, {}) == f"bpr_{FROZEN_VERSION}"
 
 
-def test_an_automatic_id_in_a_busy_second_is_found_with_one_lookup(
-    registry: ModelRegistry, model_dir, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _model_statements(registry: ModelRegistry, register: Any) -> tuple[Any, list[str], list[str]]:
+    """Run ``register()``; returns its result, the id lookups and the inserts into ``models`` it sent."""
     from sqlalchemy import event
 
-    freeze_version_clock(monkeypatch)
-    folders = [model_dir(f"als/busy{i}", seed=i) for i in range(4)]
-    ids = [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
     lookups: list[str] = []
+    inserts: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if re.match(r"SELECT models\.model_id\s+FROM models\s+WHERE models\.model_id (=|IN)", statement.strip()):
             lookups.append(statement)
+        if statement.strip().startswith("INSERT INTO models "):
+            inserts.append(statement)
 
     engine = registry.context.database.engine
     event.listen(engine, "before_cursor_execute", record)
     try:
-        fourth = registry.register_model(folders[3], "als", {}, {"ndcg@10": 0.1}, {})
+        return register(), lookups, inserts
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_an_automatic_id_in_a_busy_second_costs_one_insert_and_no_lookup(
+    registry: ModelRegistry, model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freeze_version_clock(monkeypatch)
+    folders = [model_dir(f"als/busy{i}", seed=i) for i in range(4)]
+    ids = [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
+    fourth, lookups, inserts = _model_statements(
+        registry, lambda: registry.register_model(folders[3], "als", {}, {"ndcg@10": 0.1}, {}))
     assert [*ids, fourth] == [f"als_{FROZEN_VERSION}", *(f"als_{FROZEN_VERSION}_{n}" for n in (2, 3, 4))]
-    # One exact lookup of the id after this process's last one (not a batch of candidates).
-    assert len(lookups) == 1 and " IN " not in lookups[0], lookups
+    # The id after this process's last one is inserted at once (ON CONFLICT DO NOTHING): no lookup.
+    assert (len(lookups), len(inserts)) == (0, 1), (lookups, inserts)
+
+
+def test_an_automatic_id_taken_by_another_process_is_looked_up_then_inserted(
+    registry: ModelRegistry, model_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry import ids as id_allocation
+
+    freeze_version_clock(monkeypatch)
+    folders = [model_dir(f"als/other{i}", seed=i) for i in range(4)]
+    taken = [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
+    monkeypatch.setattr(id_allocation, "_hints", {})  # a fresh process: it knows none of those ids
+    fourth, lookups, inserts = _model_statements(
+        registry, lambda: registry.register_model(folders[3], "als", {"factors": 4}, {"ndcg@10": 0.2}, {}))
+    assert fourth == f"als_{FROZEN_VERSION}_4"
+    assert len(inserts) == 2 and len(lookups) == 1 and " IN " in lookups[0], (lookups, inserts)
+    # The skipped insert changed nothing: each model keeps its own folder and the new one has its own.
+    paths = {model_id: registry.get_model(model_id)["path"] for model_id in [*taken, fourth]}
+    assert paths == dict(zip([*taken, fourth], folders))
+    assert registry.get_model(fourth)["hyperparameters"] == {"factors": 4}
 
 
 def test_quick_automatic_registrations_in_a_loop_get_distinct_ids(registry: ModelRegistry, model_dir) -> None:

@@ -452,6 +452,24 @@ def test_a_model_larger_than_the_budget_is_served_but_not_cached(
     assert loader.get_embeddings()[0] is U
 
 
+def test_a_lower_budget_evicts_at_once_and_keeps_the_served_model(
+        registry: ModelRegistry, model_dir: Any, open_loader: Any) -> None:
+    first, second, third = (register(registry, model_dir, f"v{n}", seed=n, ndcg=0.1 * n) for n in range(1, 4))
+    loader = open_loader(auto_load=False)
+    loader.load_model(first)
+    assert loader.preload_models([second, third]) == 2  # least recently used first: first, second, third
+    loader.load_model(first)  # already served: a cache hit
+    assert loader.get_stats()["cache_hits"] == 1
+
+    loader.max_cache_bytes = 2 * MODEL_BYTES
+
+    stats = loader.get_stats()
+    # `first` is served, so the least recently used of the others goes: `second`.
+    assert sorted(stats["cached_models"]) == sorted([first, third]) and stats["evictions"] == 1
+    assert stats["cache_bytes"] <= 2 * MODEL_BYTES
+    assert loader.get_current_model().model_id == first
+
+
 def test_clear_cache_keeps_serving(registry: ModelRegistry, model_dir: Any, open_loader: Any) -> None:
     register(registry, model_dir, "v1", seed=1, ndcg=0.2)
     registry.select_best_model()

@@ -257,7 +257,8 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
                 previous = self._state
                 if state is not None:
                     self._count(from_disk=False)
-                    self._install(state, serve=True)
+                    if state is not previous:  # the served model: already installed, and the lookup made it most recent
+                        self._install(state, serve=True)
             if state is not None and previous is not state:
                 _log_swap(previous, state, None)
         if state is None:
@@ -455,14 +456,18 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
             self._state = state
         if self.cache_enabled:
             self._cache.put(state)
+        self._evict(pinned)
+        if self._artifact_cache is not None:
+            # Objects of models held in memory stay pinned in the host's artifact cache.
+            routing = self._routing
+            live = [self._state, *self._cache.states(), *(routing.states.values() if routing else ())]
+            self._artifact_cache.retain(sha for state in live if state is not None for _, sha in state.checksums)
+
+    def _evict(self, pinned: Iterable[CacheKey] = ()) -> None:
         routing = self._routing
         held = {*pinned, *routing.keys()} if routing else set(pinned)
         # The served model is never evicted; A/B arms (and ``pinned``) only when nothing else is left.
         self._stats.evictions += self._cache.evict(self._state.key if self._state is not None else None, held)
-        if self._artifact_cache is not None:
-            # Objects of models held in memory stay pinned in the host's artifact cache.
-            live = [self._state, *self._cache.states(), *(routing.states.values() if routing else ())]
-            self._artifact_cache.retain(sha for state in live if state is not None for _, sha in state.checksums)
 
 
 def _log_swap(previous: ModelState | None, state: ModelState, load_ms: float | None) -> None:

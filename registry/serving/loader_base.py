@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import numpy as np
 
     from ..context import RegistryContext
-    from .model_state import ModelState
+    from .model_state import CacheKey, ModelState
     from .routing import ABRouting
 
 
@@ -44,6 +46,10 @@ class LoaderBase:
 
     def load_current_best(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """``(U, V, metadata)`` of the current best, made the served model (implemented by ``ModelLoader``)."""
+        raise NotImplementedError
+
+    def _evict(self, pinned: Iterable[CacheKey] = ()) -> None:
+        """Evict cached models until the cache fits its budget (implemented by ``ModelLoader``; lock held)."""
         raise NotImplementedError
 
     def _refresh_routing(self) -> None:

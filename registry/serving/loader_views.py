@@ -55,7 +55,9 @@ class LoaderViews(LoaderBase):
 
     @max_cache_bytes.setter
     def max_cache_bytes(self, value: int) -> None:
-        self._cache.max_bytes = value
+        with self._lock:
+            self._cache.max_bytes = value
+            self._evict()  # a lower budget frees memory now, not at the next load
 
     def state_for_user(self, user_id: Any) -> ModelState:
         """The model that serves ``user_id``: its A/B arm while a test runs, else the current best."""

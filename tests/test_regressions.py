@@ -76,12 +76,18 @@ def _model_statements(registry: ModelRegistry, register: Any) -> tuple[Any, list
         event.remove(engine, "before_cursor_execute", record)
 
 
+def _three_in_one_second(registry: ModelRegistry, model_dir: Any, monkeypatch: pytest.MonkeyPatch,
+                         name: str) -> tuple[list[str], list[str]]:
+    """Four model folders and the ids of the first three, registered with a frozen clock."""
+    freeze_version_clock(monkeypatch)
+    folders = [model_dir(f"als/{name}{i}", seed=i) for i in range(4)]
+    return folders, [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
+
+
 def test_an_automatic_id_in_a_busy_second_costs_one_insert_and_no_lookup(
     registry: ModelRegistry, model_dir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    freeze_version_clock(monkeypatch)
-    folders = [model_dir(f"als/busy{i}", seed=i) for i in range(4)]
-    ids = [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
+    folders, ids = _three_in_one_second(registry, model_dir, monkeypatch, "busy")
     fourth, lookups, inserts = _model_statements(
         registry, lambda: registry.register_model(folders[3], "als", {}, {"ndcg@10": 0.1}, {}))
     assert [*ids, fourth] == [f"als_{FROZEN_VERSION}", *(f"als_{FROZEN_VERSION}_{n}" for n in (2, 3, 4))]
@@ -94,9 +100,7 @@ def test_an_automatic_id_taken_by_another_process_is_looked_up_then_inserted(
 ) -> None:
     from registry import ids as id_allocation
 
-    freeze_version_clock(monkeypatch)
-    folders = [model_dir(f"als/other{i}", seed=i) for i in range(4)]
-    taken = [registry.register_model(folder, "als", {}, {"ndcg@10": 0.1}, {}) for folder in folders[:3]]
+    folders, taken = _three_in_one_second(registry, model_dir, monkeypatch, "other")
     monkeypatch.setattr(id_allocation, "_hints", {})  # a fresh process: it knows none of those ids
     fourth, lookups, inserts = _model_statements(
         registry, lambda: registry.register_model(folders[3], "als", {"factors": 4}, {"ndcg@10": 0.2}, {}))

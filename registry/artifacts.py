@@ -32,6 +32,7 @@ from .errors import (
 )
 from .fsio import open_regular_file, read_regular_file
 from .interactions import interactions_file, read_interactions
+from .npy_header import read_array_header
 from .safe_delete import DeletionTarget, check_deletable, safe_delete_tree  # noqa: F401 - importable from here, as before
 from .user_eval import user_eval_file, user_eval_problems
 
@@ -197,20 +198,10 @@ def _open_npy(path: Path, max_bytes: int, within: Path | None) -> io.BufferedRea
 
 def _read_npy_header(handle: BinaryIO, path: Path, max_bytes: int | None = None) -> NpyHeader:
     """The checked header of an open ``.npy``; leaves ``handle`` at the first data byte."""
-    from numpy.lib import format as npformat
-
     try:
         size = os.fstat(handle.fileno()).st_size
-        version = npformat.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = npformat.read_array_header_1_0(handle)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = npformat.read_array_header_2_0(handle)
-        else:
-            raise InvalidArtifactsError(f"{path}: unsupported .npy format version {version}")
+        shape, fortran, dtype = read_array_header(handle)
         offset = handle.tell()
-    except InvalidArtifactsError:
-        raise
     except (ValueError, EOFError, OSError, SyntaxError, MemoryError, RecursionError) as exc:
         raise InvalidArtifactsError(f"{path}: not a readable .npy file ({exc})") from exc
     if dtype.hasobject or dtype.kind not in NUMERIC_DTYPE_KINDS:

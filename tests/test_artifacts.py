@@ -39,6 +39,7 @@ from registry.artifacts import (
     read_npy_header,
     safe_delete_tree,
 )
+from registry.npy_header import read_array_header
 from registry_snapshot import snapshot
 
 
@@ -80,6 +81,43 @@ def test_header_of_format_2_and_fortran_order(tmp_path: Path) -> None:
     assert read_npy_header(tmp_path / "v2.npy").shape == (2, 3)
     np.save(tmp_path / "f.npy", np.asfortranarray(np.ones((5, 2), dtype=np.float16)))
     assert read_npy_header(tmp_path / "f.npy").fortran_order
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (7,), (3, 4), (26_000, 128), (2, 3, 5)])
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i8", "|u1", "<f2", "<c8", "|b1"])
+@pytest.mark.parametrize("fortran", [False, True])
+def test_headers_read_as_numpy_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...],
+                                          dtype: str, fortran: bool) -> None:
+    path = tmp_path / "a.npy"
+    with path.open("wb") as handle:
+        npformat.write_array_header_1_0(handle, {"descr": dtype, "fortran_order": fortran, "shape": shape})
+        position = handle.tell()
+    with path.open("rb") as handle:
+        npformat.read_magic(handle)
+        expected = npformat.read_array_header_1_0(handle)
+    # numpy's own layout is parsed without numpy's (literal_eval) reader: the point of the module.
+    monkeypatch.setattr(npformat, "read_array_header_1_0", lambda *_: pytest.fail("parsed by numpy"))
+    with path.open("rb") as handle:
+        assert read_array_header(handle) == expected and handle.tell() == position
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"{'descr':'<f4','fortran_order':False,'shape':(3,4)}",  # another writer's spacing
+        b"{'shape': (3, 4), 'fortran_order': False, 'descr': '<f4', }",  # another key order
+        b"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3, 4), }",  # structured dtype
+    ],
+)
+def test_headers_numpy_would_write_otherwise_are_read_by_numpy(tmp_path: Path, text: bytes) -> None:
+    path = tmp_path / "a.npy"
+    padded = text + b" " * (63 - (len(text) + 10) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded)
+    with path.open("rb") as handle:
+        npformat.read_magic(handle)
+        expected = npformat.read_array_header_1_0(handle)
+    with path.open("rb") as handle:
+        assert read_array_header(handle) == expected and handle.tell() == len(path.read_bytes())
 
 
 @pytest.mark.parametrize(

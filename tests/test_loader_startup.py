@@ -154,3 +154,44 @@ def test_a_reload_check_with_nothing_committed_runs_no_statement_on_sqlite(
         assert checks == []  # PRAGMA data_version on the raw connection said "nothing committed"
     else:
         assert len(checks) == 3  # one indexed read each
+
+
+def test_a_model_loaded_again_reuses_its_record_until_another_connection_commits(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str, tmp_path: Path) -> None:
+    model_id = registry.register_model(model_dir("als/v1", seed=3), "als", {"factors": 8}, {"ndcg@10": 0.2}, {},
+                                       version="v1")
+    other = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.1}, {},
+                                    version="v2")
+    engine = registry.context.database.engine
+    selects: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    def load_from_disk(loader: ModelLoader) -> np.ndarray:
+        """``model_id``'s U, neither served nor cached before the call."""
+        loader.load_model(other)
+        loader.clear_cache()
+        selects.clear()
+        return loader.load_model(model_id)[0]
+
+    with ModelLoader(registry_path, database_url=database_url, auto_load=False) as loader:
+        first_U = loader.load_model(model_id)[0]
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert np.array_equal(load_from_disk(loader), first_U)
+            again = list(selects)
+            # Another connection re-registers the id with other files: the kept record is stale.
+            registry.register_model(model_dir("als/v1", seed=99), "als", {"factors": 8}, {"ndcg@10": 0.2}, {},
+                                    version="v1", overwrite=True)
+            U = load_from_disk(loader)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+    assert np.array_equal(U, np.load(tmp_path / "artifacts/cf/als/v1/als_U.npy")) and not np.array_equal(U, first_U)
+    assert len(selects) == 1 and "artifact_files" in selects[0], selects  # the record was read again
+    if engine.dialect.name == "sqlite":
+        assert again == []  # PRAGMA data_version said nothing was committed: the kept record is current
+    else:
+        assert len(again) == 1  # no such stamp: one indexed read per lookup

@@ -47,7 +47,6 @@ from ..defaults import DEFAULT_REGISTRY_PATH
 from ..errors import (
     ChecksumMismatchError,
     InvalidArgumentError,
-    ModelNotFoundError,
     NoModelLoadedError,
     RegistryError,
 )
@@ -63,7 +62,6 @@ from .loader_views import LoaderStats, LoaderViews
 from .loader_watch import LoaderWatching, LoadListener
 from .model_cache import DEFAULT_MAX_CACHE_BYTES, ModelCache, cache_budget
 from .model_files import (
-    RECORD_QUERY,
     VERIFY_MODES,
     ModelRecord,
     files_unchanged,
@@ -71,6 +69,7 @@ from .model_files import (
     record_from_rows,
 )
 from .model_state import CacheKey, FileStamp, ModelState
+from .record_lookup import RecordLookup
 from .routing import ABRouting, load_routing
 
 # The documented logger name (docs/loader.md): model swaps are logged at INFO here.
@@ -158,6 +157,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         )
         self.registry_path = self._ctx.json_path
         self._reader = self._ctx.held_reader()
+        self._records = RecordLookup(self._reader, self._ctx.database.describe())
         self._lock = threading.RLock()  # served state, cache, index, stats: short sections, no I/O
         self._load_lock = threading.RLock()  # registry/disk reads and reload checks, one at a time
         self._state: ModelState | None = None
@@ -264,7 +264,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         if state is None:
             validate_identifier(model_id, "model_id")
             with self._load_lock:
-                state = self._take(self._require_record(model_id), check_files=False, serve=True)
+                state = self._take(self._records.require(model_id), check_files=False, serve=True)
         return state.U, state.V, dict(state.metadata)
 
     def preload_models(self, model_ids: Iterable[str]) -> int:
@@ -285,7 +285,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
             try:
                 validate_identifier(model_id, "model_id")
                 with self._load_lock:
-                    state = self._take(self._require_record(model_id), check_files=False, serve=False)
+                    state = self._take(self._records.require(model_id), check_files=False, serve=False)
                     with self._lock:
                         kept = state.key in self._cache or state is self._state
             except (RegistryError, OSError) as exc:
@@ -377,15 +377,6 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self._known, self._known_version = (generation, current_id), version
         return changed
 
-    def _require_record(self, model_id: str) -> ModelRecord:
-        record = record_from_rows(self._reader.rows(RECORD_QUERY, {"model_id": model_id}))
-        if record is None:
-            raise ModelNotFoundError(
-                f"Model {model_id!r} not found in registry {self._ctx.database.describe()}; "
-                "list the registered ids with ModelRegistry.list_models()"
-            )
-        return record
-
     def _take(self, record: ModelRecord, *, check_files: bool, serve: bool,
               pinned: Iterable[CacheKey] = ()) -> ModelState:
         """Obtain ``record``'s model, count the load and install it (as the served model if ``serve``)."""
@@ -417,7 +408,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         serves that alias's model to every user and routes no test.
         """
         def load_arm(model_id: str, pinned: list[CacheKey]) -> ModelState:
-            record = self._require_record(model_id)
+            record = self._records.require(model_id)
             return self._take(record, check_files=True, serve=False, pinned=[*pinned, record.key])
 
         config = abtest.get_ab_test(self._ctx) if self.alias == CURRENT_BEST_ALIAS else None

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,6 +50,8 @@ class RegistryContext:
     artifact_store_uri: str | None = None
     # The reader that ran the opening read (open_context(hold_reader=True)), until held_reader() takes it.
     opening_reader: HeldReader | None = field(default=None, repr=False)
+    # The rows of the read open_context(prefetch=...) ran with the opening read, until taken.
+    prefetched_rows: list[tuple[Any, ...]] | None = field(default=None, repr=False)
 
     @property
     def artifact_store(self):  # type: ignore[no-untyped-def]
@@ -152,6 +154,12 @@ class RegistryContext:
             return int(row[0]), row[1]
 
         return self.database.read(work)
+
+    def take_prefetched_rows(self) -> list[tuple[Any, ...]] | None:
+        """The rows of the first read that ``open_context(prefetch=...)`` ran with the opening read,
+        once (None afterwards, or when nothing was prefetched)."""
+        rows, self.prefetched_rows = self.prefetched_rows, None
+        return rows
 
     def held_reader(self) -> HeldReader:
         """A reader on a held connection for frequent small reads (the loader's reload check).

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import DBAPIError
 
 from . import fsio
@@ -33,8 +34,12 @@ logger = logging.getLogger(__name__)
 # a reader anyway (a serving loader) run it there (see hold_reader); the others in a session
 # (Database.read keeps the retries and typed errors; the process's shared reader would pin
 # one more connection in every process).
-_OPENING_QUERY = select(Settings.root, Settings.artifact_store,
-                        ANY_AUDIT_EVENT.scalar_subquery()).where(Settings.id == 1)
+_OPENING_COLUMNS = (Settings.root, Settings.artifact_store, ANY_AUDIT_EVENT.scalar_subquery())
+_OPENING_QUERY = select(*_OPENING_COLUMNS).where(Settings.id == 1)
+# A caller's first read with the opening columns added (see open_context's ``prefetch``), by statement.
+_WITH_OPENING: dict[Select[Any], Select[Any]] = {}
+
+Prefetch = tuple[Select[Any], dict[str, object] | None]
 
 
 def open_context(
@@ -49,6 +54,7 @@ def open_context(
     import_legacy: bool = True,
     artifact_store: str | os.PathLike[str] | None = None,
     hold_reader: bool = False,
+    prefetch: Prefetch | None = None,
 ) -> RegistryContext:
     """Open (creating if allowed) the registry whose JSON lives at ``registry_path``.
 
@@ -61,6 +67,10 @@ def open_context(
     which the context's first :meth:`~registry.context.RegistryContext.held_reader` call hands
     over with its connection still held: a new serving worker checks out one connection, not
     two, and skips a session (on PostgreSQL: three round trips fewer).
+    ``prefetch`` (with ``hold_reader``): ``(statement, parameters)`` of the caller's first read, a
+    SELECT over the settings row (``Settings.id == 1``, outer joins only, so at least one row).
+    The opening columns are added to it and the two reads are one statement; its rows, without
+    those columns, wait in the context for :meth:`~registry.context.RegistryContext.take_prefetched_rows`.
     """
     json_path, bert_json_path = json_locations(registry_path)
     url = resolve_database_url(registry_path, database_url)
@@ -82,7 +92,7 @@ def open_context(
         store_uri = normalize_store_uri(artifact_store)
     reader = HeldReader(database.engine) if hold_reader else None
     try:
-        return _context_on(database, created, reader, json_path=json_path, bert_json_path=bert_json_path,
+        return _context_on(database, created, reader, prefetch, json_path=json_path, bert_json_path=bert_json_path,
                            store_uri=store_uri, root=root, audit_log_path=audit_log_path, export_json=export_json,
                            artifacts_root=artifacts_root, import_legacy=import_legacy)
     except BaseException:
@@ -91,12 +101,13 @@ def open_context(
         raise
 
 
-def _context_on(database: Database, created: bool, reader: HeldReader | None, *, json_path: Path,
+def _context_on(database: Database, created: bool, reader: HeldReader | None, prefetch: Prefetch | None, *,
+                json_path: Path,
                 bert_json_path: Path, store_uri: str | None, root: str | os.PathLike[str] | None,
                 audit_log_path: str | os.PathLike[str] | None, export_json: bool,
                 artifacts_root: str | os.PathLike[str] | None, import_legacy: bool) -> RegistryContext:
     """The rest of :func:`open_context` once the database is open: read, record, sweep, import, export."""
-    stored_root, stored_store, first_event = _opening_values(database, reader)
+    (stored_root, stored_store, first_event), prefetched = _opening_values(database, reader, prefetch)
     if store_uri is not None and stored_store is not None and store_uri != stored_store:
         raise InvalidArgumentError(
             f"the registry's artifact store is {stored_store}, not {store_uri}; a registry has one store "
@@ -114,6 +125,7 @@ def _context_on(database: Database, created: bool, reader: HeldReader | None, *,
         created=created,
         artifact_store_uri=stored_store,
         opening_reader=reader,
+        prefetched_rows=prefetched,
     )
     if stored_root is None:
         context.store_root(resolved_root)
@@ -133,17 +145,33 @@ def _context_on(database: Database, created: bool, reader: HeldReader | None, *,
     return context
 
 
-def _opening_values(database: Database, reader: HeldReader | None) -> tuple[str | None, str | None, object]:
-    """``(stored root, stored artifact store, any audit event)``: on ``reader`` when given.
+def _opening_values(database: Database, reader: HeldReader | None, prefetch: Prefetch | None,
+                    ) -> tuple[tuple[str | None, str | None, object], list[tuple[Any, ...]] | None]:
+    """``((stored root, stored artifact store, any audit event), prefetched rows)``: on ``reader`` when given.
 
     A read the held reader cannot do (a busy SQLite file past its one retry, a server
-    error) is done again in a session, which has the retries and the typed errors.
+    error) is done again in a session, which has the retries and the typed errors (and
+    prefetches nothing: the caller then runs its own first read).
     """
     if reader is not None:
         try:
-            root, store, first_event = reader.rows(_OPENING_QUERY)[0]
-            return root, store, first_event
+            if prefetch is None:
+                root, store, first_event = reader.rows(_OPENING_QUERY)[0]
+                return (root, store, first_event), None
+            statement, parameters = prefetch
+            width = len(_OPENING_COLUMNS)
+            rows = reader.rows(_with_opening(statement), parameters)
+            root, store, first_event = rows[0][-width:]
+            return (root, store, first_event), [row[:-width] for row in rows]
         except DBAPIError as exc:
             logger.debug("opening read on the held reader failed, reading in a session: %s", exc)
     root, store, first_event = database.read(lambda session: session.execute(_OPENING_QUERY).one())
-    return root, store, first_event
+    return (root, store, first_event), None
+
+
+def _with_opening(statement: Select[Any]) -> Select[Any]:
+    """``statement`` with the opening columns last (built once per statement: compiled once)."""
+    combined = _WITH_OPENING.get(statement)
+    if combined is None:
+        combined = _WITH_OPENING.setdefault(statement, statement.add_columns(*_OPENING_COLUMNS))
+    return combined

@@ -55,6 +55,15 @@ def test_a_new_loader_and_its_first_load_read_the_settings_and_the_record_once_e
     assert metadata["model_id"] == model_id and U.shape == (40, 8)
     # The registry's root/store, then the current best with its files: no separate change check first.
     assert len(selects) == 2, selects
+    # With auto_load (the default) the first check follows at once: both reads are one statement.
+    selects.clear()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with ModelLoader(registry_path, database_url=database_url) as loader:
+            assert loader.get_model_info()["model_id"] == model_id
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(selects) == 1, selects
     # Later checks still start with the cheap change check, and find nothing to load.
     with ModelLoader(registry_path, database_url=database_url) as loader:
         assert loader.reload_model() is False
@@ -195,3 +204,27 @@ def test_a_model_loaded_again_reuses_its_record_until_another_connection_commits
         assert again == []  # PRAGMA data_version said nothing was committed: the kept record is current
     else:
         assert len(again) == 1  # no such stamp: one indexed read per lookup
+
+
+def test_a_commit_between_a_prefetched_start_and_its_first_check_is_not_missed(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start's record is read with the opening read; a stamp read after it must not vouch for it."""
+    from registry.held_reader import HeldReader
+
+    first = promoted_model(registry, model_dir)
+    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
+                                     version="v2")
+    real_version = HeldReader.data_version
+    pending = [second]
+
+    def promote_first(reader: HeldReader) -> Any:
+        if pending:  # another process commits just after the opening read
+            registry.promote_model(pending.pop())
+        return real_version(reader)
+
+    monkeypatch.setattr(HeldReader, "data_version", promote_first)
+    with ModelLoader(registry_path, database_url=database_url) as loader:
+        assert loader.get_model_info()["model_id"] == first  # what the start read
+        assert loader.reload_model() is True
+        assert loader.get_model_info()["model_id"] == second

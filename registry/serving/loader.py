@@ -152,8 +152,10 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self._cache = ModelCache(cache_budget(max_cache_bytes))
         self.mmap = bool(mmap)
         self.verify = verify
+        # With auto_load the first check follows at once: its read rides on the opening read.
         self._ctx = open_context(
-            registry_path, database_url=database_url, auto_create=False, export_json=False, root=root, hold_reader=True
+            registry_path, database_url=database_url, auto_create=False, export_json=False, root=root, hold_reader=True,
+            prefetch=(self._current_query, self._pointer_params) if auto_load else None,
         )
         self.registry_path = self._ctx.json_path
         self._reader = self._ctx.held_reader()
@@ -357,7 +359,11 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         else:
             with self._lock:
                 self._index.clear()  # ids may now name other files
-        rows = self._reader.rows(self._current_query, self._pointer_params)
+        rows = self._ctx.take_prefetched_rows() if known is None else None
+        if rows is not None:
+            version = None  # read after those rows: it could vouch for a commit they predate
+        else:
+            rows = self._reader.rows(self._current_query, self._pointer_params)
         generation, current_id = int(rows[0][0]), rows[0][1]
         record = record_from_rows([row[2:] for row in rows])
         try:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +35,13 @@ T = TypeVar("T")
 GENERATION_QUERY = select(Settings.generation, Settings.current_model_id).where(Settings.id == 1)
 
 
+class Prefetched(NamedTuple):
+    """A caller's first read, run by the opening with its own (see ``open_context(prefetch=...)``)."""
+
+    stamp: tuple[int, int] | None  # SQLite: the held reader's data_version read just before the rows; else None
+    rows: list[tuple[Any, ...]]
+
+
 @dataclass
 class RegistryContext:
     """Everything one opened registry needs; shared by the registry classes of one location."""
@@ -50,8 +57,8 @@ class RegistryContext:
     artifact_store_uri: str | None = None
     # The reader that ran the opening read (open_context(hold_reader=True)), until held_reader() takes it.
     opening_reader: HeldReader | None = field(default=None, repr=False)
-    # The rows of the read open_context(prefetch=...) ran with the opening read, until taken.
-    prefetched_rows: list[tuple[Any, ...]] | None = field(default=None, repr=False)
+    # The read open_context(prefetch=...) ran with the opening read, until taken.
+    prefetched: Prefetched | None = field(default=None, repr=False)
 
     @property
     def artifact_store(self):  # type: ignore[no-untyped-def]
@@ -155,11 +162,11 @@ class RegistryContext:
 
         return self.database.read(work)
 
-    def take_prefetched_rows(self) -> list[tuple[Any, ...]] | None:
-        """The rows of the first read that ``open_context(prefetch=...)`` ran with the opening read,
-        once (None afterwards, or when nothing was prefetched)."""
-        rows, self.prefetched_rows = self.prefetched_rows, None
-        return rows
+    def take_prefetched(self) -> Prefetched | None:
+        """The first read that ``open_context(prefetch=...)`` ran with the opening read, once
+        (None afterwards, or when nothing was prefetched)."""
+        prefetched, self.prefetched = self.prefetched, None
+        return prefetched
 
     def held_reader(self) -> HeldReader:
         """A reader on a held connection for frequent small reads (the loader's reload check).

@@ -17,7 +17,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import DBAPIError
 
 from . import fsio
-from .context import ENV_ROOT, RegistryContext, audit_path
+from .context import ENV_ROOT, Prefetched, RegistryContext, audit_path
 from .database_urls import record_database_url, resolve_database_url, sqlite_file
 from .db import open_or_create_database
 from .errors import InvalidArgumentError, RegistryNotFoundError
@@ -70,7 +70,9 @@ def open_context(
     ``prefetch`` (with ``hold_reader``): ``(statement, parameters)`` of the caller's first read, a
     SELECT over the settings row (``Settings.id == 1``, outer joins only, so at least one row).
     The opening columns are added to it and the two reads are one statement; its rows, without
-    those columns, wait in the context for :meth:`~registry.context.RegistryContext.take_prefetched_rows`.
+    those columns, wait in the context for :meth:`~registry.context.RegistryContext.take_prefetched`
+    (on SQLite with the reader's ``data_version`` from just before, which tells the caller whether
+    anything committed since).
     """
     json_path, bert_json_path = json_locations(registry_path)
     url = resolve_database_url(registry_path, database_url)
@@ -125,7 +127,7 @@ def _context_on(database: Database, created: bool, reader: HeldReader | None, pr
         created=created,
         artifact_store_uri=stored_store,
         opening_reader=reader,
-        prefetched_rows=prefetched,
+        prefetched=prefetched,
     )
     if stored_root is None:
         context.store_root(resolved_root)
@@ -146,8 +148,8 @@ def _context_on(database: Database, created: bool, reader: HeldReader | None, pr
 
 
 def _opening_values(database: Database, reader: HeldReader | None, prefetch: Prefetch | None,
-                    ) -> tuple[tuple[str | None, str | None, object], list[tuple[Any, ...]] | None]:
-    """``((stored root, stored artifact store, any audit event), prefetched rows)``: on ``reader`` when given.
+                    ) -> tuple[tuple[str | None, str | None, object], Prefetched | None]:
+    """``((stored root, stored artifact store, any audit event), prefetched read)``: on ``reader`` when given.
 
     A read the held reader cannot do (a busy SQLite file past its one retry, a server
     error) is done again in a session, which has the retries and the typed errors (and
@@ -160,9 +162,10 @@ def _opening_values(database: Database, reader: HeldReader | None, prefetch: Pre
                 return (root, store, first_event), None
             statement, parameters = prefetch
             width = len(_OPENING_COLUMNS)
+            stamp = reader.data_version()  # before the rows: an unchanged stamp later vouches for them
             rows = reader.rows(_with_opening(statement), parameters)
             root, store, first_event = rows[0][-width:]
-            return (root, store, first_event), [row[:-width] for row in rows]
+            return (root, store, first_event), Prefetched(stamp, [row[:-width] for row in rows])
         except DBAPIError as exc:
             logger.debug("opening read on the held reader failed, reading in a session: %s", exc)
     root, store, first_event = database.read(lambda session: session.execute(_OPENING_QUERY).one())

@@ -152,11 +152,12 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         self._cache = ModelCache(cache_budget(max_cache_bytes))
         self.mmap = bool(mmap)
         self.verify = verify
-        # With auto_load the first check follows at once: its read rides on the opening read.
+        # The first check's read rides on the opening read (see _prefetched_rows).
         self._ctx = open_context(
             registry_path, database_url=database_url, auto_create=False, export_json=False, root=root, hold_reader=True,
-            prefetch=(self._current_query, self._pointer_params) if auto_load else None,
+            prefetch=(self._current_query, self._pointer_params),
         )
+        self._constructing = True
         self.registry_path = self._ctx.json_path
         self._reader = self._ctx.held_reader()
         self._records = RecordLookup(self._reader, self._ctx.database.describe())
@@ -186,6 +187,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
             except BaseException:
                 self.close()
                 raise
+        self._constructing = False
         if watch:
             self.start_watching()
 
@@ -359,10 +361,8 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         else:
             with self._lock:
                 self._index.clear()  # ids may now name other files
-        rows = self._ctx.take_prefetched_rows() if known is None else None
-        if rows is not None:
-            version = None  # read after those rows: it could vouch for a commit they predate
-        else:
+        rows = self._prefetched_rows(version) if known is None else None
+        if rows is None:
             rows = self._reader.rows(self._current_query, self._pointer_params)
         generation, current_id = int(rows[0][0]), rows[0][1]
         record = record_from_rows([row[2:] for row in rows])
@@ -382,6 +382,17 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
                 self._refresh_routing()
         self._known, self._known_version = (generation, current_id), version
         return changed
+
+    def _prefetched_rows(self, version: tuple[int, int] | None) -> list[tuple[Any, ...]] | None:
+        """The first check's rows from the opening read when they are still the registry's state:
+        on SQLite when ``PRAGMA data_version`` has not moved since they were read; elsewhere only
+        while the constructor runs (``auto_load``: read a moment ago)."""
+        prefetched = self._ctx.take_prefetched()
+        if prefetched is None:
+            return None
+        if prefetched.stamp is not None:
+            return prefetched.rows if prefetched.stamp == version else None
+        return prefetched.rows if self._constructing and version is None else None
 
     def _take(self, record: ModelRecord, *, check_files: bool, serve: bool,
               pinned: Iterable[CacheKey] = ()) -> ModelState:

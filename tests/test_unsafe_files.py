@@ -144,6 +144,33 @@ def test_within_judges_the_real_paths_when_the_folder_itself_is_reached_through_
         artifacts.read_json_file(linked / ".." / "elsewhere" / "real.json", within=linked)
 
 
+def test_a_folder_resolved_once_still_confines_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, outside = tmp_path / "model", tmp_path / "elsewhere"
+    (folder / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for name in ("a.json", "b.json", "sub/c.json"):
+        (folder / name).write_text("[1]")
+    (outside / "real.json").write_text("[2]")
+    (folder / "inner.json").symlink_to(folder / "sub" / "c.json")
+    (folder / "outer.json").symlink_to(outside / "real.json")
+    resolved: list[str] = []
+    realpath = os.path.realpath
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> str:
+        resolved.append(os.fspath(path))
+        return realpath(path, *args, **kwargs)
+
+    monkeypatch.setattr(os.path, "realpath", counting)
+    with fsio.folders_resolved_once():
+        assert [artifacts.read_json_file(folder / name, within=folder) for name in ("a.json", "b.json")] == [[1], [1]]
+        assert artifacts.read_json_file(folder / "inner.json", within=folder) == [1]
+        with pytest.raises(UnsafeFileError, match="outside its folder"):
+            artifacts.read_json_file(folder / "outer.json", within=folder)
+    assert resolved.count(str(folder)) == 1, resolved  # the symlinked names are resolved themselves
+    artifacts.read_json_file(folder / "a.json", within=folder)
+    assert resolved.count(str(folder)) == 2  # outside the block: every open resolves the folder again
+
+
 def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "grows.json"
     path.write_bytes(b"[1]")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import bindparam, select
 
-from .. import artifacts
+from .. import artifacts, fsio
 from ..context import GENERATION_QUERY
 from ..errors import ChecksumMismatchError, InvalidArtifactsError
 from ..interactions import Interactions, interactions_file, read_interactions
@@ -180,6 +180,12 @@ def read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], sta
         ChecksumMismatchError: a file's sha256 (``'full'``: of every recorded file)
             differs from the recorded one.
     """
+    with fsio.folders_resolved_once():
+        return _read_model(record, folder, found, stamps, verify=verify, mmap=mmap)
+
+
+def _read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], stamps: tuple[FileStamp, ...], *,
+                verify: str, mmap: bool) -> ModelState:
     prefix = record.model_type
     U = _load_array(found[f"{prefix}_U.npy"], folder, record, verify, mmap)
     V = _load_array(found[f"{prefix}_V.npy"], folder, record, verify, mmap)

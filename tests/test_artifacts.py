@@ -83,6 +83,12 @@ def test_header_of_format_2_and_fortran_order(tmp_path: Path) -> None:
     assert read_npy_header(tmp_path / "f.npy").fortran_order
 
 
+def _raw_header(text: bytes, *, declared: int | None = None) -> bytes:
+    padded = text + b" " * (63 - (len(text) + 10) % 64) + b"\n"
+    length = len(padded) if declared is None else declared
+    return b"\x93NUMPY\x01\x00" + length.to_bytes(2, "little") + padded
+
+
 @pytest.mark.parametrize("shape", [(), (0,), (7,), (3, 4), (26_000, 128), (2, 3, 5)])
 @pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i8", "|u1", "<f2", "<c8", "|b1"])
 @pytest.mark.parametrize("fortran", [False, True])
@@ -111,13 +117,34 @@ def test_headers_read_as_numpy_reads_them(tmp_path: Path, monkeypatch: pytest.Mo
 )
 def test_headers_numpy_would_write_otherwise_are_read_by_numpy(tmp_path: Path, text: bytes) -> None:
     path = tmp_path / "a.npy"
-    padded = text + b" " * (63 - (len(text) + 10) % 64) + b"\n"
-    path.write_bytes(b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded)
+    path.write_bytes(_raw_header(text))
     with path.open("rb") as handle:
         npformat.read_magic(handle)
         expected = npformat.read_array_header_1_0(handle)
     with path.open("rb") as handle:
         assert read_array_header(handle) == expected and handle.tell() == len(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _raw_header(b"{'descr': '<f3', 'fortran_order': False, 'shape': (3, 4), }"),  # no such dtype
+        _raw_header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3), }"),  # not a tuple
+        _raw_header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (03,), }"),  # leading zero
+        _raw_header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }" + b" " * 10_100),  # too long
+        _raw_header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", declared=200),  # cut short
+    ],
+)
+def test_headers_numpy_refuses_are_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "a.npy"
+    path.write_bytes(content)
+    with path.open("rb") as handle, pytest.raises((ValueError, SyntaxError, EOFError)):
+        npformat.read_magic(handle)
+        npformat.read_array_header_1_0(handle)
+    with path.open("rb") as handle, pytest.raises((ValueError, SyntaxError, EOFError)):
+        read_array_header(handle)
+    with pytest.raises(InvalidArtifactsError, match="not a readable .npy"):
+        read_npy_header(path)
 
 
 @pytest.mark.parametrize(

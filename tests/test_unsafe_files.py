@@ -25,6 +25,7 @@ from factories import make_embeddings_dir
 from registry import ImportFormatError, InvalidArtifactsError, ModelRegistry, UnsafeFileError, artifacts, fsio, legacy
 from registry.bert_registry import BERTEmbeddingsRegistry
 from registry.errors import ExportError
+from registry.interactions import interactions_from_pairs, save_interactions
 from registry.loader import ModelLoader
 from registry.utils.backup import backup_registry, copy_to_backup, restore_registry
 
@@ -221,11 +222,14 @@ def test_register_accepts_a_symlink_that_stays_in_the_folder(registry: ModelRegi
     # With 'full' a FIFO, /dev/zero or oversize file already fails the recorded size;
     # the same bytes behind a symlink pass every checksum and only the confinement refuses them.
     ("outside_symlink", "als_user_ids.json", "full"), ("outside_symlink", "als_V.npy", "full"),
+    ("outside_symlink", "als_interactions.npz", "none"), ("outside_symlink", "als_interactions.npz", "full"),
 ])
 def test_loader_refuses_an_unsafe_file_swapped_in_after_registration(
     registry: ModelRegistry, model_dir: Any, tmp_path: Path, database_url: str, kind: str, name: str, verify: str
 ) -> None:
     path = model_dir("als/swapped", id_maps=True)
+    if name == "als_interactions.npz":
+        save_interactions(tmp_path / path / name, interactions_from_pairs([0, 1, 2], [3, 4, 5], 40, 25))
     model_id = registry.register_model(path, "als", {}, {"ndcg@10": 0.1}, {})
     make_hostile(tmp_path / path / name, kind, tmp_path / "outside")
     loader = ModelLoader(registry.registry_path, True, False, database_url=database_url, verify=verify)

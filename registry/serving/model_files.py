@@ -198,7 +198,7 @@ def _read_model(record: ModelRecord, folder: Path, found: Mapping[str, Path], st
     # Only an interactions file registered with the model (or any, for a legacy import
     # without recorded files): one dropped into the folder later was never validated.
     seen_path = found.get(seen_name) if seen_name in record.files or not record.files else None
-    interactions = _load_interactions(seen_path, record, verify, U.shape[0], V.shape[0])
+    interactions = _load_interactions(seen_path, folder, record, verify, U.shape[0], V.shape[0])
     if verify == "full":
         # Files the loader does not read (a custom type's extras) are still part of the model.
         read = set(_read_file_names(prefix))
@@ -259,15 +259,16 @@ def _load_json(path: Path | None, folder: Path, record: ModelRecord, verify: str
     return value
 
 
-def _load_interactions(path: Path | None, record: ModelRecord, verify: str,
+def _load_interactions(path: Path | None, folder: Path, record: ModelRecord, verify: str,
                        num_users: int, num_items: int) -> Interactions | None:
-    """The model's training interactions, checked against its shapes (and sha256 under ``'full'``)."""
+    """The model's training interactions, checked against its shapes (and sha256 under ``'full'``),
+    read from inside ``folder`` like the model's other files."""
     if path is None:
         return None
     sha256 = _expected_sha256(path, record, verify)
     if sha256 is not None:
-        artifacts.verify_sha256(path, sha256)
-    interactions = read_interactions(path, num_users, num_items)
+        artifacts.verify_sha256(path, sha256, within=folder)
+    interactions = read_interactions(path, num_users, num_items, within=folder)
     interactions.indptr.flags.writeable = False
     interactions.indices.flags.writeable = False
     return interactions

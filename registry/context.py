@@ -163,8 +163,7 @@ class RegistryContext:
         return self.database.read(work)
 
     def take_prefetched(self) -> Prefetched | None:
-        """The first read that ``open_context(prefetch=...)`` ran with the opening read, once
-        (None afterwards, or when nothing was prefetched)."""
+        """The read ``open_context(prefetch=...)`` ran with the opening read; None once taken or if none."""
         prefetched, self.prefetched = self.prefetched, None
         return prefetched
 

@@ -95,6 +95,9 @@ def open_regular_file(path: str | os.PathLike[str], *, max_bytes: int, within: s
         raise
 
 
+_resolved = threading.local()  # .folders: {folder: real path} while a folders_resolved_once block runs
+
+
 @contextmanager
 def folders_resolved_once() -> Iterator[None]:
     """Within the block, each ``within`` folder's real path is resolved once (per thread).
@@ -110,9 +113,6 @@ def folders_resolved_once() -> Iterator[None]:
     finally:
         if outer is None:
             _resolved.folders = None
-
-
-_resolved = threading.local()
 
 
 def _real_folder(within: str) -> str:

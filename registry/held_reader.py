@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import sqlite3
 import threading
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Executable
 
 from .engines import is_transient
 
 logger = logging.getLogger(__name__)
+
+# Numbers every held connection of the process: a (serial, data_version) stamp names one
+# connection's view, so stamps from two readers never compare equal by accident.
+_CONNECTION_SERIALS = itertools.count(1)
 
 
 class HeldReader:
@@ -35,7 +41,7 @@ class HeldReader:
         self._connection: Connection | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._serial = 0  # counts the connections this reader opened (see data_version)
+        self._serial = 0  # the held connection's number in this process (see data_version)
 
     def data_version(self) -> tuple[int, int] | None:
         """SQLite only: ``(connection serial, PRAGMA data_version)``; None on other databases.
@@ -53,6 +59,9 @@ class HeldReader:
                 raw = connection.connection.dbapi_connection
                 assert raw is not None
                 version = raw.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as exc:  # the raw connection's error, as SQLAlchemy reports the others
+                self._drop()
+                raise OperationalError("PRAGMA data_version", None, exc) from exc
             except Exception:
                 self._drop()
                 raise
@@ -68,7 +77,7 @@ class HeldReader:
             if self._autocommit:
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection
-            self._serial += 1
+            self._serial = next(_CONNECTION_SERIALS)
         return connection
 
     def rows(self, statement: Executable, parameters: dict[str, object] | None = None) -> list[tuple[Any, ...]]:

@@ -74,6 +74,8 @@ def open_context(
     (on SQLite with the reader's ``data_version`` from just before, which tells the caller whether
     anything committed since).
     """
+    if prefetch is not None and not hold_reader:
+        raise InvalidArgumentError("open_context: prefetch= needs hold_reader=True (the read runs on that reader)")
     json_path, bert_json_path = json_locations(registry_path)
     url = resolve_database_url(registry_path, database_url)
     db_file = sqlite_file(url)
@@ -104,8 +106,7 @@ def open_context(
 
 
 def _context_on(database: Database, created: bool, reader: HeldReader | None, prefetch: Prefetch | None, *,
-                json_path: Path,
-                bert_json_path: Path, store_uri: str | None, root: str | os.PathLike[str] | None,
+                json_path: Path, bert_json_path: Path, store_uri: str | None, root: str | os.PathLike[str] | None,
                 audit_log_path: str | os.PathLike[str] | None, export_json: bool,
                 artifacts_root: str | os.PathLike[str] | None, import_legacy: bool) -> RegistryContext:
     """The rest of :func:`open_context` once the database is open: read, record, sweep, import, export."""
@@ -129,19 +130,23 @@ def _context_on(database: Database, created: bool, reader: HeldReader | None, pr
         opening_reader=reader,
         prefetched=prefetched,
     )
+    wrote = stored_root is None
     if stored_root is None:
         context.store_root(resolved_root)
     # Whether the database holds an audit event now: setting the store just recorded one.
     audited = first_event is not None
     if store_uri is not None and stored_store is None:
         context.set_artifact_store(store_uri)
-        audited = True
+        audited = wrote = True
     fsio.sweep_orphan_temp_files(json_path.parent)
     if import_legacy:
         # Not only when created: an import killed part-way left an empty database; retry it
         # before anything could export over the legacy file.
         if context.created or import_pending(context, audited=audited):
             import_legacy_if_present(context)
+            wrote = True
+    if wrote:
+        context.prefetched = None  # read before this opening's own writes: the caller reads again
     if export_json and not json_path.exists():
         context.export(force=True)
     return context

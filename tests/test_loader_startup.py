@@ -228,8 +228,60 @@ def test_a_commit_between_a_prefetched_start_and_its_first_check_is_not_missed(
 
     monkeypatch.setattr(HeldReader, "data_version", promote_after_the_opening_read)
     with ModelLoader(registry_path, database_url=database_url) as loader:
+        if registry.context.database.dialect == "sqlite":
+            assert loader.get_model_info()["model_id"] == second  # the stamp moved: the start read again
         loader.reload_model()
         assert loader.get_model_info()["model_id"] == second != first
+
+
+def test_a_commit_right_after_the_opening_read_is_not_vouched_for_by_its_stamp(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stamp is read before the opening's rows: a commit just after them moves it."""
+    from registry.held_reader import HeldReader
+
+    first = promoted_model(registry, model_dir)
+    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
+                                     version="v2")
+    real_rows = HeldReader.rows
+    pending = [second]
+
+    def commit_after_the_first_read(reader: HeldReader, *args: Any, **kwargs: Any) -> Any:
+        rows = real_rows(reader, *args, **kwargs)
+        if pending:  # another process commits right after the opening read returned
+            registry.promote_model(pending.pop())
+        return rows
+
+    monkeypatch.setattr(HeldReader, "rows", commit_after_the_first_read)
+    with ModelLoader(registry_path, database_url=database_url) as loader:
+        if registry.context.database.dialect == "sqlite":
+            assert loader.get_model_info()["model_id"] == second
+        else:  # no stamp: the constructor serves what it read, and the first check moves on
+            assert loader.get_model_info()["model_id"] == first
+        assert loader.reload_model() is (registry.context.database.dialect != "sqlite")
+        assert loader.get_model_info()["model_id"] == second
+
+
+def test_a_loader_whose_opening_imports_a_legacy_registry_serves_the_imported_best(
+        tmp_path: Path, registry_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An opening that writes (here: the import of a registry.json an earlier open left undone)
+    drops the rows it read before: the first check reads the registry again."""
+    import shutil
+
+    from registry import InvalidArtifactsError, db
+    from registry.importer import entry
+
+    registry_path.parent.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "data" / "legacy_registry.json", registry_path)
+    monkeypatch.setattr(entry, "insert_parsed", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        ModelRegistry(registry_path, database_url=database_url, root=tmp_path)  # killed mid-import
+    monkeypatch.undo()
+    db.forget_databases()  # a new process
+
+    # The legacy entries' folders do not exist here: the load fails, naming the imported best.
+    with pytest.raises(InvalidArtifactsError, match="als_v2_20250116_141500"):
+        ModelLoader(registry_path, database_url=database_url, root=tmp_path)
 
 
 def test_a_first_load_long_after_the_start_reads_the_registry_again_when_something_committed(
@@ -240,3 +292,37 @@ def test_a_first_load_long_after_the_start_reads_the_registry_again_when_somethi
     with ModelLoader(registry_path, database_url=database_url, auto_load=False) as loader:
         registry.promote_model(second)  # after the opening read
         assert loader.load_current_best()[2]["model_id"] == second != first
+
+
+def test_a_failed_data_version_read_at_the_opening_falls_back_to_a_session(
+        registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's raw error on the stamp read is a database error like the others: the opening reads again."""
+    import sqlite3
+    import types
+
+    from registry.held_reader import HeldReader
+
+    if registry.context.database.dialect != "sqlite":
+        pytest.skip("PRAGMA data_version is SQLite's; PostgreSQL has no stamp to read")
+    model_id = promoted_model(registry, model_dir)
+    real = HeldReader._held_connection
+    failures: list[str] = []
+
+    class Busy:
+        connection = types.SimpleNamespace(dbapi_connection=types.SimpleNamespace(execute=None))
+
+    def busy(sql: str) -> Any:
+        failures.append(sql)
+        raise sqlite3.OperationalError("database is locked")
+
+    Busy.connection.dbapi_connection.execute = busy
+
+    def busy_once(reader: HeldReader) -> Any:
+        connection = real(reader)
+        return Busy() if not failures else connection
+
+    monkeypatch.setattr(HeldReader, "_held_connection", busy_once)
+    with ModelLoader(registry_path, database_url=database_url) as loader:
+        assert loader.get_model_info()["model_id"] == model_id
+    assert failures == ["PRAGMA data_version"]

@@ -384,15 +384,17 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         return changed
 
     def _prefetched_rows(self, version: tuple[int, int] | None) -> list[tuple[Any, ...]] | None:
-        """The first check's rows from the opening read when they are still the registry's state:
-        on SQLite when ``PRAGMA data_version`` has not moved since they were read; elsewhere only
-        while the constructor runs (``auto_load``: read a moment ago)."""
+        """The opening read's rows for the first check, if they are still the registry's state.
+
+        On SQLite while ``PRAGMA data_version`` (taken just before they were read) has not
+        moved; on PostgreSQL, which has no such stamp, only while the constructor runs.
+        """
         prefetched = self._ctx.take_prefetched()
         if prefetched is None:
             return None
         if prefetched.stamp is not None:
             return prefetched.rows if prefetched.stamp == version else None
-        return prefetched.rows if self._constructing and version is None else None
+        return prefetched.rows if self._constructing else None
 
     def _take(self, record: ModelRecord, *, check_files: bool, serve: bool,
               pinned: Iterable[CacheKey] = ()) -> ModelState:

@@ -35,6 +35,12 @@ def promoted_model(registry: ModelRegistry, model_dir: Any) -> str:
     return model_id
 
 
+def second_model(registry: ModelRegistry, model_dir: Any) -> str:
+    """Another active model (better than the promoted one), not promoted."""
+    return registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
+                                   version="v2")
+
+
 def test_a_new_loader_and_its_first_load_read_the_settings_and_the_record_once_each(
         registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
     model_id = promoted_model(registry, model_dir)
@@ -141,8 +147,7 @@ def test_auto_reload_still_works_on_a_loader_that_never_started_it_before(
 def test_a_reload_check_with_nothing_committed_runs_no_statement_on_sqlite(
         registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
     first = promoted_model(registry, model_dir)
-    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
-                                     version="v2")
+    second = second_model(registry, model_dir)
     statements: list[str] = []
     engine = registry.context.database.engine
 
@@ -214,9 +219,7 @@ def test_a_commit_between_a_prefetched_start_and_its_first_check_is_not_missed(
     """The start's record is read with the opening read; a stamp read after it must not vouch for it."""
     from registry.held_reader import HeldReader
 
-    first = promoted_model(registry, model_dir)
-    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
-                                     version="v2")
+    first, second = promoted_model(registry, model_dir), second_model(registry, model_dir)
     real_version = HeldReader.data_version
     calls = []
 
@@ -240,9 +243,7 @@ def test_a_commit_right_after_the_opening_read_is_not_vouched_for_by_its_stamp(
     """The stamp is read before the opening's rows: a commit just after them moves it."""
     from registry.held_reader import HeldReader
 
-    first = promoted_model(registry, model_dir)
-    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
-                                     version="v2")
+    first, second = promoted_model(registry, model_dir), second_model(registry, model_dir)
     real_rows = HeldReader.rows
     pending = [second]
 
@@ -287,8 +288,7 @@ def test_a_loader_whose_opening_imports_a_legacy_registry_serves_the_imported_be
 def test_a_first_load_long_after_the_start_reads_the_registry_again_when_something_committed(
         registry: ModelRegistry, model_dir: Any, registry_path: Path, database_url: str) -> None:
     first = promoted_model(registry, model_dir)
-    second = registry.register_model(model_dir("als/v2", seed=4), "als", {"factors": 8}, {"ndcg@10": 0.3}, {},
-                                     version="v2")
+    second = second_model(registry, model_dir)
     with ModelLoader(registry_path, database_url=database_url, auto_load=False) as loader:
         registry.promote_model(second)  # after the opening read
         assert loader.load_current_best()[2]["model_id"] == second != first

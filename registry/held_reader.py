@@ -67,6 +67,15 @@ class HeldReader:
                 raise
             return self._serial, int(version)
 
+    def data_version_or_none(self) -> tuple[int, int] | None:
+        """:meth:`data_version`, or None when reading it failed (a busy file): the caller then
+        reads the registry itself, through :meth:`rows` and its retry."""
+        try:
+            return self.data_version()
+        except DBAPIError as exc:
+            logger.debug("PRAGMA data_version failed, reading the registry instead: %s", exc)
+            return None
+
     def _held_connection(self) -> Connection:
         """The held connection, opened when there is none (lock held)."""
         if self._pid != os.getpid():

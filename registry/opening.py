@@ -8,6 +8,7 @@ first export. :class:`~registry.context.RegistryContext` itself only runs transa
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -36,9 +37,6 @@ logger = logging.getLogger(__name__)
 # one more connection in every process).
 _OPENING_COLUMNS = (Settings.root, Settings.artifact_store, ANY_AUDIT_EVENT.scalar_subquery())
 _OPENING_QUERY = select(*_OPENING_COLUMNS).where(Settings.id == 1)
-# A caller's first read with the opening columns added (see open_context's ``prefetch``), by statement.
-_WITH_OPENING: dict[Select[Any], Select[Any]] = {}
-
 Prefetch = tuple[Select[Any], dict[str, object] | None]
 
 
@@ -177,9 +175,7 @@ def _opening_values(database: Database, reader: HeldReader | None, prefetch: Pre
     return (root, store, first_event), None
 
 
+@functools.cache
 def _with_opening(statement: Select[Any]) -> Select[Any]:
     """``statement`` with the opening columns last (built once per statement: compiled once)."""
-    combined = _WITH_OPENING.get(statement)
-    if combined is None:
-        combined = _WITH_OPENING.setdefault(statement, statement.add_columns(*_OPENING_COLUMNS))
-    return combined
+    return statement.add_columns(*_OPENING_COLUMNS)

@@ -49,7 +49,7 @@ class ReadCache:
         settings row (one indexed read).
         """
         reader = self._context.database.shared_reader()
-        version = reader.data_version()
+        version = reader.data_version_or_none()
         if version is not None:
             return ("data_version", *version)
         return reader.rows(STAMP_QUERY)[0]

@@ -39,7 +39,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import DBAPIError
 
 from .. import abtest
 from ..context import RegistryContext
@@ -157,7 +156,8 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
             registry_path, database_url=database_url, auto_create=False, export_json=False, root=root, hold_reader=True,
             prefetch=(self._current_query, self._pointer_params),
         )
-        self._constructing = True
+        if not auto_load and self._ctx.prefetched is not None and self._ctx.prefetched.stamp is None:
+            self._ctx.take_prefetched()  # no stamp (PostgreSQL): only a check made right now may use the rows
         self.registry_path = self._ctx.json_path
         self._reader = self._ctx.held_reader()
         self._records = RecordLookup(self._reader, self._ctx.database.describe())
@@ -187,7 +187,6 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
             except BaseException:
                 self.close()
                 raise
-        self._constructing = False
         if watch:
             self.start_watching()
 
@@ -341,11 +340,7 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
     def _check(self) -> bool:
         """The reload check; True when a newly loaded model now serves."""
         known, served = self._known, self._state
-        try:
-            version = self._reader.data_version()
-        except DBAPIError as exc:  # a busy file: the read below has the retries
-            logger.debug("PRAGMA data_version failed, reading the generation instead: %s", exc)
-            version = None
+        version = self._reader.data_version_or_none()
         if known is not None and version is not None and version == self._known_version:
             # SQLite and no commit anywhere since the last check: only the served files can have changed.
             if known[1] is None or (served is not None and served.model_id == known[1] and files_unchanged(served)):
@@ -387,14 +382,13 @@ class ModelLoader(LoaderViews, LoaderWatching, LoaderFetching):
         """The opening read's rows for the first check, if they are still the registry's state.
 
         On SQLite while ``PRAGMA data_version`` (taken just before they were read) has not
-        moved; on PostgreSQL, which has no such stamp, only while the constructor runs.
+        moved; on PostgreSQL, which has no such stamp, only in the constructor's own check (a
+        loader made with ``auto_load=False`` drops them at once).
         """
         prefetched = self._ctx.take_prefetched()
-        if prefetched is None:
+        if prefetched is None or (prefetched.stamp is not None and prefetched.stamp != version):
             return None
-        if prefetched.stamp is not None:
-            return prefetched.rows if prefetched.stamp == version else None
-        return prefetched.rows if self._constructing else None
+        return prefetched.rows
 
     def _take(self, record: ModelRecord, *, check_files: bool, serve: bool,
               pinned: Iterable[CacheKey] = ()) -> ModelState:

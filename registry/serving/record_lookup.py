@@ -12,15 +12,9 @@ there is no such stamp: every lookup is one statement, as before.
 
 from __future__ import annotations
 
-import logging
-
-from sqlalchemy.exc import DBAPIError
-
 from ..errors import ModelNotFoundError
 from ..held_reader import HeldReader
 from .model_files import RECORD_QUERY, ModelRecord, record_from_rows
-
-logger = logging.getLogger(__name__)
 
 MAX_KEPT_RECORDS = 256
 
@@ -40,11 +34,7 @@ class RecordLookup:
         Raises:
             ModelNotFoundError: no such model.
         """
-        try:
-            version = self._reader.data_version()
-        except DBAPIError as exc:  # a busy file: the read below has the retries
-            logger.debug("PRAGMA data_version failed, reading the record: %s", exc)
-            version = None
+        version = self._reader.data_version_or_none()
         if version is None or version != self._kept_version:
             self._kept.clear()
             self._kept_version = version
